@@ -1,0 +1,45 @@
+# The README names these targets. Everything installs into .venv; nothing is fetched at run time.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOME_DIR ?= .ragtune
+QUERY ?= How does ragtune keep the index crash-safe?
+
+# llama-cpp-python is compiled here. GGML_NATIVE=OFF because some CPUs advertise AMX that faults
+# (SIGILL); each SIMD level is enabled only where /proc/cpuinfo lists it.
+cpu_has = $(shell grep -qw $(1) /proc/cpuinfo 2>/dev/null && echo ON || echo OFF)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=$(call cpu_has,avx2) -DGGML_FMA=$(call cpu_has,fma) \
+	-DGGML_F16C=$(call cpu_has,f16c) -DGGML_AVX512=$(call cpu_has,avx512f)
+
+.PHONY: install run test lint bench clean
+
+install: $(STAMP)
+
+# torch goes in first as the CPU build: a plain requirement would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet llama-cpp-python==0.3.36
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+run: install
+	$(BIN)/ragtune ingest docs README.md --sync --home $(HOME_DIR)
+	$(BIN)/ragtune search "$(QUERY)" -k 3 --home $(HOME_DIR)
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: install
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) $(HOME_DIR) .pytest_cache .mypy_cache .ruff_cache

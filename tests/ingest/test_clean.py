@@ -1,0 +1,103 @@
+"""Tests for ingest.clean: canonical text form, hyphenation, running headers, entities."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ingest.clean import (
+    clean_text,
+    decode_entities,
+    join_hyphenation,
+    normalize_space,
+    strip_repeated_lines,
+)
+
+
+def test_clean_text_normalizes_characters() -> None:
+    raw = "\ufeffA\u00a0b\u2003c\u200bd \ufb01nd \ufb02ow e\u0301 co\u00adoperate\x00\x07"
+    assert clean_text(raw) == "A b cd find flow \u00e9 cooperate"
+
+
+def test_clean_text_whitespace_and_newlines() -> None:
+    raw = "\n\n  one   two\t three  \r\n\r\n\r\n\r\nfour \rfive\n\n\n"
+    assert clean_text(raw) == "one two three\n\nfour\nfive"
+
+
+def test_clean_text_preserve_indent_keeps_code_shape() -> None:
+    code = "def f():\n\tif x:\n        return  1   \n"
+    assert clean_text(code, preserve_indent=True) == "def f():\n    if x:\n        return 1"
+    assert clean_text(code) == "def f():\nif x:\nreturn 1"
+
+
+def test_normalize_space() -> None:
+    assert normalize_space(" a \n\n b\tc ") == "a b c"
+
+
+def test_join_hyphenation() -> None:
+    assert join_hyphenation("an exam-\nple here") == "an example here"
+    assert join_hyphenation("exam- \n  ple") == "example"
+    assert join_hyphenation("state-of-\nthe-art") == "state-of-the-art"
+    assert join_hyphenation("Jean-\nPaul") == "Jean-\nPaul"  # uppercase: a name, keep
+    assert join_hyphenation("page 12-\n13") == "page 12-\n13"  # digits: a range, keep
+    assert join_hyphenation("a list:\n- item") == "a list:\n- item"
+
+
+def _page(n: int, body: str) -> str:
+    return f"Journal of Tests, Vol. {n}\n{body}\nmore body text {n * 7}\n{n}"
+
+
+def test_strip_repeated_lines_removes_headers_and_page_numbers() -> None:
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    pages = [_page(n, f"Body {w} is unique.") for n, w in enumerate(words, start=1)]
+    out = strip_repeated_lines(pages)
+    for n, page in enumerate(out, start=1):
+        assert "Journal of Tests" not in page
+        assert page.split("\n")[-1] != str(n)
+        assert f"Body {words[n - 1]} is unique." in page
+    assert "more body text" in out[0]  # different digit count per page is not repetition
+
+
+def test_strip_repeated_lines_keeps_lines_on_fewer_than_half_the_pages() -> None:
+    pages = ["Header\nbody a", "Header\nbody b", "Other\nbody c", "X\nbody d", "Y\nbody e"]
+    assert strip_repeated_lines(pages) == pages
+
+
+def test_strip_repeated_lines_needs_three_pages() -> None:
+    pages = ["Header\nbody a\n1", "Header\nbody b\n2"]
+    assert strip_repeated_lines(pages) == pages
+
+
+def test_decode_entities() -> None:
+    assert decode_entities("a &amp; b &lt;c&gt; &#8212; &#x41;") == "a & b <c> \u2014 A"
+    assert decode_entities("?a=1&copy=2 &nosuchentity;") == "?a=1&copy=2 &nosuchentity;"
+
+
+_text = st.text(
+    alphabet=st.characters(
+        blacklist_categories=("Cs",),
+        whitelist_characters="\n\r\t \u00a0\u200b\ufb01\u00ad\u0301\x00\x0c\u2028",
+    ),
+    max_size=200,
+)
+
+
+@given(_text, st.booleans())
+def test_clean_text_properties(raw: str, indent: bool) -> None:
+    cleaned = clean_text(raw, preserve_indent=indent)
+    assert clean_text(cleaned, preserve_indent=indent) == cleaned
+    assert not any(unicodedata.category(c) == "Cc" and c != "\n" for c in cleaned)
+    assert "\n\n\n" not in cleaned
+    assert cleaned == cleaned.strip("\n")
+    assert all(line == line.rstrip() for line in cleaned.split("\n"))
+    assert unicodedata.is_normalized("NFC", cleaned)
+
+
+@given(_text)
+def test_join_hyphenation_only_removes_hyphen_breaks(raw: str) -> None:
+    joined = join_hyphenation(raw)
+    assert len(joined) <= len(raw)
+    assert re.sub(r"[-\s]", "", joined) == re.sub(r"[-\s]", "", raw)
