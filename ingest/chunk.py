@@ -169,7 +169,17 @@ def _enforce_limit(
             lo, hi = chunk.start + part.start, chunk.start + part.end
             page, heading = doc.page_at(lo), doc.heading_path(lo)
             out.append(Chunk(len(out), lo, hi, part.text, page, heading, part.n_tokens))
-    return out
+    if len(out) == len(chunks):
+        return out
+    # A split piece can lie wholly inside a neighbour's overlap: keep only the larger span.
+    kept: list[Chunk] = []
+    for c in out:
+        if kept and kept[-1].start <= c.start and c.end <= kept[-1].end:
+            continue
+        while kept and c.start <= kept[-1].start and kept[-1].end <= c.end:
+            kept.pop()
+        kept.append(c)
+    return [_renumber(c, i, c.n_tokens) for i, c in enumerate(kept)]
 
 
 def _renumber(chunk: Chunk, ordinal: int, n_tokens: int) -> Chunk:

@@ -267,6 +267,9 @@ class DocStore:
             try:
                 for source in [p.doc.source for p in batch.puts] + batch.removes:
                     self._delete_source(source)
+                conn.executemany(
+                    "DELETE FROM quarantine WHERE source = ?", [(s,) for s in batch.removes]
+                )
                 for put in batch.puts:
                     self._insert_put(put, batch.version, batch.created_at)
                     conn.execute("DELETE FROM quarantine WHERE source = ?", (put.doc.source,))

@@ -443,12 +443,17 @@ class Writer:
         self._ops += 1
 
     def remove(self, source: str) -> bool:
-        """Stage removal of ``source``; returns whether there was a document to remove."""
+        """Stage removal of ``source`` (document or quarantine record); returns whether one existed."""
         self._check()
-        committed = source not in self._removes and self._store.document(source) is not None
-        existed = self._puts.pop(source, None) is not None or committed
+        committed = source not in self._removes and (
+            self._store.document(source) is not None
+            or self._store.quarantine_entry(source) is not None
+        )
+        pending = self._puts.pop(source, None) is not None
+        pending = self._quarantines.pop(source, None) is not None or pending
+        existed = pending or committed
         if committed:
-            self._removes.add(source)
+            self._removes.add(source)  # also forgets its quarantine row
         if existed:
             self._ops += 1
         return existed

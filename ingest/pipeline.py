@@ -150,6 +150,9 @@ class Ingestor:
                     if under(record.source, roots) and record.source not in present:
                         writer.remove(record.source)
                         summary.removed += 1
+                for held in self.index.quarantined():
+                    if under(held.source, roots) and held.source not in present:
+                        writer.remove(held.source)  # forget why a file that is gone failed
             summary.version = writer.commit()
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary

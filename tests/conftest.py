@@ -1,10 +1,22 @@
-"""Shared fixtures: where the real documents live (read in place, never copied)."""
+"""Shared fixtures and helpers: real documents (read in place), one embedder cache per session."""
 
 from __future__ import annotations
 
+import os
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tokenizers import Tokenizer
+
+from ingest.embed import Embedder, counting_tokenizer, default_model_path, load_embedder
+from ingest.index import VectorIndex
+from ingest.pipeline import Ingestor
+from ingest.settings import ChunkSettings, EmbedSettings, IngestSettings
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -13,3 +25,101 @@ def shared_data() -> Path:
     path = Path(__file__).resolve().parents[1].parent / "shared" / "data"
     assert path.is_dir(), f"shared data folder not found at {path}"
     return path
+
+
+@pytest.fixture(scope="session")
+def embed_settings(tmp_path_factory: pytest.TempPathFactory) -> EmbedSettings:
+    """One ONNX export cache for the whole session (the first export takes ~10 s)."""
+    return EmbedSettings(cache_dir=tmp_path_factory.mktemp("embed-cache"))
+
+
+@pytest.fixture(scope="session")
+def embedder(embed_settings: EmbedSettings) -> Embedder:
+    """The default (onnx-int8) encoder, loaded once."""
+    return load_embedder(embed_settings)
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Tokenizer:
+    """The embedding model's own tokenizer, configured for counting (no specials, no truncation)."""
+    return counting_tokenizer(default_model_path())
+
+
+@pytest.fixture(scope="session")
+def cli_env(embed_settings: EmbedSettings, embedder: Embedder) -> dict[str, str]:
+    """Environment for ``python -m service.cli`` subprocesses: this checkout, the session cache.
+
+    Depends on ``embedder`` so the ONNX graph is already exported before any subprocess runs.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGTUNE_")}
+    env["PYTHONPATH"] = str(REPO)
+    env["RAGTUNE_EMBED__CACHE_DIR"] = str(embed_settings.cache_dir)
+    env["HF_HUB_OFFLINE"] = "1"
+    env["TRANSFORMERS_OFFLINE"] = "1"
+    return env
+
+
+def open_store(root: Path, embedder: Embedder) -> VectorIndex:
+    """The index the CLI would open under ``--home root/..`` (``root`` is the index directory)."""
+    return VectorIndex.open(root, embed_model=embedder.name, dim=embedder.dim)
+
+
+def make_ingestor(
+    index: VectorIndex, embedder: Embedder, *, chunk: ChunkSettings | None = None, **ingest: object
+) -> Ingestor:
+    """An ``Ingestor`` with default chunking and one conversion worker unless told otherwise."""
+    settings = IngestSettings.model_validate({"workers": 1, **ingest})
+    return Ingestor(index, embedder, chunk or ChunkSettings(), settings)
+
+
+def cli_command(*args: str) -> list[str]:
+    """argv that runs the ragtune CLI of this checkout with the test interpreter."""
+    return [sys.executable, "-m", "service.cli", *args]
+
+
+def copy_files(paths: list[Path], dest: Path) -> list[Path]:
+    """Copy real documents into ``dest`` (a tmp dir), returning the copies."""
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for p in paths:
+        target = dest / p.name
+        target.write_bytes(p.read_bytes())
+        out.append(target)
+    return out
+
+
+def corpus_files(shared_data: Path) -> list[Path]:
+    """A small mixed corpus: plain text, HTML, three Markdown files and one PDF."""
+    node = shared_data / "bench" / "nodejs-api"
+    return [
+        shared_data / "corpus" / "llm-guide.txt",
+        shared_data / "corpus" / "zlib-usage.html",
+        node / "tty.md",
+        node / "punycode.md",
+        node / "string_decoder.md",
+        shared_data / "papers" / "u-net.pdf",
+    ]
+
+
+def truncated_pdf(shared_data: Path, dest: Path) -> Path:
+    """Real PDF bytes cut off a third of the way in: claims to be a PDF, cannot be converted."""
+    data = (shared_data / "papers" / "u-net.pdf").read_bytes()
+    dest.write_bytes(data[: len(data) // 3])
+    return dest
+
+
+def random_pdf(dest: Path, seed: int = 7) -> Path:
+    """Random bytes under a ``.pdf`` name."""
+    import random
+
+    dest.write_bytes(random.Random(seed).randbytes(4096))
+    return dest
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until it holds; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
