@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from typing import Protocol
+
+from tokenizers import Tokenizer
 
 from ingest.model import Chunk, Document
 
@@ -24,20 +25,8 @@ _SECTION, _PAGE, _PARAGRAPH, _LINE, _SENTENCE, _WORD, _INSIDE = 6, 5, 4, 3, 2, 1
 _SENTENCE_END = frozenset(".!?;:")
 
 
-class Encoding(Protocol):
-    offsets: list[tuple[int, int]]
-
-
-class TokenCounter(Protocol):
-    """The part of a ``tokenizers.Tokenizer`` the chunker uses (no special tokens added)."""
-
-    def encode(self, sequence: str, add_special_tokens: bool = ...) -> Encoding: ...
-
-    def encode_batch(self, input: list[str], add_special_tokens: bool = ...) -> list[Encoding]: ...
-
-
 def chunk_document(
-    doc: Document, tokenizer: TokenCounter, *, size: int, overlap: int = 0
+    doc: Document, tokenizer: Tokenizer, *, size: int, overlap: int = 0
 ) -> list[Chunk]:
     """Split ``doc`` into chunks of at most ``size`` tokens, consecutive ones sharing ~``overlap``."""
     if size < 1 or overlap < 0:
@@ -151,7 +140,7 @@ def _whole(doc: Document, text: str, n_tokens: int) -> list[Chunk]:
 
 
 def _enforce_limit(
-    doc: Document, tokenizer: TokenCounter, chunks: Sequence[Chunk], size: int
+    doc: Document, tokenizer: Tokenizer, chunks: Sequence[Chunk], size: int
 ) -> list[Chunk]:
     """Recount each chunk on its own and split any that grew past ``size``; number them."""
     counts = [

@@ -18,7 +18,7 @@ from ingest.settings import ChunkSettings, EmbedSettings, IndexSettings, IngestS
 if TYPE_CHECKING:
     from ingest.embed import Embedder
     from ingest.index import Hit, VectorIndex
-    from ingest.pipeline import Summary
+    from ingest.pipeline import Ingestor, Summary
 
 
 class IngestConfig(Protocol):
@@ -105,10 +105,7 @@ def cmd_ingest(args: argparse.Namespace, cfg: IngestConfig) -> int:
         index.close()
 
 
-def _run_with_progress(ingestor: object, args: argparse.Namespace, *, show: bool) -> Summary:
-    from ingest.pipeline import Ingestor
-
-    assert isinstance(ingestor, Ingestor)
+def _run_with_progress(ingestor: Ingestor, args: argparse.Namespace, *, show: bool) -> Summary:
     if not show:
         return ingestor.run(args.paths, sync=args.sync, retry_quarantined=args.retry_quarantined)
     from tqdm import tqdm

@@ -9,9 +9,11 @@ int8 per channel, and caches the result. Everything is built locally from the fi
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -134,7 +136,7 @@ class TorchEmbedder:
         self._model = SentenceTransformer(str(model_path), device="cpu")
         self.name = name
         self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
-        self.max_tokens = int(self._model.max_seq_length) - 2
+        self.max_tokens = int(self._model.max_seq_length or MAX_SEQ_LENGTH) - 2
         self.tokenizer = counting_tokenizer(model_path)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -204,6 +206,12 @@ def _export(model_path: Path, out: Path) -> None:
     wrapper = Pooled(model).eval()  # eval(): export would otherwise restore training-mode dropout
     ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]])
     mask = (ids != 0).long()
+    with warnings.catch_warnings():  # tracer warnings about shape-dependent Python branches
+        warnings.simplefilter("ignore")
+        _export_traced(torch, wrapper, ids, mask, out)
+
+
+def _export_traced(torch: Any, wrapper: Any, ids: Any, mask: Any, out: Path) -> None:
     torch.onnx.export(
         wrapper,
         (ids, mask),
@@ -224,4 +232,8 @@ def _quantize(fp32: Path, out: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # Per-channel weights keep cosine similarity to fp32 at ~0.993 (per-tensor: ~0.956).
-    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True)
+    logging.disable(logging.WARNING)  # it advises pre-processing on the root logger, every time
+    try:
+        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        logging.disable(logging.NOTSET)

@@ -1,0 +1,297 @@
+"""The single writer of a vector index store: staged changes and the commit protocol.
+
+A commit builds the next FAISS index on a copy, writes it as a complete new version directory
+(tmp, fsync, rename, fsync parent) and only then flips ``meta.current_version`` in the same SQLite
+transaction that writes the rows, so a kill -9 at any instant leaves either the old version or the
+new one, never a mix. FAISS itself stays behind helpers in ``ingest.index``, the only module that
+imports faiss. This module imports ``ingest.index``; that one imports this only inside functions,
+so there is no cycle at import time.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import numpy as np
+
+from ingest.docstore import CommitBatch, DocumentRecord, PendingPut
+from ingest.faults import fault_point
+from ingest.index import (
+    INDEX_FILE,
+    MANIFEST_FILE,
+    IndexCorrupt,
+    IndexStoreError,
+    VectorIndex,
+    WriterBusy,
+    _apply_changes,
+    _serialize,
+    _structure,
+    _vname,
+)
+from ingest.model import Chunk
+
+__all__ = ["Writer"]
+
+_VERSION_DIR = re.compile(r"^v(\d{8})$")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _acquire_lock(path: Path, timeout: float) -> int:
+    """Take the exclusive writer lock, polling so the wait is bounded and the holder is named."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise WriterBusy(
+                    f"could not take the writer lock {path} within {timeout:.1f}s: held by pid "
+                    f"{holder}; wait for that ingest to finish or stop it"
+                ) from None
+            time.sleep(0.05)
+    # flock dies with the process, so a kill -9 never leaves a stale lock; the pid is only
+    # there for the error message above.
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _write_version_dir(versions: Path, version: int, data: bytes, manifest: dict[str, Any]) -> None:
+    final = versions / _vname(version)
+    tmp = versions / (_vname(version) + ".tmp")
+    for stale in (tmp, final):  # left by a crashed commit; never current (we hold the lock)
+        if stale.exists():
+            shutil.rmtree(stale)
+    tmp.mkdir()
+    _write_durably(tmp / INDEX_FILE, data)
+    _write_durably(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2).encode())
+    _fsync_dir(tmp)
+    fault_point("commit-tmp-written")
+    os.rename(tmp, final)
+    _fsync_dir(versions)
+    fault_point("commit-renamed")
+
+
+def _collect_garbage(versions: Path, current: int, keep: int) -> None:
+    """Drop old versions beyond ``keep`` and anything a crashed commit left behind.
+
+    Only called under the writer lock, so no commit is writing here; readers that already
+    loaded a removed version keep it in memory, and a reader racing the pointer retries.
+    """
+    dirs: dict[int, Path] = {}
+    for entry in versions.iterdir():
+        match = _VERSION_DIR.match(entry.name)
+        if entry.name.endswith(".tmp"):
+            shutil.rmtree(entry, ignore_errors=True)
+        elif match:
+            dirs[int(match.group(1))] = entry
+    kept = sorted(v for v in dirs if v <= current)[-keep:]
+    for v, entry in dirs.items():
+        if v > current or (v not in kept and v != current):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+class Writer:
+    """Pending changes for one commit, held under the store's writer lock.
+
+    Changes are only recorded here and applied to a copy of the index at ``commit()``, so an
+    exit without commit (or an exception) discards them without touching what readers use.
+    """
+
+    def __init__(self, owner: VectorIndex, lock_fd: int) -> None:
+        self._owner = owner
+        self._store = owner._store
+        self._fd: int | None = lock_fd
+        self._next_id = int(self._store.meta()["next_chunk_id"])
+        self._reset()
+
+    @classmethod
+    def acquire(cls, owner: VectorIndex, timeout: float) -> Self:
+        """Take ``owner``'s writer lock and start from its latest committed version.
+
+        Backs ``VectorIndex.writer()``; the lock is released again if anything after taking it
+        fails, so a failed start never blocks the next writer.
+        """
+        fd = _acquire_lock(owner._root / "LOCK", timeout)
+        try:
+            owner.refresh()
+            # Orphans of a writer killed mid-commit.
+            _collect_garbage(owner._versions, owner.version, owner._keep)
+            return cls(owner, fd)
+        except BaseException:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise
+
+    def _reset(self) -> None:
+        self._puts: dict[str, PendingPut] = {}
+        self._removes: set[str] = set()
+        self._quarantines: dict[str, tuple[str | None, str, float]] = {}
+        self._ops = 0
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Discard anything uncommitted and release the lock."""
+        self._reset()
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def _check(self) -> None:
+        if self._fd is None:
+            raise IndexStoreError("this writer is closed; take a new one with index.writer()")
+
+    @property
+    def pending(self) -> int:
+        return self._ops
+
+    def put(self, doc: DocumentRecord, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Stage ``doc`` (identified by its source), replacing any earlier version of it."""
+        self._check()
+        dim = self._owner._dim
+        vecs = np.array(vectors, dtype=np.float32, copy=True)  # caller may reuse its buffer
+        if vecs.shape != (len(chunks), dim):
+            raise ValueError(f"vectors must have shape ({len(chunks)}, {dim}), got {vecs.shape}")
+        if not np.isfinite(vecs).all():
+            raise ValueError(f"{doc.source}: vectors contain NaN or inf")
+        owner = self._store.source_of_doc_id(doc.doc_id)
+        clash = [p.doc.source for p in self._puts.values() if p.doc.doc_id == doc.doc_id]
+        if owner not in (None, doc.source) and owner not in self._removes:
+            clash.append(owner)
+        if any(s != doc.source for s in clash):
+            raise IndexStoreError(f"doc_id {doc.doc_id!r} of {doc.source} is also used by {clash}")
+        ids = np.arange(self._next_id, self._next_id + len(chunks), dtype=np.int64)
+        self._next_id += len(chunks)  # ids are never reused, so stale search hits cannot alias
+        self._removes.discard(doc.source)
+        self._quarantines.pop(doc.source, None)
+        self._puts[doc.source] = PendingPut(doc, tuple(chunks), vecs, ids)
+        self._ops += 1
+
+    def remove(self, source: str) -> bool:
+        """Stage removal of ``source`` (document or quarantine record); returns whether one existed."""
+        self._check()
+        committed = source not in self._removes and (
+            self._store.document(source) is not None
+            or self._store.quarantine_entry(source) is not None
+        )
+        pending = self._puts.pop(source, None) is not None
+        pending = self._quarantines.pop(source, None) is not None or pending
+        existed = pending or committed
+        if committed:
+            self._removes.add(source)  # also forgets its quarantine row
+        if existed:
+            self._ops += 1
+        return existed
+
+    def quarantine(self, source: str, content_hash: str | None, reason: str) -> None:
+        """Record why ``source`` failed; its last good version, if any, stays searchable."""
+        self._check()
+        self._quarantines[source] = (content_hash, reason, time.time())
+        self._ops += 1
+
+    def commit(self) -> int:
+        """Publish pending changes as a new version (see the module docstring for the protocol)."""
+        self._check()
+        owner, store = self._owner, self._store
+        if self._ops == 0:
+            return owner.version
+        if store.current_version() != owner.version:  # cannot happen while we hold the lock
+            raise IndexStoreError("store moved under the writer lock; is LOCK on a shared FS?")
+        version = owner.version + 1
+        touched = list(self._puts) + sorted(self._removes)
+        n_docs, n_chunks, _ = store.counts()
+        n_replaced = sum(store.document(s) is not None for s in touched)
+        stale = np.array(store.chunk_ids_of_sources(touched), dtype=np.int64)
+
+        # 1. Copy-on-write: readers in this process keep searching owner's index meanwhile.
+        index = owner._clone_current()
+        adds = None
+        if self._puts:
+            puts = list(self._puts.values())
+            adds = (
+                np.concatenate([p.vectors for p in puts]),
+                np.concatenate([p.ids for p in puts]),
+            )
+        _apply_changes(index, stale, adds)
+        index = owner._maybe_train_ivf(index)
+        n_docs += len(self._puts) - n_replaced
+        n_chunks += sum(len(p.chunks) for p in self._puts.values()) - int(stale.size)
+        if index.ntotal != n_chunks:  # would mean FAISS and SQLite drifted apart: stop here
+            raise IndexCorrupt(f"FAISS would hold {index.ntotal} vectors for {n_chunks} chunks")
+
+        # 2. Write the version directory (tmp, fsync, rename, fsync parent).
+        data = _serialize(index)
+        digest = hashlib.sha256(data).hexdigest()
+        created_at = time.time()
+        manifest = {
+            "version": version,
+            "created_at": created_at,
+            "embed_model": owner._embed_model,
+            "dim": owner._dim,
+            "index_kind": owner._kind,
+            "structure": _structure(index),
+            "ntotal": int(index.ntotal),
+            "n_documents": n_docs,
+            "n_chunks": n_chunks,
+            "files": {INDEX_FILE: {"sha256": digest, "bytes": len(data)}},
+        }
+        _write_version_dir(owner._versions, version, data, manifest)
+
+        # 3. The switch: rows and current_version in one SQLite transaction.
+        batch = CommitBatch(
+            version=version,
+            created_at=created_at,
+            puts=list(self._puts.values()),
+            removes=sorted(self._removes),
+            quarantines=dict(self._quarantines),
+            next_chunk_id=self._next_id,
+            ntotal=int(index.ntotal),
+            sha256=digest,
+        )
+        store.apply(batch, lambda: fault_point("commit-sqlite-open"))
+        owner._install(index, version)
+        self._reset()
+
+        # 4. Garbage-collect; a failure here costs disk space, never correctness.
+        _collect_garbage(owner._versions, owner.version, owner._keep)
+        return version
