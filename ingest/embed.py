@@ -135,7 +135,7 @@ class TorchEmbedder:
         torch.set_num_threads(threads)
         self._model = SentenceTransformer(str(model_path), device="cpu")
         self.name = name
-        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
+        self.dim = int(self._model.get_embedding_dimension() or 0)
         self.max_tokens = int(self._model.max_seq_length or MAX_SEQ_LENGTH) - 2
         self.tokenizer = counting_tokenizer(model_path)
 

@@ -43,6 +43,7 @@ class Failed:
 
 
 Outcome = Converted | Failed
+_START_TIMEOUT_S = 60
 
 
 def convert_path(path: Path, max_bytes: int) -> Outcome:
@@ -79,6 +80,7 @@ def _worker_main(conn: Connection, memory_mb: int, max_bytes: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     except (ImportError, ValueError, OSError):  # pragma: no cover - non-POSIX or hard limit lower
         pass
+    conn.send("ready")
     while True:
         try:
             task = conn.recv()
@@ -97,6 +99,10 @@ class _Worker:
         )
         self.proc.start()
         child.close()
+        # Wait for the interpreter to start, so start-up time never counts against a document.
+        if not self.conn.poll(_START_TIMEOUT_S) or self.conn.recv() != "ready":
+            self.kill()
+            raise RuntimeError(f"conversion worker did not start within {_START_TIMEOUT_S} s")
         self.task: Path | None = None
         self.deadline = 0.0
 
@@ -159,18 +165,27 @@ class ConversionPool:
             results.put(e)
 
     def _run(self, paths: Iterator[Path], results: queue.Queue[Any], stop: threading.Event) -> None:
+        backlog: list[Path] = []  # tasks whose worker died before taking them
         exhausted = False
         while not stop.is_set():
             while len(self._workers) < self._n:
                 self._workers.append(_Worker(self._ctx, self._memory_mb, self._max_bytes))
-            for w in self._workers:
-                if w.task is None and not exhausted:
-                    nxt = next(paths, None)
-                    if nxt is None:
-                        exhausted = True
-                        break
-                    w.task, w.deadline = nxt, time.monotonic() + self._timeout
+            for w in list(self._workers):
+                if w.task is not None:
+                    continue
+                nxt = backlog.pop() if backlog else (None if exhausted else next(paths, None))
+                if nxt is None:
+                    exhausted = True
+                    break
+                try:
                     w.conn.send(str(nxt))
+                except OSError:  # died while idle: retry the document on a fresh worker
+                    self._replace(w)
+                    backlog.append(nxt)
+                    continue
+                w.task, w.deadline = nxt, time.monotonic() + self._timeout
+            if backlog:
+                continue
             busy = [w for w in self._workers if w.task is not None]
             if not busy:
                 return
@@ -184,7 +199,8 @@ class ConversionPool:
     def _collect(self, w: _Worker, ready: list[Any]) -> Outcome | None:
         assert w.task is not None
         path = w.task
-        if w.conn in ready:
+        # poll(): the result may have arrived while this thread waited on a full results queue.
+        if w.conn in ready or w.conn.poll():
             try:
                 outcome: Outcome = w.conn.recv()
                 w.task = None

@@ -15,6 +15,7 @@ from ingest.convert import convert_file
 from ingest.embed import Embedder
 from ingest.index import VectorIndex
 from ingest.scan import source_of
+from ingest.settings import ChunkSettings
 from tests.conftest import (
     REPO,
     cli_command,
@@ -141,7 +142,7 @@ def test_toml_config_sets_chunk_size(
     )
     conf_dir = tmp_path / "conf"
     conf_dir.mkdir()
-    (conf_dir / "ragtune.toml").write_text("[chunk]\nsize = 64\n", encoding="utf-8")
+    (conf_dir / "ragtune.toml").write_text("[chunk]\nsize = 32\n", encoding="utf-8")
     args = ["ingest", str(doc), "--home", str(tmp_path / "home"), "--json"]
     if how == "cwd":
         summary = ok_json(run_cli(*args, env=cli_env, cwd=conf_dir))
@@ -149,8 +150,11 @@ def test_toml_config_sets_chunk_size(
         summary = ok_json(run_cli(*args, "--config", str(conf_dir / "ragtune.toml"), env=cli_env))
 
     document = convert_file(doc)
-    small = chunk_document(document, embedder.tokenizer, size=64, overlap=16)
-    default = chunk_document(document, embedder.tokenizer, size=192, overlap=16)
+    defaults = ChunkSettings()
+    small = chunk_document(document, embedder.tokenizer, size=32, overlap=defaults.overlap)
+    default = chunk_document(
+        document, embedder.tokenizer, size=defaults.size, overlap=defaults.overlap
+    )
     assert len(small) > len(default)
     assert isinstance(summary, dict) and summary["chunks"] == len(small)
 
