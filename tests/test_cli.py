@@ -252,3 +252,43 @@ def test_sigkill_mid_commit_keeps_previous_version(
         assert top.source == source_of(folder / "string_decoder.md")
     finally:
         index.close()
+
+
+@pytest.mark.slow
+def test_watch_follows_drops_until_interrupted(
+    shared_data: Path, tmp_path: Path, cli_env: dict[str, str], embedder: Embedder
+) -> None:
+    md = shared_data / "bench" / "nodejs-api"
+    drop = tmp_path / "drop"
+    [first] = copy_files([md / "punycode.md"], drop)
+    home = tmp_path / "home"
+    env = {**cli_env, "RAGTUNE_INGEST__WATCH_INTERVAL_S": "0.2"}
+    proc = subprocess.Popen(
+        cli_command("ingest", str(drop), "--watch", "--home", str(home)),
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def sources() -> set[str]:
+        if not (home / "index" / "docstore.sqlite").exists():
+            return set()
+        index = open_store(home / "index", embedder)
+        try:
+            return {Path(d.source).name for d in index.documents()}
+        finally:
+            index.close()
+
+    try:
+        wait_until(lambda: sources() == {"punycode.md"}, 60, "the initial ingest")
+        copy_files([md / "string_decoder.md"], drop)
+        wait_until(lambda: sources() == {"punycode.md", "string_decoder.md"}, 60, "a dropped file")
+        first.unlink()
+        wait_until(lambda: sources() == {"string_decoder.md"}, 60, "a deleted file")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert out.count("added 1,") == 2 and "removed 1," in out
