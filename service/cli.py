@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ingest import cli as ingest_cli
+from prompts import cli as prompts_cli
+from service import commands as service_commands
 from service.settings import load_settings
 
 
@@ -25,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ingest_cli.add_commands(sub, common)
+    prompts_cli.add_commands(sub, common)
+    service_commands.add_commands(sub, common)
     return parser
 
 

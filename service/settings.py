@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,9 +19,46 @@ from pydantic_settings import (
 )
 
 from ingest.settings import ChunkSettings, EmbedSettings, IndexSettings, IngestSettings
+from service.llm.settings import LLMSettings
 
 CONFIG_ENV = "RAGTUNE_CONFIG"
 DEFAULT_CONFIG = Path("ragtune.toml")
+
+
+class RagSettings(BaseModel):
+    """The serving configuration the eval loop tunes: template, retrieval and sampling defaults."""
+
+    template: str = Field("grounded-qa@1", description="Prompt template, 'id@version'.")
+    k: int = Field(5, ge=1, description="Passages retrieved per question.")
+    min_score: float = Field(
+        0.25,
+        description="Passages scoring below this (cosine) are not shown to the model; with none "
+        "left the answer is the template's don't-know text, without calling the model.",
+    )
+    temperature: float = Field(0.1, ge=0, le=2, description="Default sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Default nucleus sampling.")
+    top_k: int | None = Field(None, description="Default sampling top-k (None: backend default).")
+    max_tokens: int = Field(128, ge=1, description="Default answer budget in tokens.")
+
+
+class ServiceSettings(BaseModel):
+    """HTTP server, access control and request limits."""
+
+    host: str = Field("127.0.0.1", description="Address `ragtune serve` binds.")
+    port: int = Field(8000, ge=0, le=65535, description="Port `ragtune serve` binds.")
+    api_keys: list[SecretStr] = Field(
+        default_factory=list, description="Accepted API keys; empty means no authentication."
+    )
+    keys_file: Path | None = Field(
+        None, description="File of accepted keys' SHA-256 hex digests, one per line."
+    )
+    rate_limit_per_minute: int = Field(0, ge=0, description="Requests per key per minute; 0: off.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest JSON request body.")
+    max_messages: int = Field(64, ge=1, description="Most messages in one chat request.")
+    max_question_tokens: int = Field(512, ge=8, description="Longest question, in model tokens.")
+    max_tokens: int = Field(1024, ge=1, description="Largest max_tokens a client may ask for.")
+    max_k: int = Field(50, ge=1, description="Most passages a client may ask to retrieve.")
+    max_upload_mb: float = Field(50.0, gt=0, description="Largest document upload.")
 
 
 class Settings(BaseSettings):
@@ -38,6 +75,9 @@ class Settings(BaseSettings):
     chunk: ChunkSettings = Field(default_factory=ChunkSettings, description="Chunking.")
     index: IndexSettings = Field(default_factory=IndexSettings, description="Vector index.")
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="Ingest workers.")
+    llm: LLMSettings = Field(default_factory=LLMSettings, description="The answering model.")
+    rag: RagSettings = Field(default_factory=RagSettings, description="Answering defaults.")
+    service: ServiceSettings = Field(default_factory=ServiceSettings, description="HTTP API.")
 
     @property
     def index_dir(self) -> Path:

@@ -123,3 +123,21 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def service_home(
+    tmp_path_factory: pytest.TempPathFactory, shared_data: Path, embedder: Embedder
+) -> Path:
+    """A data directory with llm-guide.txt and zlib-usage.html ingested (built once)."""
+    home = tmp_path_factory.mktemp("service-home")
+    docs = copy_files(
+        [shared_data / "corpus" / "llm-guide.txt", shared_data / "corpus" / "zlib-usage.html"],
+        home / "docs",
+    )
+    index = open_store(home / "index", embedder)
+    try:
+        make_ingestor(index, embedder).run(docs)
+    finally:
+        index.close()
+    return home

@@ -1,0 +1,212 @@
+"""Turn a template, a question and retrieved passages into the prompt a model sees.
+
+Stable parts come first (instruction, few-shot examples), what varies last (passages, then the
+question), so vLLM's prefix cache and llama.cpp's KV reuse skip the shared prefix. The budget is
+checked by counting the whole rendered prompt with the serving model's own tokenizer (pieces do
+not add up exactly), a handful of times per request thanks to a binary search over passages.
+Retrieved text is fenced and any fence marker inside it is broken up, so a document can neither
+escape its fence nor pose as another passage.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from prompts.template import ContextLayout, Example, Passage, Template
+
+__all__ = ["Passage", "PromptBudgetError", "RenderedPrompt", "build_prompt", "neutralize"]
+
+Style = Literal["completion", "chat"]
+Messages = tuple[dict[str, str], ...]
+
+# End of a sentence (punctuation, optional closing quote/bracket, then whitespace) or a blank line.
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s)|\n[ \t]*\n")
+
+
+class PromptBudgetError(ValueError):
+    """Even the instruction and the question alone do not fit the context window."""
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """A prompt ready for a model, with what it contains and what did not fit.
+
+    ``passages`` are the ones shown, in order: citation ``[n]`` is ``passages[n-1]`` (the first
+    one may be a sentence-cut copy whose text ends with the template's truncation mark).
+    """
+
+    style: Style
+    text: str | None
+    messages: Messages | None
+    passages: tuple[Passage, ...]
+    dropped: tuple[Passage, ...]
+    prompt_tokens: int
+    stop: tuple[str, ...]
+    template: str
+    examples: tuple[Example, ...] = ()
+
+
+def neutralize(text: str, markers: Sequence[str]) -> str:
+    """Break every occurrence of the fence ``markers`` in ``text`` by inserting a space.
+
+    Markers hold no whitespace (the schema checks), so an inserted space can never complete a new
+    occurrence and the loop ends; overlapping occurrences (``<<<<``) take more than one pass.
+    """
+    for m in markers:
+        while m in text:
+            text = text.replace(m, f"{m[0]} {m[1:]}")
+    return text
+
+
+def _inline(value: str, markers: Sequence[str]) -> str:
+    return neutralize(" ".join(value.split()), markers)
+
+
+def _passage(ctx: ContextLayout, n: int, p: Passage) -> str:
+    markers = (ctx.open, ctx.close)
+    page = ctx.page.format(page=p.page) if p.page is not None else ""
+    heading = ctx.heading.format(heading=_inline(p.heading, markers)) if p.heading else ""
+    header = ctx.header.format(n=n, source=_inline(p.source, markers), page=page, heading=heading)
+    return f"{header}\n{ctx.open}\n{neutralize(p.text.strip(), markers)}\n{ctx.close}"
+
+
+def _turn(t: Template, passages: Sequence[Passage], question: str) -> str:
+    """The passages and the question: one example's input, or the real request."""
+    ctx = t.context
+    block = ctx.separator.join(_passage(ctx, n, p) for n, p in enumerate(passages, 1)) or ctx.empty
+    return f"{t.layout.passages}\n{block}\n\n{t.layout.question} {question}"
+
+
+def _completion(t: Template, shots: Sequence[Example], passages: Sequence[Passage], q: str) -> str:
+    lay = t.layout
+    sections = [t.instruction]
+    sections += [f"{_turn(t, ex.passages, ex.question)}\n{lay.answer} {ex.answer}" for ex in shots]
+    sections.append(f"{_turn(t, passages, q)}\n{lay.answer}")  # a base model continues from here
+    sep = f"\n\n{lay.example_separator}\n\n" if lay.example_separator else "\n\n"
+    return sep.join(sections)
+
+
+def _chat(t: Template, shots: Sequence[Example], passages: Sequence[Passage], q: str) -> Messages:
+    messages = [{"role": "system", "content": t.instruction}]
+    for ex in shots:
+        messages.append({"role": "user", "content": _turn(t, ex.passages, ex.question)})
+        messages.append({"role": "assistant", "content": ex.answer})
+    messages.append({"role": "user", "content": _turn(t, passages, q)})
+    return tuple(messages)
+
+
+def _chat_text(messages: Messages) -> str:
+    """What a chat prompt is counted as: contents plus a role line each, a stand-in for the
+    model's chat template (whose few special tokens per message the window should leave room for).
+    """
+    return "\n\n".join(f"{m['role']}:\n{m['content']}" for m in messages)
+
+
+def _sentence_cuts(p: Passage, mark: str) -> list[Passage]:
+    """Copies of ``p`` cut after its 1st, 2nd, ... sentence (never the whole), marked as cut."""
+    text = p.text.strip()
+    ends = sorted(
+        {m.start() if m.group().startswith("\n") else m.end() for m in _SENTENCE_END.finditer(text)}
+    )
+    return [replace(p, text=text[:e].rstrip() + mark) for e in ends if 0 < e < len(text)]
+
+
+def _largest(pred: Callable[[int], bool], lo: int, hi: int) -> int:
+    """The largest ``k`` in ``[lo, hi]`` with ``pred(k)`` (assumed true, then false), else ``lo-1``.
+
+    Tries ``hi`` first (everything fits: one call), then bisects; the answer is always a value
+    ``pred`` actually accepted, so the budget holds even for a tokenizer that is not monotone.
+    """
+    if hi < lo:
+        return lo - 1
+    if pred(hi):
+        return hi
+    good, bad = lo - 1, hi
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        if pred(mid):
+            good = mid
+        else:
+            bad = mid
+    return good
+
+
+def build_prompt(
+    template: Template,
+    question: str,
+    passages: Sequence[Passage],
+    *,
+    style: Style,
+    count_tokens: Callable[[str], int],
+    context_window: int,
+    answer_tokens: int,
+    examples: Sequence[Example] | None = None,
+) -> RenderedPrompt:
+    """Render ``question`` with the best-first ``passages`` that fit ``context_window``.
+
+    Passages are kept as a best-first prefix; the rest are dropped whole. When not even the top
+    passage fits, few-shot examples go first (last one first); then the top passage is cut at a
+    sentence boundary and visibly marked; only then is it dropped. ``examples`` default to the
+    template's first ``fewshot.k`` (pass an ``ExampleBank`` selection for ``select: similar``).
+    Raises ``PromptBudgetError`` when the instruction and question alone exceed the budget.
+    """
+    if style not in ("completion", "chat"):
+        raise ValueError(f"style must be 'completion' or 'chat', not {style!r}")
+    if context_window <= 0 or answer_tokens < 0:
+        raise ValueError("context_window must be positive and answer_tokens non-negative")
+    shots = tuple(template.examples[: template.fewshot.k] if examples is None else examples)
+    ranked = tuple(passages)
+    q = question.strip()
+    budget = context_window - answer_tokens
+    counts: dict[str, int] = {}
+
+    def render(n_shots: int, shown: Sequence[Passage]) -> tuple[str, Messages | None]:
+        if style == "completion":
+            return _completion(template, shots[:n_shots], shown, q), None
+        messages = _chat(template, shots[:n_shots], shown, q)
+        return _chat_text(messages), messages
+
+    def tokens(n_shots: int, shown: Sequence[Passage]) -> int:
+        text, _ = render(n_shots, shown)
+        if text not in counts:
+            counts[text] = count_tokens(text)
+        return counts[text]
+
+    def fits(n_shots: int, shown: Sequence[Passage]) -> bool:
+        return tokens(n_shots, shown) <= budget
+
+    n_shots = len(shots)
+    n = _largest(lambda k: fits(n_shots, ranked[:k]), 0, len(ranked))
+    shown: tuple[Passage, ...] = ranked[: max(n, 0)]
+    if n < min(1, len(ranked)):  # not even the top passage (or, with none, the bare prompt) fits
+        need = ranked[:1]
+        m = _largest(lambda j: fits(j, need), 0, n_shots - 1)
+        if m >= 0:
+            n_shots = m
+            shown = ranked[: max(1, _largest(lambda k: fits(m, ranked[:k]), 1, len(ranked)))]
+        else:
+            n_shots = 0
+            cuts = _sentence_cuts(ranked[0], template.context.truncated) if ranked else []
+            s = _largest(lambda i: fits(0, cuts[i : i + 1]), 0, len(cuts) - 1)
+            shown = (cuts[s],) if s >= 0 else ()
+            if not fits(0, shown):
+                raise PromptBudgetError(
+                    f"the prompt needs {tokens(0, shown)} tokens without any passage or example, "
+                    f"but a {context_window}-token window minus {answer_tokens} for the answer "
+                    f"leaves {budget}"
+                )
+    text, messages = render(n_shots, shown)
+    return RenderedPrompt(
+        style=style,
+        text=text if style == "completion" else None,
+        messages=messages,
+        passages=shown,
+        dropped=ranked[len(shown) :],
+        prompt_tokens=counts[text],
+        stop=template.stop if style == "completion" else (),
+        template=template.ref,
+        examples=shots[:n_shots],
+    )

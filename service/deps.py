@@ -1,0 +1,43 @@
+"""What routes receive: the application state built once in the lifespan (no DI container)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ingest.embed import Embedder
+from ingest.index import VectorIndex
+from prompts.fewshot import ExampleBank
+from prompts.registry import TemplateRegistry
+from service.errors import ApiError
+from service.feedback import FeedbackStore
+from service.llm.base import LLM
+from service.metrics import Metrics
+from service.settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    embedder: Embedder
+    index: VectorIndex
+    llm: LLM
+    registry: TemplateRegistry
+    backend: str
+    feedback: FeedbackStore
+    metrics: Metrics
+    started: float = field(default_factory=time.time)
+    example_banks: dict[str, ExampleBank] = field(default_factory=dict)
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState | None = getattr(request.app.state, "ragtune", None)
+    if state is None:
+        raise ApiError(503, "the service is still loading its index and model")
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]

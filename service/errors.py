@@ -1,0 +1,96 @@
+"""Errors in OpenAI's JSON shape, with the status code a client can act on (never a bare 500)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from prompts.registry import TemplateNotFound
+from service.llm.base import LLMBusy, LLMUnavailable
+
+log = logging.getLogger("ragtune.service")
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "service_unavailable",
+}
+
+
+class ApiError(Exception):
+    """Raise from handlers and helpers; rendered as ``{"error": {...}}`` with ``status``."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+        self.headers = headers or {}
+
+
+def error_body(
+    status: int, message: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": message,
+            "type": _TYPES.get(status, "server_error"),
+            "param": param,
+            "code": code,
+        }
+    }
+
+
+def _respond(e: ApiError) -> JSONResponse:
+    return JSONResponse(error_body(e.status, e.message, e.param, e.code), e.status, e.headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, e: ApiError) -> JSONResponse:
+        return _respond(e)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {}
+        loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{loc}: {first.get('msg', 'invalid request')}" if loc else "invalid request"
+        return _respond(ApiError(422, message, param=loc or None))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        return _respond(ApiError(e.status_code, str(e.detail), headers=dict(e.headers or {})))
+
+    @app.exception_handler(TemplateNotFound)
+    async def _template(_: Request, e: TemplateNotFound) -> JSONResponse:
+        return _respond(ApiError(400, str(e), param="prompt"))
+
+    @app.exception_handler(LLMBusy)
+    async def _busy(_: Request, e: LLMBusy) -> JSONResponse:
+        return _respond(ApiError(503, str(e), code="model_busy", headers={"Retry-After": "5"}))
+
+    @app.exception_handler(LLMUnavailable)
+    async def _down(_: Request, e: LLMUnavailable) -> JSONResponse:
+        return _respond(
+            ApiError(503, str(e), code="model_unavailable", headers={"Retry-After": "10"})
+        )
+
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, e: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(error_body(500, f"internal error: {type(e).__name__}"), 500)

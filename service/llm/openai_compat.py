@@ -1,0 +1,263 @@
+"""The HTTP backend: any OpenAI-compatible server (vLLM, llama.cpp server, OpenAI itself).
+
+Every request streams, ``complete()`` included: only a stream shows when the first token arrives,
+so only a stream can enforce the first-token timeout, retry safely (before that token, never
+after: a half-sent answer must not be generated twice) and stop the server when the client leaves.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import httpx
+
+from service.llm.base import Completion, Delta, LLMError, LLMUnavailable, Prompt, SamplingParams
+from service.llm.settings import LLMSettings
+from service.llm.tokenize import RemoteTokenCounter
+
+_RETRY_STATUS = {500, 502, 503, 504}
+_BACKOFF_S = 0.25  # first retry waits this long, then doubles: enough for a restarting proxy
+_PROBE_TIMEOUT_S = 5.0
+
+
+class _Retryable(Exception):
+    """A failure before the first token that another attempt may fix."""
+
+
+class OpenAICompatLLM:
+    """An OpenAI-compatible server behind the ``LLM`` protocol, over one pooled httpx client."""
+
+    def __init__(self, settings: LLMSettings, transport: httpx.BaseTransport | None = None) -> None:
+        self._s = settings
+        self.style = settings.style
+        self.context_window = settings.context_window
+        self.name = settings.name or settings.model
+        self._model = settings.model
+        self._base = settings.base_url.rstrip("/")
+        key = settings.api_key.get_secret_value() if settings.api_key else None
+        self._client = httpx.Client(
+            headers={"Authorization": f"Bearer {key}"} if key else {},
+            timeout=httpx.Timeout(
+                connect=settings.connect_timeout_s,
+                read=settings.first_token_timeout_s,
+                write=settings.first_token_timeout_s,
+                pool=settings.first_token_timeout_s,
+            ),
+            transport=transport,
+        )
+        self._counter = RemoteTokenCounter(self._client, self._base, self._model_id_or_empty)
+
+    # --- discovery -----------------------------------------------------------------------------
+
+    def _model_id_or_empty(self) -> str:
+        return self._model
+
+    def _discover(self) -> None:
+        """Ask ``/models`` for the model id (when none is configured) and its context length."""
+        url = f"{self._base}/models"
+        try:
+            resp = self._client.get(url, timeout=self._probe_timeout())
+        except httpx.HTTPError as e:
+            raise LLMUnavailable(f"model server {url} unreachable: {_describe(e)}") from e
+        if resp.status_code != 200:
+            raise LLMUnavailable(f"model server {url} answered {resp.status_code}: {_body(resp)}")
+        models = resp.json().get("data") or []
+        if not models:
+            raise LLMUnavailable(f"model server {url} lists no models")
+        chosen = next((m for m in models if m.get("id") == self._model), models[0])
+        self._model = self._model or str(chosen["id"])
+        self.name = self.name or self._model
+        # vLLM reports max_model_len; trusting a larger configured value would only earn 400s.
+        if isinstance(chosen.get("max_model_len"), int):
+            self.context_window = min(self.context_window, chosen["max_model_len"])
+
+    def _probe_timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(_PROBE_TIMEOUT_S, connect=self._s.connect_timeout_s)
+
+    def ready(self) -> bool:
+        """True when ``/models`` answers (and lists the model); never raises."""
+        try:
+            self._discover()
+        except LLMUnavailable:
+            return False
+        return True
+
+    def count_tokens(self, text: str) -> int:
+        return self._counter.count(text)
+
+    @property
+    def token_counter(self) -> str:
+        """How counts are made: the server endpoint in use, "estimate" or "unprobed"."""
+        return self._counter.method
+
+    def close(self) -> None:
+        self._client.close()
+
+    # --- generation ----------------------------------------------------------------------------
+
+    def complete(
+        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
+    ) -> Completion:
+        """The whole answer, gathered from a stream (see the module docstring for why)."""
+        parts: list[str] = []
+        for delta in self.stream(prompt, params, cancel):
+            parts.append(delta.text)
+            if delta.finish_reason is not None:
+                return Completion(
+                    "".join(parts),
+                    delta.finish_reason,
+                    delta.prompt_tokens,
+                    delta.completion_tokens,
+                    delta.timings,
+                )
+        raise LLMUnavailable(f"{self._base}: stream ended without a finish reason")
+
+    def stream(
+        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
+    ) -> Generator[Delta, None, None]:
+        """Pieces as the server sends them; raises ``LLMUnavailable`` when it fails or stalls.
+
+        ``cancel`` is looked at after each event, so a server stalled before its first token is
+        noticed at the first-token timeout, not at once.
+        """
+        if not self._model:
+            self._discover()
+        path, body = self._request(prompt, params)
+        return self._generate(path, body, cancel)
+
+    def _request(self, prompt: Prompt, params: SamplingParams) -> tuple[str, dict[str, Any]]:
+        body: dict[str, Any] = {
+            "model": self._model,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+            "stream": True,
+            # Usage in the last chunk (OpenAI, vLLM); servers without it ignore the field.
+            "stream_options": {"include_usage": True},
+        }
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
+        # Extensions go out only when set: OpenAI itself rejects fields it does not know.
+        if params.top_k is not None:
+            body["top_k"] = params.top_k
+        if params.repetition_penalty is not None:
+            body["repetition_penalty"] = params.repetition_penalty
+        body.update(self._s.extra_body)
+        if self.style == "chat":
+            if prompt.messages is None:
+                raise LLMError("this backend takes chat messages (style='chat')")
+            return "/chat/completions", {**body, "messages": list(prompt.messages)}
+        if prompt.text is None:
+            raise LLMError("this backend takes completion prompts (style='completion')")
+        return "/completions", {**body, "prompt": prompt.text}
+
+    def _generate(
+        self, path: str, body: dict[str, Any], cancel: threading.Event | None
+    ) -> Generator[Delta, None, None]:
+        start = time.monotonic()
+        timings: dict[str, float] = {}
+        finish: str | None = None
+        usage: dict[str, Any] = {}
+        pieces = 0
+        events = self._events(path, body, start + self._s.total_timeout_s)
+        try:
+            for event in events:
+                usage = event.get("usage") or usage
+                for choice in event.get("choices") or []:
+                    text = (choice.get("delta") or {}).get("content") or choice.get("text") or ""
+                    if text:
+                        timings.setdefault("first_token", time.monotonic() - start)
+                        pieces += 1
+                        yield Delta(text)
+                    finish = choice.get("finish_reason") or finish
+                if cancel is not None and cancel.is_set():
+                    finish = "cancelled"
+                    break
+        finally:
+            events.close()  # closes the response: vLLM and llama.cpp abort on disconnect
+        if finish is None:
+            raise LLMUnavailable(f"{self._base}{path}: stream ended without a finish reason")
+        timings["total"] = time.monotonic() - start
+        yield Delta(
+            "",
+            finish,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or pieces),
+            timings=timings,
+        )
+
+    def _events(
+        self, path: str, body: dict[str, Any], deadline: float
+    ) -> Generator[dict[str, Any], None, None]:
+        """Parsed SSE events up to ``[DONE]``; failures before the first one are retried."""
+        url = f"{self._base}{path}"
+        for attempt in range(self._s.retries + 1):
+            received = False
+            # The read timeout is the first-token timeout, but never past the overall deadline.
+            read_s = max(0.001, min(self._s.first_token_timeout_s, deadline - time.monotonic()))
+            timeout = httpx.Timeout(
+                read_s, connect=min(self._s.connect_timeout_s, read_s), pool=read_s
+            )
+            try:
+                with self._client.stream("POST", url, json=body, timeout=timeout) as resp:
+                    if resp.status_code in _RETRY_STATUS:
+                        raise _Retryable(f"answered {resp.status_code}: {_body(resp)}")
+                    if resp.status_code >= 400:
+                        raise LLMError(f"{url} answered {resp.status_code}: {_body(resp)}")
+                    for data in _sse_data(resp.iter_lines()):
+                        if data == "[DONE]":
+                            return
+                        event = json.loads(data)
+                        if "error" in event:
+                            raise LLMError(f"{url} reported an error: {event['error']}")
+                        received = True
+                        yield event
+                        if time.monotonic() > deadline:
+                            raise LLMUnavailable(
+                                f"{url}: generation exceeded total_timeout_s="
+                                f"{self._s.total_timeout_s:g}"
+                            )
+                    return  # the stream ended without [DONE]: _generate checks the finish reason
+            except httpx.ReadTimeout as e:
+                # Never retried: a second wait would double the time the client was promised.
+                what = "mid-stream" if received else "before the first token"
+                raise LLMUnavailable(f"{url}: no data for {read_s:.3g} s {what}") from e
+            except (httpx.TransportError, _Retryable) as e:
+                problem = _describe(e) if isinstance(e, httpx.HTTPError) else str(e)
+                if received:
+                    raise LLMUnavailable(
+                        f"{url}: stream broke after the first token: {problem}"
+                    ) from e
+                backoff = _BACKOFF_S * 2**attempt
+                if attempt == self._s.retries or time.monotonic() + backoff > deadline:
+                    raise LLMUnavailable(
+                        f"{url}: {problem} (after {attempt + 1} attempt(s))"
+                    ) from e
+                time.sleep(backoff)
+            except json.JSONDecodeError as e:
+                raise LLMError(f"{url}: malformed stream event: {e}") from e
+
+
+def _sse_data(lines: Iterator[str]) -> Iterator[str]:
+    """The ``data:`` payloads of a server-sent-event stream (one JSON object each, here)."""
+    for line in lines:
+        if line.startswith("data:"):
+            yield line[5:].strip()
+
+
+def _body(resp: httpx.Response) -> str:
+    try:
+        text = resp.read().decode("utf-8", "replace")
+    except httpx.HTTPError:
+        return "(no body)"
+    return text[:500]
+
+
+def _describe(e: httpx.HTTPError) -> str:
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__

@@ -1,0 +1,83 @@
+"""Settings of the LLM seam: which backend, and how to reach or load its model.
+
+One flat section rather than one class per backend: a vLLM, llama.cpp-server or OpenAI deployment
+differs only in values (base URL, style, extra parameters), so a new backend is a settings profile.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class LLMSettings(BaseModel):
+    """The ``llm`` section: backend choice plus the knobs of each backend."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["llamacpp", "openai"] = Field(
+        "llamacpp",
+        description="llamacpp: the model runs in this process on the CPU; "
+        "openai: any OpenAI-compatible HTTP server (vLLM, llama.cpp server, OpenAI).",
+    )
+    name: str | None = Field(
+        None,
+        description="Model name reported to clients; defaults to the file stem (llamacpp) "
+        "or the server's model id (openai).",
+    )
+
+    # --- llamacpp (in-process) ---
+    model_path: Path | None = Field(
+        None, description="GGUF file to load; empty means the packaged Gemma 3 270M Q4_K_M."
+    )
+    n_ctx: int = Field(4096, ge=64, description="Context window in tokens (prompt and answer).")
+    threads: int = Field(
+        0,
+        ge=0,
+        description="CPU threads for generation and prompt processing; 0 = all usable CPUs.",
+    )
+    queue_size: int = Field(
+        8, ge=0, description="Requests that may wait while one generates; more get a 503 at once."
+    )
+    queue_timeout_s: float = Field(
+        60.0, gt=0, description="Longest a request waits for its turn before it gets a 503."
+    )
+
+    # --- openai (HTTP) ---
+    base_url: str = Field(
+        "http://127.0.0.1:8001/v1", description="Base URL of the server's OpenAI API, with /v1."
+    )
+    model: str = Field(
+        "", description="Model id sent to the server; empty means the first one /models lists."
+    )
+    api_key: SecretStr | None = Field(None, description="Bearer token for the server, if any.")
+    style: Literal["chat", "completion"] = Field(
+        "chat",
+        description="chat: /chat/completions with messages (instruct models); "
+        "completion: /completions with a rendered prompt (base models).",
+    )
+    context_window: int = Field(
+        8192,
+        ge=64,
+        description="Tokens the served model takes, prompt and answer; lowered to the server's "
+        "max_model_len when it reports one (vLLM).",
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="Seconds to open a connection.")
+    first_token_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds to wait for the first streamed token, and for any later gap.",
+    )
+    total_timeout_s: float = Field(300.0, gt=0, description="Seconds one generation may take.")
+    retries: int = Field(
+        2,
+        ge=0,
+        description="Retries on connection errors and 5xx, only before the first token arrives.",
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra request fields merged into every request, e.g. "
+        '{"repeat_penalty": 1.1} for llama.cpp servers or {"min_p": 0.05} for vLLM.',
+    )

@@ -1,0 +1,269 @@
+"""Retrieve -> build prompt -> generate: the plain functions behind the chat and retrieve routes.
+
+Handlers stay thin; everything here takes its collaborators as arguments, so the same code serves
+the HTTP API, ``ragtune ask`` and the eval loop.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ingest.embed import Embedder
+from ingest.index import Hit, VectorIndex
+from prompts.fewshot import ExampleBank
+from prompts.registry import Example, Template, TemplateRegistry
+from prompts.render import Passage, RenderedPrompt, build_prompt
+from service.llm.base import LLM, Completion, Delta, Prompt, SamplingParams
+from service.settings import RagSettings
+
+_CITE = re.compile(r"\[(\d{1,3})\]")
+OVERFETCH = 8  # filtered searches fetch this many times k before filtering
+
+
+def retrieve(
+    embedder: Embedder,
+    index: VectorIndex,
+    query: str,
+    k: int,
+    *,
+    filters: dict[str, str | list[str]] | None = None,
+    min_score: float | None = None,
+) -> list[Hit]:
+    """Best-first chunks for ``query``; filters match source (path or folder prefix), doc_id, kind."""
+    vector = embedder.encode([query])
+    fetch = k * OVERFETCH if filters else k
+    hits = index.search(vector, fetch)[0]
+    if filters:
+        hits = [h for h in hits if _matches(h, filters, index)]
+    if min_score is not None:
+        hits = [h for h in hits if h.score >= min_score]
+    return hits[:k]
+
+
+def _matches(hit: Hit, filters: dict[str, str | list[str]], index: VectorIndex) -> bool:
+    for key, wanted in filters.items():
+        values = [wanted] if isinstance(wanted, str) else wanted
+        if key == "source":
+            ok = any(hit.source == v or hit.source.startswith(v.rstrip("/") + "/") for v in values)
+        elif key == "doc_id":
+            ok = hit.doc_id in values
+        elif key == "kind":
+            record = index.document(hit.source)
+            ok = record is not None and record.kind in values
+        else:
+            raise ValueError(f"unknown filter '{key}' (use source, doc_id or kind)")
+        if not ok:
+            return False
+    return True
+
+
+def heading_text(hit: Hit) -> str:
+    return " > ".join(hit.heading)
+
+
+def to_passage(hit: Hit) -> Passage:
+    return Passage(
+        text=hit.text,
+        source=hit.source,
+        page=hit.page,
+        heading=heading_text(hit),
+        score=hit.score,
+        ref=hit,
+    )
+
+
+@dataclass
+class Plan:
+    """Everything decided before generation; recorded with the answer."""
+
+    question: str
+    template: Template
+    rendered: RenderedPrompt
+    params: SamplingParams
+    retrieval_k: int
+    index_version: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def prompt(self) -> Prompt:
+        r = self.rendered
+        return Prompt(text=r.text, messages=r.messages)
+
+    @property
+    def grounded(self) -> bool:
+        return bool(self.rendered.passages)
+
+
+def plan_answer(
+    *,
+    question: str,
+    embedder: Embedder,
+    index: VectorIndex,
+    llm: LLM,
+    registry: TemplateRegistry,
+    rag: RagSettings,
+    template_ref: str | None = None,
+    k: int | None = None,
+    filters: dict[str, str | list[str]] | None = None,
+    min_score: float | None = None,
+    params: SamplingParams,
+    banks: dict[str, ExampleBank] | None = None,
+) -> Plan:
+    t0 = time.perf_counter()
+    template = registry.get(template_ref or rag.template)
+    examples = select_examples(template, question, embedder, banks if banks is not None else {})
+    k = k or rag.k
+    hits = retrieve(
+        embedder,
+        index,
+        question,
+        k,
+        filters=filters,
+        min_score=rag.min_score if min_score is None else min_score,
+    )
+    t1 = time.perf_counter()
+    rendered = build_prompt(
+        template,
+        question,
+        [to_passage(h) for h in hits],
+        style=llm.style,
+        count_tokens=llm.count_tokens,
+        context_window=llm.context_window,
+        answer_tokens=params.max_tokens,
+        examples=examples,
+    )
+    t2 = time.perf_counter()
+    stops = tuple(dict.fromkeys((*params.stop, *rendered.stop)))
+    return Plan(
+        question=question,
+        template=template,
+        rendered=rendered,
+        params=SamplingParams(**{**asdict(params), "stop": stops}),
+        retrieval_k=k,
+        index_version=index.version,
+        timings={"retrieval": t1 - t0, "prompt": t2 - t1},
+    )
+
+
+def select_examples(
+    template: Template, question: str, embedder: Embedder, banks: dict[str, ExampleBank]
+) -> list[Example] | None:
+    """Few-shot examples most similar to ``question`` for templates that ask for it.
+
+    ``banks`` caches each template's embedded examples (the app keeps one for its lifetime).
+    """
+    if template.fewshot.select != "similar" or not template.examples:
+        return None
+    bank = banks.get(template.ref)
+    if bank is None:
+        bank = banks[template.ref] = ExampleBank(template.examples, embedder.encode)
+    return bank.select(question, template.fewshot.k or len(template.examples))
+
+
+def generate(plan: Plan, llm: LLM, cancel: threading.Event | None = None) -> Completion:
+    """The model's answer; with nothing retrieved, the template's "don't know" without a call."""
+    if not plan.grounded:
+        return Completion(plan.template.no_answer, "stop", 0, 0)
+    t = time.perf_counter()
+    out = llm.complete(plan.prompt, plan.params, cancel)
+    plan.timings["generation"] = time.perf_counter() - t
+    out.text = out.text.strip()
+    return out
+
+
+def stream(plan: Plan, llm: LLM, cancel: threading.Event | None = None) -> Iterator[Delta]:
+    if not plan.grounded:
+        yield Delta(plan.template.no_answer, "stop")
+        return
+    t = time.perf_counter()
+    first = True
+    for delta in llm.stream(plan.prompt, plan.params, cancel):
+        if first:
+            plan.timings["first_token"] = time.perf_counter() - t
+            first = False
+        yield delta
+    plan.timings["generation"] = time.perf_counter() - t
+
+
+def citations(plan: Plan, answer: str) -> list[dict[str, Any]]:
+    """Passages the answer cites as [n], in the order first cited.
+
+    An answer that cites nothing still gets the passages it was given (in prompt order), so a
+    client can always show what the answer was grounded in.
+    """
+    passages = plan.rendered.passages
+    order: list[int] = []
+    for m in _CITE.finditer(answer):
+        n = int(m.group(1))
+        if 1 <= n <= len(passages) and n not in order:
+            order.append(n)
+    if not order:
+        order = list(range(1, len(passages) + 1)) if plan.grounded and answer else []
+    out = []
+    for n in order:
+        hit: Hit = passages[n - 1].ref  # type: ignore[assignment]
+        out.append(
+            {
+                "index": n,
+                "chunk_id": hit.chunk_id,
+                "doc_id": hit.doc_id,
+                "source": hit.source,
+                "page": hit.page,
+                "heading": heading_text(hit),
+                "score": round(float(hit.score), 4),
+                "text": hit.text,
+            }
+        )
+    return out
+
+
+def rag_info(plan: Plan, backend: str) -> dict[str, Any]:
+    p = plan.params
+    return {
+        "prompt": plan.template.ref,
+        "retrieval_k": plan.retrieval_k,
+        "index_version": plan.index_version,
+        "backend": backend,
+        "params": {
+            "temperature": p.temperature,
+            "top_p": p.top_p,
+            "top_k": p.top_k,
+            "max_tokens": p.max_tokens,
+            "seed": p.seed,
+        },
+        "timings": {k: round(v, 4) for k, v in plan.timings.items()},
+    }
+
+
+def sampling_params(
+    rag: RagSettings,
+    *,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    top_k: int | None = None,
+    max_tokens: int | None = None,
+    stop: Sequence[str] | None = None,
+    seed: int | None = None,
+) -> SamplingParams:
+    """Request values over the serving defaults (which the eval loop's promotion changes)."""
+    return SamplingParams(
+        temperature=rag.temperature if temperature is None else temperature,
+        top_p=rag.top_p if top_p is None else top_p,
+        top_k=rag.top_k if top_k is None else top_k,
+        max_tokens=rag.max_tokens if max_tokens is None else max_tokens,
+        stop=tuple(stop or ()),
+        seed=seed,
+    )
+
+
+def question_of(messages: Sequence[Any]) -> str:
+    """The question is the last user message (earlier turns are the client's business)."""
+    for m in reversed(messages):
+        if m.role == "user":
+            return str(m.text()).strip()
+    return ""

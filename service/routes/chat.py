@@ -1,0 +1,202 @@
+"""POST /v1/chat/completions: OpenAI-compatible, grounded in retrieved passages, with citations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from prompts.render import PromptBudgetError
+from service import rag
+from service.deps import AppState, State
+from service.errors import ApiError, error_body
+from service.llm.base import Delta, LLMError
+from service.schemas import ChatCompletionRequest
+
+router = APIRouter()
+
+
+def _check_limits(req: ChatCompletionRequest, state: AppState) -> str:
+    caps = state.settings.service
+    if len(req.messages) > caps.max_messages:
+        raise ApiError(
+            413, f"too many messages ({len(req.messages)} > {caps.max_messages})", param="messages"
+        )
+    max_tokens = req.max_completion_tokens or req.max_tokens
+    if max_tokens is not None and max_tokens > caps.max_tokens:
+        raise ApiError(400, f"max_tokens is at most {caps.max_tokens}", param="max_tokens")
+    if req.retrieval and req.retrieval.k and req.retrieval.k > caps.max_k:
+        raise ApiError(400, f"retrieval.k is at most {caps.max_k}", param="retrieval.k")
+    question = rag.question_of(req.messages)
+    if not question:
+        raise ApiError(400, "the last user message has no text to answer", param="messages")
+    if state.llm.count_tokens(question) > caps.max_question_tokens:
+        raise ApiError(
+            413, f"question longer than {caps.max_question_tokens} tokens", param="messages"
+        )
+    return question
+
+
+def _plan(req: ChatCompletionRequest, state: AppState, question: str) -> rag.Plan:
+    r = req.retrieval
+    params = rag.sampling_params(
+        state.settings.rag,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=req.top_k,
+        max_tokens=req.max_completion_tokens or req.max_tokens,
+        stop=req.stop,
+        seed=req.seed,
+    )
+    try:
+        return rag.plan_answer(
+            question=question,
+            embedder=state.embedder,
+            index=state.index,
+            llm=state.llm,
+            registry=state.registry,
+            rag=state.settings.rag,
+            template_ref=req.prompt,
+            k=r.k if r else None,
+            filters=r.filters if r else None,
+            min_score=r.min_score if r else None,
+            params=params,
+            banks=state.example_banks,
+        )
+    except PromptBudgetError as e:
+        raise ApiError(413, str(e), param="messages") from e
+    except ValueError as e:  # a bad filter key
+        raise ApiError(400, str(e), param="retrieval.filters") from e
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(req: ChatCompletionRequest, state: State) -> Any:
+    question = _check_limits(req, state)
+    plan = await run_in_threadpool(_plan, req, state, question)
+    rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    if req.stream:
+        return StreamingResponse(
+            _sse(plan, state, rid, created),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    out = await run_in_threadpool(rag.generate, plan, state.llm)
+    cited, info = rag.citations(plan, out.text), rag.rag_info(plan, state.backend)
+    await run_in_threadpool(
+        _record, state, rid, plan, out.text, cited, info, out.prompt_tokens, out.completion_tokens
+    )
+    return {
+        "id": rid,
+        "object": "chat.completion",
+        "created": created,
+        "model": state.llm.name,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": out.text},
+                "finish_reason": out.finish_reason,
+            }
+        ],
+        "usage": _usage(out.prompt_tokens, out.completion_tokens),
+        "citations": cited,
+        "ragtune": info,
+    }
+
+
+def _record(
+    state: AppState,
+    rid: str,
+    plan: rag.Plan,
+    answer: str,
+    cited: list[dict[str, Any]],
+    info: dict[str, Any],
+    prompt_tokens: int,
+    completion_tokens: int,
+) -> None:
+    """Keep the answer for feedback and count it in the metrics."""
+    state.feedback.record_response(rid, plan.question, answer, cited, info)
+    state.metrics.observe_answer(plan.timings, prompt_tokens, completion_tokens)
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+async def _sse(plan: rag.Plan, state: AppState, rid: str, created: int) -> AsyncIterator[str]:
+    """Deltas from a generation thread; citations and ragtune info ride on the last chunk.
+
+    The generator is closed when the client disconnects; ``finally`` then sets ``cancel`` and the
+    backend stops generating between two tokens.
+    """
+    cancel = threading.Event()
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Delta | BaseException | None] = asyncio.Queue()
+
+    def produce() -> None:
+        try:
+            for delta in rag.stream(plan, state.llm, cancel):
+                loop.call_soon_threadsafe(queue.put_nowait, delta)
+                if cancel.is_set():
+                    break
+        except BaseException as e:  # handed to the event loop, reported as an SSE error
+            loop.call_soon_threadsafe(queue.put_nowait, e)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        body = {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": state.llm.name,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    loop.run_in_executor(None, produce)  # ends on its own once cancel is set
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        parts: list[str] = []
+        last: Delta | None = None
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                status = 503 if isinstance(item, LLMError) else 500
+                yield f"data: {json.dumps(error_body(status, str(item)))}\n\n"
+                return
+            text = item.text.lstrip() if not parts else item.text
+            if text:
+                parts.append(text)
+                yield chunk({"content": text})
+            last = item
+        answer = "".join(parts).strip()
+        finish = (last.finish_reason if last else None) or "stop"
+        usage = _usage(last.prompt_tokens, last.completion_tokens) if last else _usage(0, 0)
+        cited, info = rag.citations(plan, answer), rag.rag_info(plan, state.backend)
+        await run_in_threadpool(
+            _record,
+            state,
+            rid,
+            plan,
+            answer,
+            cited,
+            info,
+            usage["prompt_tokens"],
+            usage["completion_tokens"],
+        )
+        yield chunk({}, finish, usage=usage, citations=cited, ragtune=info)
+        yield "data: [DONE]\n\n"
+    finally:
+        cancel.set()

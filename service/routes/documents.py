@@ -1,0 +1,110 @@
+"""Documents through the API: upload (same pipeline and limits as `ragtune ingest`), list, delete.
+
+Uploads are stored content-addressed under ``HOME/uploads``: the client's file name is kept as
+metadata only and never chooses a path on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from ingest.convert import detect_kind
+from ingest.model import UnsupportedFile
+from ingest.pipeline import Ingestor
+from service.deps import AppState, State
+from service.errors import ApiError
+
+router = APIRouter()
+_write_lock = asyncio.Lock()  # one writer at a time inside this process; others queue here
+
+
+def _record(d: Any) -> dict[str, Any]:
+    return {
+        "id": d.doc_id,
+        "object": "document",
+        "source": d.source,
+        "kind": d.kind,
+        "title": d.title,
+        "chunks": d.n_chunks,
+        "version": d.version,
+        "ingested_at": d.ingested_at,
+    }
+
+
+@router.get("/v1/documents")
+async def list_documents(state: State) -> dict[str, Any]:
+    docs = await run_in_threadpool(state.index.documents)
+    held = await run_in_threadpool(state.index.quarantined)
+    return {
+        "object": "list",
+        "data": [_record(d) for d in docs],
+        "quarantined": [{"source": q.source, "reason": q.reason, "at": q.at} for q in held],
+    }
+
+
+@router.post("/v1/documents", status_code=201)
+async def upload(file: UploadFile, state: State) -> dict[str, Any]:
+    name = Path(file.filename or "upload").name
+    try:
+        suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+        detect_kind(name)
+    except UnsupportedFile as e:
+        raise ApiError(400, str(e), param="file") from e
+    limit = int(state.settings.service.max_upload_mb * 1e6)
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(
+            413, f"upload larger than {state.settings.service.max_upload_mb:g} MB", param="file"
+        )
+    folder = state.settings.home / "uploads"
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}{suffix}"
+    async with _write_lock:
+        summary = await run_in_threadpool(_ingest_one, state, folder, path, data)
+    if summary.quarantined:
+        reason = summary.problems[0]["reason"] if summary.problems else "conversion failed"
+        raise ApiError(422, f"{name}: {reason}", param="file", code="document_quarantined")
+    record = state.index.document(str(path.resolve()))
+    if record is None:  # pragma: no cover - a committed run always has the record
+        raise ApiError(500, "document was not indexed")
+    return {
+        **_record(record),
+        "filename": name,
+        "status": "unchanged" if summary.unchanged else "indexed",
+    }
+
+
+def _ingest_one(state: AppState, folder: Path, path: Path, data: bytes) -> Any:
+    folder.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        tmp = path.with_suffix(path.suffix + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    s = state.settings
+    return Ingestor(state.index, state.embedder, s.chunk, s.ingest).run([path])
+
+
+@router.delete("/v1/documents/{doc_id}")
+async def delete_document(doc_id: str, state: State) -> dict[str, Any]:
+    docs = await run_in_threadpool(state.index.documents)
+    match = next((d for d in docs if d.doc_id == doc_id), None)
+    if match is None:
+        raise ApiError(404, f"no document with id '{doc_id}'", param="doc_id")
+    async with _write_lock:
+        await run_in_threadpool(_remove, state, match.source)
+    return {"id": doc_id, "object": "document", "deleted": True}
+
+
+def _remove(state: AppState, source: str) -> None:
+    with state.index.writer() as writer:
+        writer.remove(source)
+        writer.commit()
+    uploads = (state.settings.home / "uploads").resolve()
+    path = Path(source)
+    if path.parent == uploads:  # ours: the upload's stored bytes go too
+        path.unlink(missing_ok=True)

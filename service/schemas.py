@@ -1,0 +1,176 @@
+"""Request and response bodies, mirroring OpenAI's field names and order (as vLLM's protocol.py).
+
+ragtune's extensions are separate, optional fields: ``top_k`` (sampling), ``retrieval`` and
+``prompt`` in requests; ``citations`` and ``ragtune`` in responses. Unknown OpenAI fields
+(``user``, ``n=1``, ``logit_bias``...) are accepted and ignored, so clients work unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        """The message's text, whether sent as a string or as OpenAI content parts."""
+        if isinstance(self.content, str):
+            return self.content
+        if not self.content:
+            return ""
+        return "\n".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+
+
+class RetrievalOptions(BaseModel):
+    """ragtune extension: how passages are retrieved for this request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int | None = Field(None, ge=1, description="Passages to retrieve.")
+    filters: dict[str, str | list[str]] | None = Field(
+        None,
+        description="Match on metadata: 'source' (a path or a folder prefix), 'doc_id', 'kind'; "
+        "a list means any of.",
+    )
+    min_score: float | None = Field(None, description="Drop passages scoring below this.")
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    n: int = Field(1, ge=1, le=1, description="Only one choice is generated.")
+    # extensions
+    top_k: int | None = Field(None, ge=-1, description="Sampling top-k (vLLM's extension).")
+    retrieval: RetrievalOptions | None = None
+    prompt: str | None = Field(None, description="Prompt template as 'id@version' or 'id'.")
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, v: str | list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        stops = [v] if isinstance(v, str) else v
+        if len(stops) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return stops
+
+
+class Citation(BaseModel):
+    index: int
+    chunk_id: int
+    doc_id: str
+    source: str
+    page: int | None
+    heading: str
+    score: float
+    text: str
+
+
+class RagInfo(BaseModel):
+    prompt: str
+    retrieval_k: int
+    index_version: int
+    backend: str
+    params: dict[str, Any]
+    timings: dict[str, float]
+
+
+class ResponseMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: ResponseMessage
+    finish_reason: str | None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    citations: list[Citation]
+    ragtune: RagInfo
+
+
+class DeltaMessage(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: DeltaMessage
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    citations: list[Citation] | None = None
+    ragtune: RagInfo | None = None
+
+
+class RetrieveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1)
+    k: int = Field(5, ge=1)
+    filters: dict[str, str | list[str]] | None = None
+    min_score: float | None = None
+
+
+class RetrievedPassage(BaseModel):
+    chunk_id: int
+    doc_id: str
+    source: str
+    page: int | None
+    heading: str
+    score: float
+    text: str
+
+
+class RetrieveResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[RetrievedPassage]
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "ragtune"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -1,0 +1,64 @@
+"""Shared pieces for service tests: a scripted LLM and a small real index."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ingest.settings import EmbedSettings
+from service.llm.base import Completion, Delta, Prompt, SamplingParams
+from service.settings import Settings
+
+
+class ScriptedLLM:
+    """A fake model for API plumbing: answers with a fixed text, word by word when streaming."""
+
+    name = "scripted"
+    style = "completion"
+    context_window = 2048
+
+    def __init__(self, answer: str = "Keys and values are shared [1].", delay: float = 0.0):
+        self.answer = answer
+        self.delay = delay
+        self.prompts: list[Prompt] = []
+        self.streamed = 0  # words actually produced, to see cancellation
+        self.is_ready = True
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def complete(
+        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
+    ) -> Completion:
+        self.prompts.append(prompt)
+        words = self.answer.split()[: params.max_tokens]
+        return Completion(" ".join(words), "stop", self.count_tokens(prompt.text or ""), len(words))
+
+    def stream(
+        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
+    ) -> Iterator[Delta]:
+        self.prompts.append(prompt)
+        words = self.answer.split()[: params.max_tokens]
+        for i, w in enumerate(words):
+            if cancel is not None and cancel.is_set():
+                yield Delta("", "cancelled", 0, i)
+                return
+            time.sleep(self.delay)
+            self.streamed += 1
+            yield Delta((" " if i else "") + w)
+        yield Delta("", "stop", self.count_tokens(prompt.text or ""), len(words))
+
+    def ready(self) -> bool:
+        return self.is_ready
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def settings(service_home: Path, embed_settings: EmbedSettings) -> Settings:
+    return Settings(home=service_home, embed=embed_settings)

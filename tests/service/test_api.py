@@ -1,0 +1,159 @@
+"""API plumbing with a scripted model: real FAISS, real encoder, real index; fake generation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ingest.embed import Embedder
+from service.app import create_app
+from service.settings import Settings
+from tests.service.conftest import ScriptedLLM
+
+QUESTION = "In Multi-Query Attention, what is shared across all attention heads?"
+
+
+@pytest.fixture
+def llm() -> ScriptedLLM:
+    return ScriptedLLM()
+
+
+@pytest.fixture
+def client(settings: Settings, llm: ScriptedLLM, embedder: Embedder) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, llm=llm, embedder=embedder)) as c:
+        yield c
+
+
+def ask(client: TestClient, question: str = QUESTION, **body: Any) -> Any:
+    return client.post(
+        "/v1/chat/completions",
+        json={"model": "ragtune", "messages": [{"role": "user", "content": question}], **body},
+    )
+
+
+def assert_openai_error(resp: Any, status: int, param: str | None = None) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    if param is not None:
+        assert err["param"] == param
+    return err
+
+
+def test_chat_answer_is_grounded_and_cites(client: TestClient, llm: ScriptedLLM) -> None:
+    resp = ask(client, temperature=0.3, seed=7)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": llm.answer}
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["usage"]["total_tokens"] == sum(
+        body["usage"][k] for k in ("prompt_tokens", "completion_tokens")
+    )
+    [cited] = body["citations"]  # the answer cites [1] only
+    assert cited["index"] == 1 and cited["source"].endswith("llm-guide.txt")
+    assert "key and value vectors are shared across all heads" in " ".join(cited["text"].split())
+    info = body["ragtune"]
+    assert info["prompt"] == "grounded-qa@1" and info["retrieval_k"] == 5
+    assert info["index_version"] >= 1 and info["backend"] == "ScriptedLLM"
+    assert info["params"]["temperature"] == 0.3 and info["params"]["seed"] == 7
+    assert {"retrieval", "prompt", "generation"} <= set(info["timings"])
+    # The model saw the passage and, last, the question.
+    prompt = llm.prompts[-1].text or ""
+    assert "shared across all heads" in prompt
+    assert prompt.rstrip().rsplit(QUESTION, 1)[1].count("[1]") == 0  # question after passages
+
+
+def test_streaming_sends_deltas_then_citations_then_done(
+    client: TestClient, llm: ScriptedLLM
+) -> None:
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "messages": [{"role": "user", "content": QUESTION}],
+            "stream": True,
+        },
+    ) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        events = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert text == llm.answer
+    last = chunks[-1]
+    assert last["choices"][0]["finish_reason"] == "stop"
+    assert [c["index"] for c in last["citations"]] == [1]
+    assert last["ragtune"]["prompt"] == "grounded-qa@1"
+    assert all("citations" not in c for c in chunks[:-1])
+
+
+def test_nothing_relevant_means_dont_know_without_calling_the_model(
+    client: TestClient, llm: ScriptedLLM
+) -> None:
+    resp = ask(client, retrieval={"min_score": 0.99})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert "don't know" in body["choices"][0]["message"]["content"].lower()
+    assert body["citations"] == [] and llm.prompts == []
+
+
+def test_retrieval_options_and_template_choice(client: TestClient, llm: ScriptedLLM) -> None:
+    resp = ask(
+        client, retrieval={"k": 2, "filters": {"source": "/nowhere"}}, prompt="grounded-qa@2"
+    )
+    assert resp.status_code == 200
+    assert resp.json()["ragtune"]["prompt"] == "grounded-qa@2"
+    assert resp.json()["citations"] == []  # the filter matched nothing: don't know
+    assert_openai_error(ask(client, prompt="nope@9"), 400, "prompt")
+    assert_openai_error(ask(client, retrieval={"filters": {"colour": "red"}}), 400)
+
+
+def test_retrieve_endpoint(client: TestClient) -> None:
+    resp = client.post(
+        "/v1/retrieve", json={"query": "What value does zpipe.c define for CHUNK?", "k": 3}
+    )
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["object"] == "list" and len(body["data"]) == 3
+    top = body["data"][0]
+    assert set(top) == {"chunk_id", "doc_id", "source", "page", "heading", "score", "text"}
+    assert [d["score"] for d in body["data"]] == sorted(
+        (d["score"] for d in body["data"]), reverse=True
+    )
+    assert any("#define CHUNK 16384" in d["text"] for d in body["data"])
+    only = client.post(
+        "/v1/retrieve", json={"query": "CHUNK", "k": 3, "filters": {"source": top["source"]}}
+    )
+    assert {d["source"] for d in only.json()["data"]} == {top["source"]}
+
+
+def test_bad_requests_get_openai_shaped_errors(client: TestClient, settings: Settings) -> None:
+    assert_openai_error(client.post("/v1/chat/completions", json={"messages": []}), 422, "messages")
+    assert_openai_error(ask(client, temperature=5), 422, "temperature")
+    assert_openai_error(ask(client, max_tokens=10**6), 400, "max_tokens")
+    assert_openai_error(ask(client, retrieval={"k": 10**4}), 400, "retrieval.k")
+    many = [{"role": "user", "content": "hi"}] * (settings.service.max_messages + 1)
+    assert_openai_error(
+        client.post("/v1/chat/completions", json={"messages": many}), 413, "messages"
+    )
+    huge = "word " * settings.service.max_body_bytes
+    assert_openai_error(ask(client, huge), 413)
+    assert_openai_error(ask(client, "   "), 400, "messages")
+    assert_openai_error(client.get("/v1/nothing-here"), 404)
+
+
+def test_health_ready_models(client: TestClient, llm: ScriptedLLM) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["index_version"] >= 1
+    assert client.get("/v1/models").json()["data"][0]["id"] == "scripted"
+    llm.is_ready = False
+    assert_openai_error(client.get("/readyz"), 503)
