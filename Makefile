@@ -23,11 +23,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet llama-cpp-python==0.3.36
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	# The Compose Specification's JSON schema (shipped in docker-compose 1.29.2's wheel), for the
+	# test that validates compose.yaml; only the one file is kept.
+	$(BIN)/pip download --quiet --no-deps docker-compose==1.29.2 -d $(VENV)/share/wheels
+	$(BIN)/python -c "import zipfile,glob; z=zipfile.ZipFile(glob.glob('$(VENV)/share/wheels/docker_compose-1.29.2-*.whl')[0]); open('$(VENV)/share/compose_spec.json','wb').write(z.read('compose/config/compose_spec.json'))"
 	touch $@
+
+PORT ?= 8000
 
 run: install
 	$(BIN)/ragtune ingest docs README.md --sync --home $(HOME_DIR)
 	$(BIN)/ragtune search "$(QUERY)" -k 3 --home $(HOME_DIR)
+	@echo
+	@echo "Starting the API on http://127.0.0.1:$(PORT) (Ctrl-C stops it). Try, from another terminal:"
+	@echo "  curl -s http://127.0.0.1:$(PORT)/v1/chat/completions -H 'Content-Type: application/json' \\"
+	@echo "    -d '{\"messages\": [{\"role\": \"user\", \"content\": \"$(QUERY)\"}]}'"
+	@echo
+	$(BIN)/ragtune serve --home $(HOME_DIR) --port $(PORT)
 
 test: install
 	$(BIN)/python -m pytest

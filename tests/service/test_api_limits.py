@@ -177,3 +177,32 @@ def test_disconnect_stops_generation(settings: Settings, embedder: Embedder) -> 
                 break  # the client goes away after a few chunks
     time.sleep(3)  # uncancelled, all 200 words would be out after ~2 s
     assert llm.streamed < 100
+
+
+def test_backend_down_gives_503_within_the_timeout(settings: Settings, embedder: Embedder) -> None:
+    import socket
+
+    from service.llm.settings import LLMSettings
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = settings.model_copy(
+        update={
+            "llm": LLMSettings(
+                backend="openai",
+                base_url=f"http://127.0.0.1:{port}/v1",
+                model="m",
+                connect_timeout_s=0.5,
+                retries=1,
+                style="chat",
+            )
+        }
+    )
+    with TestClient(create_app(down, embedder=embedder)) as c:
+        assert_openai_error(c.get("/readyz"), 503)
+        started = time.perf_counter()
+        resp = ask(c)
+        err = assert_openai_error(resp, 503)
+        assert err["code"] == "model_unavailable" and resp.headers["Retry-After"]
+        assert time.perf_counter() - started < 5
