@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ingest.embed import Embedder
@@ -67,9 +68,10 @@ def heading_text(hit: Hit) -> str:
 
 
 def to_passage(hit: Hit) -> Passage:
+    # The model sees the file name only: a long absolute path costs tokens and tells it nothing.
     return Passage(
         text=hit.text,
-        source=hit.source,
+        source=Path(hit.source).name,
         page=hit.page,
         heading=heading_text(hit),
         score=hit.score,
