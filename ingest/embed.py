@@ -85,6 +85,9 @@ class OnnxEmbedder:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # No spin-waiting after a run: in the service, idle encoder threads spinning on the same
+        # cores would slow the llama.cpp generation that follows every query embedding.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"])
         self.name = name
         self.dim = int(self._session.get_outputs()[0].shape[1])

@@ -20,6 +20,7 @@ from service.deps import AppState, State
 from service.errors import ApiError, error_body
 from service.llm.base import Delta, LLMError
 from service.schemas import ChatCompletionRequest
+from service.streaming import Mailbox
 
 router = APIRouter()
 
@@ -141,19 +142,18 @@ async def _sse(plan: rag.Plan, state: AppState, rid: str, created: int) -> Async
     backend stops generating between two tokens.
     """
     cancel = threading.Event()
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Delta | BaseException | None] = asyncio.Queue()
+    box = Mailbox(asyncio.get_running_loop())
 
     def produce() -> None:
         try:
             for delta in rag.stream(plan, state.llm, cancel):
-                loop.call_soon_threadsafe(queue.put_nowait, delta)
+                box.put(delta)
                 if cancel.is_set():
                     break
         except BaseException as e:  # handed to the event loop, reported as an SSE error
-            loop.call_soon_threadsafe(queue.put_nowait, e)
+            box.put(e, urgent=True)
         finally:
-            loop.call_soon_threadsafe(queue.put_nowait, None)
+            box.put(None, urgent=True)
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         body = {
@@ -166,21 +166,29 @@ async def _sse(plan: rag.Plan, state: AppState, rid: str, created: int) -> Async
         }
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
-    loop.run_in_executor(None, produce)  # ends on its own once cancel is set
+    asyncio.get_running_loop().run_in_executor(None, produce)  # ends once cancel is set
     try:
         yield chunk({"role": "assistant", "content": ""})
         parts: list[str] = []
         last: Delta | None = None
-        while (item := await queue.get()) is not None:
-            if isinstance(item, BaseException):
-                status = 503 if isinstance(item, LLMError) else 500
-                yield f"data: {json.dumps(error_body(status, str(item)))}\n\n"
-                return
-            text = item.text.lstrip() if not parts else item.text
+        done = False
+        while not done:
+            text = ""
+            for item in await box.take():
+                if item is None:
+                    done = True
+                    break
+                if isinstance(item, BaseException):
+                    status = 503 if isinstance(item, LLMError) else 500
+                    yield f"data: {json.dumps(error_body(status, str(item)))}\n\n"
+                    return
+                text += item.text.lstrip() if not parts and not text else item.text
+                last = item
             if text:
                 parts.append(text)
                 yield chunk({"content": text})
-            last = item
+            if not done:
+                await box.linger()
         answer = "".join(parts).strip()
         finish = (last.finish_reason if last else None) or "stop"
         usage = _usage(last.prompt_tokens, last.completion_tokens) if last else _usage(0, 0)
