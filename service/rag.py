@@ -140,7 +140,8 @@ def plan_answer(
         examples=examples,
     )
     t2 = time.perf_counter()
-    stops = tuple(dict.fromkeys((*params.stop, *rendered.stop)))
+    # The model must never write the passage fence; small models echo it after their answer.
+    stops = tuple(dict.fromkeys((*params.stop, *rendered.stop, template.context.close)))
     return Plan(
         question=question,
         template=template,

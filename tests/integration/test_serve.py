@@ -96,3 +96,23 @@ def test_langchain_chat_openai(server: str) -> None:
     )
     msg = llm.invoke(QUESTION)
     assert isinstance(msg.content, str) and msg.content.strip()
+
+
+def test_ask_from_the_command_line(service_home: Path, cli_env: dict[str, str]) -> None:
+    import json
+
+    proc = subprocess.run(
+        cli_command("ask", QUESTION, "--json", "--home", str(service_home)),
+        env={**cli_env, "RAGTUNE_LLM__N_CTX": "2048"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["answer"].strip() and out["ragtune"]["backend"] == "llamacpp"
+    assert any("16384" in c["text"] for c in out["citations"])
+    assert {c["index"] for c in out["citations"]} <= set(
+        range(1, out["ragtune"]["retrieval_k"] + 1)
+    )
