@@ -118,28 +118,6 @@ class ChatCompletionResponse(BaseModel):
     ragtune: RagInfo
 
 
-class DeltaMessage(BaseModel):
-    role: Literal["assistant"] | None = None
-    content: str | None = None
-
-
-class ChunkChoice(BaseModel):
-    index: int = 0
-    delta: DeltaMessage
-    finish_reason: str | None = None
-
-
-class ChatCompletionChunk(BaseModel):
-    id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    choices: list[ChunkChoice]
-    usage: Usage | None = None
-    citations: list[Citation] | None = None
-    ragtune: RagInfo | None = None
-
-
 class RetrieveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -9,7 +9,7 @@ differs.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -67,6 +67,26 @@ class LLMUnavailable(LLMError):
 
 class LLMBusy(LLMError):
     """Too many requests are waiting for the model (HTTP 503 with Retry-After)."""
+
+
+def collect(deltas: Iterable[Delta]) -> Completion | None:
+    """The whole answer from a stream of deltas; None if it ended without a finish reason.
+
+    Both backends complete by streaming, so first-token timeouts and cancellation work the same
+    for ``complete`` as for ``stream``.
+    """
+    parts: list[str] = []
+    for delta in deltas:
+        parts.append(delta.text)
+        if delta.finish_reason is not None:
+            return Completion(
+                "".join(parts),
+                delta.finish_reason,
+                delta.prompt_tokens,
+                delta.completion_tokens,
+                delta.timings,
+            )
+    return None
 
 
 class LLM(Protocol):

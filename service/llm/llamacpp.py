@@ -23,6 +23,7 @@ from service.llm.base import (
     Prompt,
     SamplingParams,
     Style,
+    collect,
 )
 from service.llm.gate import Gate
 from service.llm.settings import LLMSettings
@@ -128,17 +129,9 @@ class LlamaCppLLM:
     def complete(
         self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
     ) -> Completion:
-        parts: list[str] = []
-        for delta in self.stream(prompt, params, cancel):
-            parts.append(delta.text)
-            if delta.finish_reason is not None:
-                return Completion(
-                    text="".join(parts),
-                    finish_reason=delta.finish_reason,
-                    prompt_tokens=delta.prompt_tokens,
-                    completion_tokens=delta.completion_tokens,
-                    timings=delta.timings,
-                )
+        out = collect(self.stream(prompt, params, cancel))
+        if out is not None:
+            return out
         raise LLMError("llama.cpp stream ended without a finish reason")  # pragma: no cover
 
     def stream(

@@ -15,7 +15,15 @@ from typing import Any
 
 import httpx
 
-from service.llm.base import Completion, Delta, LLMError, LLMUnavailable, Prompt, SamplingParams
+from service.llm.base import (
+    Completion,
+    Delta,
+    LLMError,
+    LLMUnavailable,
+    Prompt,
+    SamplingParams,
+    collect,
+)
 from service.llm.settings import LLMSettings
 from service.llm.tokenize import RemoteTokenCounter
 
@@ -103,17 +111,9 @@ class OpenAICompatLLM:
         self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
     ) -> Completion:
         """The whole answer, gathered from a stream (see the module docstring for why)."""
-        parts: list[str] = []
-        for delta in self.stream(prompt, params, cancel):
-            parts.append(delta.text)
-            if delta.finish_reason is not None:
-                return Completion(
-                    "".join(parts),
-                    delta.finish_reason,
-                    delta.prompt_tokens,
-                    delta.completion_tokens,
-                    delta.timings,
-                )
+        out = collect(self.stream(prompt, params, cancel))
+        if out is not None:
+            return out
         raise LLMUnavailable(f"{self._base}: stream ended without a finish reason")
 
     def stream(

@@ -19,7 +19,7 @@ from service import rag
 from service.deps import AppState, State
 from service.errors import ApiError, error_body
 from service.llm.base import Delta, LLMError
-from service.schemas import ChatCompletionRequest
+from service.schemas import ChatCompletionRequest, ChatCompletionResponse
 from service.streaming import Mailbox
 
 router = APIRouter()
@@ -78,7 +78,7 @@ def _plan(req: ChatCompletionRequest, state: AppState, question: str) -> rag.Pla
         raise ApiError(400, str(e), param="retrieval.filters") from e
 
 
-@router.post("/v1/chat/completions", response_model=None)
+@router.post("/v1/chat/completions", response_model=ChatCompletionResponse)
 async def chat_completions(req: ChatCompletionRequest, state: State) -> Any:
     question = _check_limits(req, state)
     plan = await run_in_threadpool(_plan, req, state, question)

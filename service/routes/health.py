@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.deps import State
 from service.errors import error_body
+from service.schemas import ModelList
 
 router = APIRouter()
 
@@ -29,7 +30,7 @@ async def readyz(request: Request) -> Any:
     return {"status": "ready", "index_version": state.index.version, "model": state.llm.name}
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", response_model=ModelList)
 async def models(state: State) -> dict[str, Any]:
     return {
         "object": "list",

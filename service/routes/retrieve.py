@@ -10,12 +10,12 @@ from starlette.concurrency import run_in_threadpool
 from service import rag
 from service.deps import State
 from service.errors import ApiError
-from service.schemas import RetrieveRequest
+from service.schemas import RetrieveRequest, RetrieveResponse
 
 router = APIRouter()
 
 
-@router.post("/v1/retrieve")
+@router.post("/v1/retrieve", response_model=RetrieveResponse)
 async def retrieve(req: RetrieveRequest, state: State) -> dict[str, Any]:
     if req.k > state.settings.service.max_k:
         raise ApiError(400, f"k is at most {state.settings.service.max_k}", param="k")
