@@ -27,6 +27,7 @@ from service.llm.base import LLM
 from service.metrics import Metrics
 from service.routes import chat, documents, feedback, health, retrieve
 from service.security import Guard, load_key_hashes
+from service.serving import ServingStore
 from service.settings import Settings
 
 log = logging.getLogger("ragtune.service")
@@ -90,6 +91,7 @@ def _build_state(
         backend=settings.llm.backend if llm is None else type(llm).__name__,
         feedback=FeedbackStore(settings.home / "feedback.sqlite"),
         metrics=metrics or Metrics(),
+        serving=ServingStore(settings.home),
     )
 
 

@@ -42,6 +42,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from service.app import _build_state
 
     state = _build_state(settings, None, None)
+    serving, serving_version = state.serving.effective(settings.rag)
     try:
         plan = rag.plan_answer(
             question=args.question,
@@ -49,10 +50,11 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
             index=state.index,
             llm=state.llm,
             registry=state.registry,
-            rag=settings.rag,
+            rag=serving,
             template_ref=args.prompt,
             k=args.k,
-            params=rag.sampling_params(settings.rag),
+            params=rag.sampling_params(serving),
+            serving_version=serving_version,
         )
         out = rag.generate(plan, state.llm)
         cited = rag.citations(plan, out.text)

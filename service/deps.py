@@ -16,6 +16,7 @@ from service.errors import ApiError
 from service.feedback import FeedbackStore
 from service.llm.base import LLM
 from service.metrics import Metrics
+from service.serving import ServingStore
 from service.settings import Settings
 
 
@@ -29,6 +30,7 @@ class AppState:
     backend: str
     feedback: FeedbackStore
     metrics: Metrics
+    serving: ServingStore
     started: float = field(default_factory=time.time)
     example_banks: dict[str, ExampleBank] = field(default_factory=dict)
 

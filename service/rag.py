@@ -90,6 +90,7 @@ class Plan:
     retrieval_k: int
     index_version: int
     timings: dict[str, float] = field(default_factory=dict)
+    serving_version: int = 0  # the promoted configuration in force (0: the settings)
 
     @property
     def prompt(self) -> Prompt:
@@ -115,6 +116,7 @@ def plan_answer(
     min_score: float | None = None,
     params: SamplingParams,
     banks: dict[str, ExampleBank] | None = None,
+    serving_version: int = 0,
 ) -> Plan:
     t0 = time.perf_counter()
     template = registry.get(template_ref or rag.template)
@@ -150,6 +152,7 @@ def plan_answer(
         retrieval_k=k,
         index_version=index.version,
         timings={"retrieval": t1 - t0, "prompt": t2 - t1},
+        serving_version=serving_version,
     )
 
 
@@ -231,6 +234,7 @@ def rag_info(plan: Plan, backend: str) -> dict[str, Any]:
         "prompt": plan.template.ref,
         "retrieval_k": plan.retrieval_k,
         "index_version": plan.index_version,
+        "serving_version": plan.serving_version,
         "backend": backend,
         "params": {
             "temperature": p.temperature,

@@ -85,6 +85,7 @@ class RagInfo(BaseModel):
     prompt: str
     retrieval_k: int
     index_version: int
+    serving_version: int
     backend: str
     params: dict[str, Any]
     timings: dict[str, float]

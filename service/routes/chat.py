@@ -48,8 +48,9 @@ def _check_limits(req: ChatCompletionRequest, state: AppState) -> str:
 
 def _plan(req: ChatCompletionRequest, state: AppState, question: str) -> rag.Plan:
     r = req.retrieval
+    serving, serving_version = state.serving.effective(state.settings.rag)
     params = rag.sampling_params(
-        state.settings.rag,
+        serving,
         temperature=req.temperature,
         top_p=req.top_p,
         top_k=req.top_k,
@@ -64,13 +65,14 @@ def _plan(req: ChatCompletionRequest, state: AppState, question: str) -> rag.Pla
             index=state.index,
             llm=state.llm,
             registry=state.registry,
-            rag=state.settings.rag,
+            rag=serving,
             template_ref=req.prompt,
             k=r.k if r else None,
             filters=r.filters if r else None,
             min_score=r.min_score if r else None,
             params=params,
             banks=state.example_banks,
+            serving_version=serving_version,
         )
     except PromptBudgetError as e:
         raise ApiError(413, str(e), param="messages") from e

@@ -1,0 +1,109 @@
+"""Evaluation datasets: JSONL, one case a line (the format of ../shared/data/qa/dev.jsonl).
+
+Required: ``id``, ``question``, ``ground_truth``. Optional: ``evidence`` (strings a correct
+retrieved passage contains), ``reference_contexts``, ``tags``. Other fields are kept in ``extra``
+and written back unchanged, so a dataset survives a round trip through our tools.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_KNOWN = ("id", "question", "ground_truth", "evidence", "reference_contexts", "tags")
+
+
+class DatasetError(ValueError):
+    """A dataset file that cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    question: str
+    ground_truth: str
+    evidence: tuple[str, ...] = ()
+    reference_contexts: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "question": self.question}
+        out["ground_truth"] = self.ground_truth
+        if self.evidence:
+            out["evidence"] = list(self.evidence)
+        if self.reference_contexts:
+            out["reference_contexts"] = list(self.reference_contexts)
+        if self.tags:
+            out["tags"] = list(self.tags)
+        return {**out, **self.extra}
+
+
+def _strings(value: Any, name: str, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise DatasetError(f"{where}: '{name}' must be a string or a list of strings")
+
+
+def parse_case(obj: Any, where: str) -> Case:
+    if not isinstance(obj, dict):
+        raise DatasetError(f"{where}: expected a JSON object")
+    for key in ("id", "question", "ground_truth"):
+        if not isinstance(obj.get(key), str) or not obj[key].strip():
+            raise DatasetError(f"{where}: '{key}' is required and must be a non-empty string")
+    return Case(
+        id=obj["id"],
+        question=obj["question"],
+        ground_truth=obj["ground_truth"],
+        evidence=_strings(obj.get("evidence"), "evidence", where),
+        reference_contexts=_strings(obj.get("reference_contexts"), "reference_contexts", where),
+        tags=_strings(obj.get("tags"), "tags", where),
+        extra={k: v for k, v in obj.items() if k not in _KNOWN},
+    )
+
+
+def load_dataset(path: Path) -> list[Case]:
+    """All cases of ``path``; blank lines are skipped, duplicate ids are an error."""
+    cases: list[Case] = []
+    seen: set[str] = set()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read: {e.strerror or e}") from e
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{where}: not JSON: {e.msg}") from e
+        case = parse_case(obj, where)
+        if case.id in seen:
+            raise DatasetError(f"{where}: duplicate id '{case.id}'")
+        seen.add(case.id)
+        cases.append(case)
+    if not cases:
+        raise DatasetError(f"{path}: no cases")
+    return cases
+
+
+def write_dataset(path: Path, cases: Iterable[Case]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for case in cases:
+            f.write(json.dumps(case.as_dict(), ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def select(cases: Sequence[Case], tags: Sequence[str] = ()) -> list[Case]:
+    """Cases having all of ``tags`` (all cases when none are given)."""
+    return [c for c in cases if all(t in c.tags for t in tags)]
