@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -14,6 +15,8 @@ from ingest import cli as ingest_cli
 from prompts import cli as prompts_cli
 from service import commands as service_commands
 from service.settings import load_settings
+
+PLUGINS = ("eval.cli",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest_cli.add_commands(sub, common)
     prompts_cli.add_commands(sub, common)
     service_commands.add_commands(sub, common)
+    # Packages above this one in the layering (eval imports service) plug in by name, so the
+    # command line has one entry point without service importing eval.
+    for name in PLUGINS:
+        importlib.import_module(name).add_commands(sub, common)
     return parser
 
 
@@ -38,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(args.config, home=args.home)
+        settings = load_settings(getattr(args, "config", None), home=args.home)
     except (ValidationError, FileNotFoundError) as e:
         print(f"ragtune: invalid settings: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,275 @@
+"""The eval cache: retrieval results and model outputs keyed by their inputs, in SQLite.
+
+A rerun, or a sweep that grows by one axis value, pays only for what changed. Generations are
+keyed by the exact prompt and every sampling parameter including the seed; with a fixed seed our
+backends are deterministic even at temperature > 0, so serving a cached answer is what a fresh
+call would have returned. The latency and token counts stored are the original, uncached
+measurements, so reports of a cached rerun still show what the model costs.
+
+The cache plugs into ``service.rag`` from outside: ``CachedIndex`` stands in for the index for
+one question and ``CachingLLM`` for the model, so ``plan_answer`` and ``generate`` run unchanged.
+``RowStore`` is the other half of "pay only for what changed": a run's finished rows, so a killed
+run resumes without even looking up the cache for what it already scored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eval.dataset import Case
+from eval.sweep import Config
+from ingest.embed import Embedder
+from ingest.index import Hit, VectorIndex
+from service.llm.base import LLM, Completion, Delta, Prompt, SamplingParams
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS retrieval (
+    index_version INTEGER NOT NULL, question TEXT NOT NULL, k INTEGER NOT NULL,
+    min_score REAL NOT NULL, hits TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (index_version, question, k, min_score));
+CREATE TABLE IF NOT EXISTS generation (
+    key TEXT PRIMARY KEY, model TEXT NOT NULL, seed INTEGER, answer TEXT NOT NULL,
+    finish_reason TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL, latency_s REAL NOT NULL, created REAL NOT NULL);
+"""
+
+
+@dataclass
+class CacheStats:
+    """Hits and misses since the cache was opened (one run)."""
+
+    retrieval_hits: int = 0
+    retrieval_misses: int = 0
+    generation_hits: int = 0
+    generation_misses: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def generation_key(model: str, prompt: Prompt, params: SamplingParams) -> str:
+    """sha256 over everything that decides a generation: model, rendered prompt, sampling."""
+    blob = json.dumps(
+        {
+            "model": model,
+            "text": prompt.text,
+            "messages": [dict(m) for m in prompt.messages] if prompt.messages else None,
+            "params": asdict(params),
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class EvalCache:
+    """``HOME/eval/cache.sqlite``: one connection, committed after every write (crash-safe)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self.stats = CacheStats()
+
+    def get_retrieval(
+        self, index_version: int, question: str, k: int, min_score: float
+    ) -> list[Hit] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT hits FROM retrieval WHERE index_version=? AND question=? AND k=? "
+                "AND min_score=?",
+                (index_version, question, k, min_score),
+            ).fetchone()
+        if row is None:
+            self.stats.retrieval_misses += 1
+            return None
+        self.stats.retrieval_hits += 1
+        return [Hit(**{**h, "heading": tuple(h["heading"])}) for h in json.loads(row[0])]
+
+    def put_retrieval(
+        self, index_version: int, question: str, k: int, min_score: float, hits: Sequence[Hit]
+    ) -> None:
+        blob = json.dumps([asdict(h) for h in hits], ensure_ascii=False)
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO retrieval VALUES (?, ?, ?, ?, ?, ?)",
+                (index_version, question, k, min_score, blob, time.time()),
+            )
+
+    def get_generation(self, key: str) -> Completion | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT answer, finish_reason, prompt_tokens, completion_tokens, latency_s "
+                "FROM generation WHERE key=?",
+                (key,),
+            ).fetchone()
+        if row is None:
+            self.stats.generation_misses += 1
+            return None
+        self.stats.generation_hits += 1
+        answer, finish, p_tok, c_tok, latency = row
+        return Completion(answer, finish, p_tok, c_tok, {"latency": latency, "cached": 1.0})
+
+    def put_generation(
+        self, key: str, model: str, seed: int | None, out: Completion, latency_s: float
+    ) -> None:
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO generation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    model,
+                    seed,
+                    out.text,
+                    out.finish_reason,
+                    out.prompt_tokens,
+                    out.completion_tokens,
+                    latency_s,
+                    time.time(),
+                ),
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class CachedIndex:
+    """The index as ``rag.retrieve`` sees it while answering one question, searches cached.
+
+    ``retrieve`` searches for exactly k hits when there are no filters (the eval uses none) and
+    applies ``min_score`` afterwards, so the cached value is the raw top-k for the question.
+    """
+
+    def __init__(
+        self, index: VectorIndex, cache: EvalCache, question: str, min_score: float
+    ) -> None:
+        self._index, self._cache = index, cache
+        self._question, self._min_score = question, min_score
+
+    @property
+    def version(self) -> int:
+        return self._index.version
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+        args = (self._index.version, self._question, k, self._min_score)
+        hits = self._cache.get_retrieval(*args)
+        if hits is None:
+            hits = self._index.search(queries, k)[0]
+            self._cache.put_retrieval(*args, hits)
+        return [hits]
+
+    def __getattr__(self, name: str) -> Any:  # document(), chunks(): read-only pass-through
+        return getattr(self._index, name)
+
+
+class MemoEmbedder:
+    """The embedder with an in-memory memo: each question is encoded once per run, not per config."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self._inner = embedder
+        self.name, self.dim = embedder.name, embedder.dim
+        self.max_tokens, self.tokenizer = embedder.max_tokens, embedder.tokenizer
+        self._memo: dict[str, np.ndarray] = {}
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._memo))
+        if missing:
+            for t, v in zip(missing, self._inner.encode(missing), strict=True):
+                self._memo[t] = v
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._memo[t] for t in texts])
+
+
+class CachingLLM:
+    """The model behind the generation cache; ``timings['latency']`` is always the uncached time."""
+
+    def __init__(self, llm: LLM, cache: EvalCache) -> None:
+        self._llm, self._cache = llm, cache
+        self.name, self.style, self.context_window = llm.name, llm.style, llm.context_window
+
+    def count_tokens(self, text: str) -> int:
+        return self._llm.count_tokens(text)
+
+    def complete(
+        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
+    ) -> Completion:
+        key = generation_key(self.name, prompt, params)
+        hit = self._cache.get_generation(key)
+        if hit is not None:
+            return hit
+        t = time.perf_counter()
+        out = self._llm.complete(prompt, params, cancel)
+        latency = time.perf_counter() - t
+        out.text = out.text.strip()  # what rag.generate keeps; stored the same way
+        if out.finish_reason in ("stop", "length"):  # a cancelled answer is not the answer
+            self._cache.put_generation(key, self.name, params.seed, out, latency)
+        out.timings = {**out.timings, "latency": latency, "cached": 0.0}
+        return out
+
+    def stream(
+        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
+    ) -> Iterator[Delta]:
+        out = self.complete(prompt, params, cancel)
+        yield Delta(out.text, out.finish_reason, out.prompt_tokens, out.completion_tokens)
+
+    def ready(self) -> bool:
+        return self._llm.ready()
+
+    def close(self) -> None:
+        """The wrapped model belongs to whoever built it."""
+
+
+class RowStore:
+    """``rows.jsonl``: one JSON row per finished (config, case); the resume point of a run.
+
+    Rows from another model or index version, or whose question changed, are stale: dropped on
+    open so they are recomputed rather than compared with fresh ones.
+    """
+
+    def __init__(self, path: Path, model: str, index_version: int, cases: Sequence[Case]) -> None:
+        self.path = path
+        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
+        questions = {c.id: c.question for c in cases}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # the half-written last line of a killed run
+                    continue
+                fresh = row.get("model") == model and row.get("index_version") == index_version
+                if fresh and questions.get(row.get("case")) == row.get("question"):
+                    self.rows[row["config"], row["case"]] = row
+        self.resumed = len(self.rows)
+        tmp = path.with_suffix(".tmp")  # rewrite without the stale or broken lines
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.rows.values()), "utf-8")
+        tmp.replace(path)
+
+    def done(self, config: Config, case: Case) -> bool:
+        return (config.id, case.id) in self.rows
+
+    def append(self, rows: Sequence[dict[str, Any]]) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                self.rows[row["config"], row["case"]] = row
+
+    def of(self, config: Config, cases: Sequence[Case] | None = None) -> list[dict[str, Any]]:
+        ids = [c.id for c in cases] if cases is not None else None
+        if ids is None:
+            return [r for (cid, _), r in self.rows.items() if cid == config.id]
+        return [self.rows[config.id, i] for i in ids if (config.id, i) in self.rows]

@@ -1,0 +1,223 @@
+"""``ragtune eval ACTION``: evaluate and tune the serving configuration.
+
+``eval`` is one command with actions (``run`` here; from-feedback, promote, history, rollback,
+models beside it), each handler ``handler(args, settings) -> int`` like every other command.
+``service.cli`` must not import ``eval`` (layering), so the top-level ``ragtune`` registers these
+where it assembles the parser; ``python -m eval.cli`` runs them on their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from eval.run import DEFAULT_PRIMARY
+from service.settings import Settings
+
+EXIT_USAGE = 2  # what argparse itself returns for a bad command line
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot be used; reported on one line, exit status 2."""
+
+
+def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    """Register ``eval`` with its actions; ``common`` (--home, --config) goes on each action."""
+    p = sub.add_parser("eval", help="evaluate answers and tune the serving configuration")
+    actions = p.add_subparsers(dest="eval_command", required=True, metavar="ACTION")
+    add_run(actions, common)
+    from eval.cli_serving import add_serving_actions
+
+    add_serving_actions(actions, common)
+
+
+def add_run(actions: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    a = actions.add_parser(
+        "run",
+        parents=[common],
+        help="answer a dataset under each configuration of a sweep and compare with serving",
+        description="Answer every question of DATASET under each configuration of the sweep "
+        "(the serving configuration is always the baseline), score the answers and write "
+        "results.json, results.csv and summary.md to the output folder. Rerunning the same "
+        "command resumes an interrupted run; cached retrievals and answers are reused.",
+    )
+    a.add_argument("--dataset", type=Path, required=True, metavar="FILE", help="JSONL cases")
+    a.add_argument("--sweep", type=Path, metavar="SWEEP.toml", help="axes to sweep (TOML)")
+    a.add_argument(
+        "--judge",
+        metavar="BASE_URL/MODEL",
+        help="OpenAI-compatible judge for the LLM metrics, e.g. http://127.0.0.1:8001/v1/qwen",
+    )
+    a.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="output folder (default HOME/eval/runs/<dataset>-<hash of dataset and sweep>)",
+    )
+    a.add_argument(
+        "--fail-under",
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="exit 1 when the winner's (or else the baseline's) mean METRIC is below VALUE "
+        "(repeatable)",
+    )
+    a.add_argument(
+        "--primary",
+        default=DEFAULT_PRIMARY,
+        metavar="METRIC",
+        help=f"metric that picks the winner (default {DEFAULT_PRIMARY})",
+    )
+    a.set_defaults(handler=cmd_run)
+
+
+def known_metric(name: str) -> str:
+    from eval.metrics import METRICS
+
+    if name not in METRICS:
+        raise UsageError(f"unknown metric '{name}'; known metrics: {', '.join(METRICS)}")
+    return name
+
+
+def parse_fail_under(specs: Sequence[str]) -> dict[str, float]:
+    """``METRIC=VALUE`` strings as thresholds; unknown metrics are a usage error."""
+    out: dict[str, float] = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep:
+            raise UsageError(f"--fail-under {spec!r}: expected METRIC=VALUE")
+        try:
+            out[known_metric(name.strip())] = float(value)
+        except ValueError as e:
+            if isinstance(e, UsageError):
+                raise
+            raise UsageError(f"--fail-under {spec!r}: {value!r} is not a number") from e
+    return out
+
+
+def check_fail_under(results: Mapping[str, Any], thresholds: Mapping[str, float]) -> list[str]:
+    """One message per threshold the decisive configuration misses (the winner, else baseline).
+
+    A metric with no value at all (a judge metric without ``--judge``) fails: a gate that
+    cannot measure must not pass.
+    """
+    config = next(c for c in results["configs"] if c["id"] == results["winner"])
+    failures = []
+    for name, floor in thresholds.items():
+        value = config["metrics"].get(name)
+        if value is None:
+            failures.append(f"{name}: no values in this run (threshold {floor:g})")
+        elif value < floor:
+            failures.append(f"{name} = {value:.4f} is below {floor:g} (config {config['id']})")
+    return failures
+
+
+def default_out(settings: Settings, dataset: Path, ids: Sequence[str], extra: Any) -> Path:
+    """A folder named by what decides the rows, so rerunning the same command resumes."""
+    h = hashlib.sha256(dataset.read_bytes())
+    h.update(json.dumps([sorted(ids), extra], sort_keys=True, default=str).encode())
+    return settings.home / "eval" / "runs" / f"{dataset.stem}-{h.hexdigest()[:8]}"
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from eval.dataset import DatasetError, load_dataset
+    from eval.metrics import parse_judge
+    from eval.run import run_sweep, serving_rag
+    from eval.sweep import SweepError, load_sweep
+
+    try:
+        thresholds = parse_fail_under(args.fail_under)
+        primary = known_metric(args.primary)
+        cases = load_dataset(args.dataset)
+        sweep = load_sweep(args.sweep, serving_rag(settings))
+        if sweep.search.metric is not None:
+            known_metric(sweep.search.metric)
+        judge = parse_judge(args.judge) if args.judge else None
+    except (UsageError, DatasetError, SweepError) as e:
+        print(f"ragtune eval run: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as e:  # parse_judge's complaint about the URL
+        print(f"ragtune eval run: --judge: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    ids = [c.id for c in sweep.configs]
+    out = args.out or default_out(settings, args.dataset, ids, [sweep.search, args.judge])
+    print(f"{len(sweep.configs)} configurations × {len(cases)} questions -> {out}", file=sys.stderr)
+    with _Bar() as bar:
+        result = run_sweep(
+            settings,
+            cases,
+            sweep.configs,
+            out,
+            judge=judge,
+            progress=bar.update,
+            search=sweep.search,
+            primary_metric=primary,
+            dataset=str(args.dataset),
+        )
+    from eval.report import write_report
+
+    report = write_report(result.results, out)
+    print((out / "summary.md").read_text(encoding="utf-8"))
+    print(f"report: {report}", file=sys.stderr)
+    failures = check_fail_under(result.results, thresholds)
+    for f in failures:
+        print(f"ragtune eval run: fail-under: {f}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+class _Bar:
+    """A tqdm bar with ETA whose total follows the runner's plan (halving revises it)."""
+
+    def __enter__(self) -> _Bar:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=0, unit="answer", desc="eval", dynamic_ncols=True)
+        return self
+
+    def update(self, done: int, total: int) -> None:
+        if self._bar.total != total:
+            self._bar.total = total
+        self._bar.update(done - self._bar.n)
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", type=Path, help="data directory (default ./.ragtune)")
+    common.add_argument("--config", type=Path, help="TOML settings file (default ./ragtune.toml)")
+    parser = argparse.ArgumentParser(prog="python -m eval.cli")
+    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``ragtune eval ...`` without the rest of ragtune, for development and tests."""
+    from pydantic import ValidationError
+
+    from service.settings import load_settings
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config, home=args.home)
+    except (ValidationError, FileNotFoundError) as e:
+        print(f"ragtune: invalid settings: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        code: int = args.handler(args, settings)
+    except KeyboardInterrupt:  # finished rows are in rows.jsonl: the same command resumes
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""The sweep runner: every configuration × question through the serving code path, scored.
+
+Each answer goes through ``service.rag`` exactly as the API would produce it (``plan_answer`` then
+``generate``), with the eval cache slotted in under the index and the model. Rows are appended to
+``OUT/rows.jsonl`` as they complete, so a killed run resumes where it stopped; the results files
+are rewritten from all rows at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+from eval.cache import CachedIndex, CacheStats, CachingLLM, EvalCache, MemoEmbedder, RowStore
+from eval.dataset import Case
+from eval.judge import JudgeConfig, JudgeStats
+from eval.metrics import METRICS, Observation, answer_metrics, judge_metrics, retrieval_metrics
+from eval.stats import build_results, write_outputs
+from eval.sweep import Config, Search, successive_halving
+from ingest.embed import Embedder
+from ingest.index import VectorIndex
+from service import rag
+from service.deps import AppState
+from service.llm.base import LLM
+from service.settings import RagSettings, Settings
+
+DEFAULT_PRIMARY = "semantic_similarity"
+MAX_ERRORS = 20  # judge error messages kept in results.json
+BATCH = 8  # cases scored together; a kill loses at most one batch of (cached) work
+
+Progress = Callable[[int, int], None]  # (pairs done, pairs planned) in this invocation
+
+
+def serving_rag(settings: Settings) -> RagSettings:
+    """The configuration the service answers with now: settings plus the promoted one, if any."""
+    from service.serving import ServingStore
+
+    return ServingStore(settings.home).effective(settings.rag)[0]
+
+
+@dataclass
+class RunResult:
+    """What a sweep produced: the content of results.json and what this invocation did."""
+
+    out_dir: Path
+    results: dict[str, Any]
+    computed: int  # (config, case) pairs evaluated now
+    resumed: int  # pairs taken from an earlier, interrupted run's rows.jsonl
+    cache: CacheStats = field(default_factory=CacheStats)
+
+    @property
+    def winner(self) -> str:
+        return str(self.results["winner"])
+
+    @property
+    def configs(self) -> list[dict[str, Any]]:
+        return list(self.results["configs"])
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return list(self.results["rows"])
+
+    def config(self, config_id: str) -> dict[str, Any]:
+        return next(c for c in self.configs if c["id"] == config_id)
+
+
+@dataclass
+class _Context:
+    """What one run shares across configurations: the app's components behind the cache."""
+
+    settings: Settings
+    rag: RagSettings  # the serving configuration in force (settings plus any promotion)
+    state: AppState
+    embedder: MemoEmbedder
+    llm: CachingLLM
+    cache: EvalCache
+    store: RowStore
+    judge: JudgeConfig | None
+    progress: Progress | None
+    judge_stats: list[JudgeStats] = field(default_factory=list)
+    done: int = 0
+    planned: int = 0
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, max(self.planned, self.done))
+
+
+def _answer(ctx: _Context, config: Config, case: Case) -> tuple[Observation, dict[str, Any]]:
+    """One question under one configuration: the observation to score and the row to record."""
+    serving, state = ctx.rag, ctx.state
+    index = CachedIndex(state.index, ctx.cache, case.question, serving.min_score)
+    params = rag.sampling_params(
+        serving,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        top_k=config.top_k,
+        max_tokens=config.max_tokens,
+        seed=config.seed,
+    )
+    plan = rag.plan_answer(
+        question=case.question,
+        embedder=ctx.embedder,
+        index=cast(VectorIndex, index),
+        llm=ctx.llm,
+        registry=state.registry,
+        rag=serving,
+        template_ref=config.template,
+        k=config.retrieval_k,
+        min_score=serving.min_score,
+        params=params,
+        banks=state.example_banks,
+    )
+    out = rag.generate(plan, ctx.llm)
+    # Only explicit [n] markers count as citations (rag.citations falls back to every passage
+    # for display, which would make an uncited answer look fully supported).
+    cited = tuple(
+        c["index"] for c in rag.citations(plan, out.text) if f"[{c['index']}]" in out.text
+    )
+    passages = plan.rendered.passages
+    obs = Observation(
+        case=case, answer=out.text, contexts=tuple(p.text for p in passages), cited=cited
+    )
+    info = rag.rag_info(plan, ctx.state.backend)
+    row = {
+        "config": config.id,
+        "baseline": config.baseline,
+        "case": case.id,
+        "question": case.question,
+        "ground_truth": case.ground_truth,
+        "template": plan.template.ref,
+        "params": info["params"],
+        "retrieval_k": plan.retrieval_k,
+        "min_score": serving.min_score,
+        "model": ctx.llm.name,
+        "backend": ctx.state.backend,
+        "index_version": plan.index_version,
+        "passages": [
+            {
+                "n": n,
+                "source": getattr(p.ref, "source", p.source),  # the full path, not the name
+                "page": p.page,
+                "heading": p.heading,
+                "score": round(float(p.score), 4),
+                "text": p.text,
+            }
+            for n, p in enumerate(passages, 1)
+        ],
+        "dropped": len(plan.rendered.dropped),
+        "answer": out.text,
+        "finish_reason": out.finish_reason,
+        "cited": list(cited),
+        "called": plan.grounded,
+        "cached": bool(out.timings.get("cached", 0.0)),
+        "latency_s": round(float(out.timings.get("latency", 0.0)), 6),
+        "prompt_tokens": out.prompt_tokens,
+        "completion_tokens": out.completion_tokens,
+        "metrics": {},
+    }
+    return obs, row
+
+
+def _evaluate(ctx: _Context, config: Config, cases: Sequence[Case]) -> None:
+    """Answer and score ``cases`` under ``config`` in batches; rows are appended per batch."""
+    todo = [c for c in cases if not ctx.store.done(config, c)]
+    for start in range(0, len(todo), BATCH):
+        pairs = []
+        for case in todo[start : start + BATCH]:
+            pairs.append(_answer(ctx, config, case))
+            ctx.tick()
+        observations = [obs for obs, _ in pairs]
+        answer = answer_metrics(observations, ctx.embedder.encode)
+        judged: list[dict[str, float]] = [{} for _ in pairs]
+        if ctx.judge is not None:
+            judged, stats = judge_metrics(observations, ctx.judge, ctx.embedder.encode)
+            ctx.judge_stats.append(stats)
+        for (obs, row), a, j in zip(pairs, answer, judged, strict=True):
+            values = {**retrieval_metrics(obs, config.retrieval_k), **a, **j}
+            row["metrics"] = {k: float(v) for k, v in values.items() if v is not None}
+        ctx.store.append([row for _, row in pairs])
+
+
+def _pending(store: RowStore, configs: Sequence[Config], cases: Sequence[Case]) -> int:
+    return sum(not store.done(c, q) for c in configs for q in cases)
+
+
+def _grid(ctx: _Context, configs: Sequence[Config], cases: Sequence[Case]) -> dict[str, int]:
+    ctx.planned = _pending(ctx.store, configs, cases)
+    for config in configs:
+        _evaluate(ctx, config, cases)
+    return {c.id: len(cases) for c in configs}
+
+
+def _halving(
+    ctx: _Context, configs: Sequence[Config], cases: Sequence[Case], search: Search, metric: str
+) -> dict[str, int]:
+    def evaluate(rung: Sequence[Config], subset: Sequence[Case], future: int) -> None:
+        ctx.planned = ctx.done + _pending(ctx.store, rung, subset) + future
+        for config in rung:
+            _evaluate(ctx, config, subset)
+
+    def score(config: Config, subset: Sequence[Case]) -> float | None:
+        values = [
+            r["metrics"][metric] for r in ctx.store.of(config, subset) if metric in r["metrics"]
+        ]
+        return sum(values) / len(values) if values else None
+
+    higher = METRICS[metric].higher_is_better if metric in METRICS else True
+    return successive_halving(configs, cases, search, evaluate, score, higher_is_better=higher)
+
+
+def merge_stats(items: Sequence[JudgeStats]) -> dict[str, Any]:
+    """Judge statistics of every batch added up: counts summed, error messages kept (capped)."""
+    total: dict[str, Any] = dataclasses.asdict(JudgeStats())
+    for item in items:
+        for k, v in dataclasses.asdict(item).items():
+            total[k] = (total[k] + v)[:MAX_ERRORS] if isinstance(v, list) else total[k] + v
+    return total
+
+
+def run_sweep(
+    settings: Settings,
+    dataset_cases: Sequence[Case],
+    configs: Sequence[Config],
+    out_dir: Path,
+    *,
+    judge: JudgeConfig | None = None,
+    progress: Progress | None = None,
+    llm: LLM | None = None,
+    embedder: Embedder | None = None,
+    search: Search | None = None,
+    primary_metric: str = DEFAULT_PRIMARY,
+    dataset: str = "",
+) -> RunResult:
+    """Evaluate ``configs`` (one of them the baseline) on ``dataset_cases``; write OUT's files.
+
+    ``llm`` and ``embedder`` are injected by tests (a scripted model); otherwise they are built
+    from ``settings`` exactly as the service builds them. ``judge`` is ``metrics.parse_judge``'s
+    config, or None for the metrics that need no judge model.
+    """
+    from service.app import _build_state
+
+    if sum(c.baseline for c in configs) != 1:
+        raise ValueError("exactly one configuration must be the baseline")
+    if not dataset_cases:
+        raise ValueError("no cases to evaluate")
+    search = search or Search()
+    t0 = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        state = _build_state(settings, llm, embedder)
+        stack.callback(state.index.close)
+        stack.callback(state.feedback.close)
+        if llm is None:  # ours to close; an injected one belongs to the caller
+            stack.callback(state.llm.close)
+        cache = stack.enter_context(
+            contextlib.closing(EvalCache(settings.home / "eval" / "cache.sqlite"))
+        )
+        serving, serving_version = state.serving.effective(settings.rag)
+        for c in configs:  # an unknown template fails now, not an hour into the sweep
+            state.registry.get(c.template)
+        store = RowStore(out_dir / "rows.jsonl", state.llm.name, state.index.version, dataset_cases)
+        ctx = _Context(
+            settings=settings,
+            rag=serving,
+            state=state,
+            embedder=MemoEmbedder(state.embedder),
+            llm=CachingLLM(state.llm, cache),
+            cache=cache,
+            store=store,
+            judge=judge,
+            progress=progress,
+        )
+        if search.method == "halving":
+            metric = search.metric or primary_metric
+            seen = _halving(ctx, configs, dataset_cases, search, metric)
+        else:
+            seen = _grid(ctx, configs, dataset_cases)
+        results = build_results(
+            configs=[c for c in configs if c.id in seen],
+            rows_of=lambda c: store.of(c, dataset_cases),
+            metrics=METRICS,
+            n_questions=len(dataset_cases),
+            run={
+                "dataset": dataset,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "cases": len(dataset_cases),
+                "model": state.llm.name,
+                "backend": state.backend,
+                "index_version": state.index.version,
+                "min_score": serving.min_score,
+                "serving_version": serving_version,
+                "judge": _judge_info(judge, ctx.judge_stats),
+                "primary_metric": primary_metric,
+                "search": dataclasses.asdict(search),
+                "cache": cache.stats.as_dict(),
+                "computed": ctx.done,
+                "resumed": store.resumed,
+                "seconds": round(time.perf_counter() - t0, 2),
+            },
+        )
+        write_outputs(out_dir, results)
+        return RunResult(out_dir, results, ctx.done, store.resumed, cache.stats)
+
+
+def _judge_info(judge: JudgeConfig | None, stats: list[JudgeStats]) -> dict[str, Any] | None:
+    if judge is None:
+        return None
+    # Only what identifies the judge: its config carries the API key.
+    return {"base_url": judge.base_url, "model": judge.model, "stats": merge_stats(stats)}

@@ -1,0 +1,414 @@
+"""Sweep files, the eval cache, resuming, the results files and the ``eval run`` command.
+
+The runner tests use a scripted model (generation is not what they test) with the real encoder
+and a real index of llm-guide.txt and zlib-usage.html; one slow test runs the embedded Gemma.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eval.cli import UsageError, check_fail_under, main, parse_fail_under
+from eval.dataset import Case, load_dataset, write_dataset
+from eval.judge import JudgeStats
+from eval.metrics import parse_judge
+from eval.run import RunResult, run_sweep
+from eval.stats import ROW_COLUMNS
+from eval.sweep import Config, SweepError, baseline_config, halving_rungs, load_sweep, parse_sweep
+from ingest.embed import Embedder
+from ingest.settings import EmbedSettings
+from service.settings import RagSettings, Settings
+from tests.service.conftest import ScriptedLLM
+
+CASE_IDS = ("dev-01", "dev-17")  # MQA in llm-guide.txt; zpipe's CHUNK in zlib-usage.html
+
+
+# --- sweep files ---------------------------------------------------------------------------------
+
+
+def test_grid_expands_axes_and_keeps_serving_values_for_the_rest() -> None:
+    rag = RagSettings(temperature=0.1, k=5, top_p=0.9, max_tokens=64)
+    sweep = parse_sweep({"axes": {"temperature": [0.1, 0.7], "retrieval_k": [3, 5]}}, rag)
+    base = sweep.configs[0]
+    assert base.baseline and sweep.baseline is base
+    assert (base.temperature, base.retrieval_k, base.top_p, base.max_tokens) == (0.1, 5, 0.9, 64)
+    # (0.1, 5) is the baseline itself: four grid points, four configurations, one baseline
+    points = {(c.temperature, c.retrieval_k) for c in sweep.configs}
+    assert points == {(0.1, 3), (0.1, 5), (0.7, 3), (0.7, 5)}
+    assert len(sweep.configs) == 4 and sum(c.baseline for c in sweep.configs) == 1
+    assert all(
+        c.top_p == 0.9 and c.max_tokens == 64 and c.template == rag.template for c in sweep.configs
+    )
+
+
+def test_the_baseline_is_included_even_when_the_grid_misses_it() -> None:
+    sweep = parse_sweep({"axes": {"template": ["grounded-qa@2"], "top_k": [20, 40]}}, RagSettings())
+    assert [c.baseline for c in sweep.configs] == [True, False, False]
+    assert sweep.configs[0] == baseline_config(RagSettings())
+    assert {c.top_k for c in sweep.configs[1:]} == {20, 40}
+
+
+def test_no_sweep_file_evaluates_the_baseline_alone() -> None:
+    sweep = load_sweep(None, RagSettings())
+    assert len(sweep.configs) == 1 and sweep.configs[0].baseline
+    assert sweep.search.method == "grid"
+
+
+def test_config_ids_are_stable_and_depend_on_parameters_only() -> None:
+    a = Config("grounded-qa@1", 0.1, 1.0, None, 128, 5, 0)
+    # pinned: ids name configurations across runs, promotions and reports
+    assert a.id == "f8205f9aa9"
+    assert Config("grounded-qa@1", 0.1, 1.0, None, 128, 5, 0, baseline=True).id == a.id
+    toml_int = parse_sweep({"axes": {"temperature": [1]}}, RagSettings()).configs[1]
+    assert (
+        toml_int.temperature == 1.0 and toml_int.id == Config(**{**a.params, "temperature": 1.0}).id
+    )
+    assert Config(**{**a.params, "seed": 1}).id != a.id
+    assert Config(**{**a.params, "retrieval_k": 3}).id != a.id
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            "[axes]\ntemprature = [0.1]",
+            r"unknown axis temprature; known axes: template, temperature",
+        ),
+        ("temperature = [0.1]", r"unknown key temperature; .*go under \[axes\]"),
+        ("[axes]\ntemperature = []", r"axes.temperature: empty list"),
+        ("[axes]\ntemperature = [3.0]", r"axes.temperature: 3.0 is out of range"),
+        ("[axes]\ntemperature = [true]", r"axes.temperature: True is not a number"),
+        ("[axes]\ntop_p = [0]", r"axes.top_p: 0 is out of range"),
+        ("[axes]\ntop_k = [1.5]", r"axes.top_k: 1.5 is not an integer"),
+        ("[axes]\nretrieval_k = [0]", r"axes.retrieval_k: 0 must be >= 1"),
+        ("[axes]\ntemplate = ['grounded-qa']", r"'grounded-qa' is not a template 'id@version'"),
+        ("axes = 3", r"\[axes\] must be a table"),
+        ("[search]\nmethod = 'random'", r"search.method: 'random' is not 'grid' or 'halving'"),
+        ("[search]\nmethod = 'halving'\neta = 1", r"search.eta: 1 must be an integer >= 2"),
+        ("[search]\neta = 3", r"apply to method = 'halving' only"),
+        ("[search]\nbudget = 3", r"unknown key search.budget"),
+        ("seed = -1", r"seed: -1 must be a non-negative integer"),
+        ("[axes\n", r"not TOML"),
+    ],
+)
+def test_sweep_file_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> None:
+    path = tmp_path / "sweep.toml"
+    path.write_text(toml)
+    with pytest.raises(SweepError, match=message) as e:
+        load_sweep(path, RagSettings())
+    assert str(path) in str(e.value)
+
+
+def test_halving_schedule() -> None:
+    search = parse_sweep(
+        {"search": {"method": "halving", "eta": 2, "min_questions": 4}}, RagSettings()
+    ).search
+    assert halving_rungs(8, 20, search) == [(8, 4), (4, 8), (2, 16), (1, 20)]
+    assert halving_rungs(3, 2, search) == [(3, 2)]  # fewer questions than a first rung
+
+
+# --- the runner ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(tmp_path: Path, service_home: Path, embed_settings: EmbedSettings) -> Settings:
+    """A private copy of the shared index, so each test's cache starts empty."""
+    home = tmp_path / "home"
+    shutil.copytree(service_home / "index", home / "index")
+    return Settings(home=home, embed=embed_settings)
+
+
+@pytest.fixture(scope="module")
+def cases(shared_data: Path) -> list[Case]:
+    by_id = {c.id: c for c in load_dataset(shared_data / "qa" / "dev.jsonl")}
+    return [by_id[i] for i in CASE_IDS]
+
+
+def sweep_of(settings: Settings, **axes: list[Any]) -> tuple[Config, ...]:
+    return parse_sweep({"axes": axes}, settings.rag).configs
+
+
+def run(
+    settings: Settings,
+    cases: list[Case],
+    configs: Any,
+    out: Path,
+    llm: Any,
+    embedder: Embedder,
+    **kw: Any,
+) -> RunResult:
+    return run_sweep(settings, cases, configs, out, llm=llm, embedder=embedder, dataset="dev", **kw)
+
+
+def test_added_temperature_reuses_the_cache_for_everything_else(
+    settings: Settings, cases: list[Case], embedder: Embedder, tmp_path: Path
+) -> None:
+    first = sweep_of(settings, temperature=[0.3, 0.7])  # + the baseline at 0.1
+    r1 = run(settings, cases, first, tmp_path / "a", ScriptedLLM(), embedder)
+    assert all(row["called"] for row in r1.rows), "both questions must retrieve passages"
+    assert r1.cache.generation_hits == 0 and r1.cache.generation_misses == 3 * len(cases)
+    assert r1.cache.retrieval_misses == len(cases)  # same k everywhere: one search per question
+
+    llm = ScriptedLLM()
+    second = sweep_of(settings, temperature=[0.3, 0.7, 1.0])
+    r2 = run(settings, cases, second, tmp_path / "b", llm, embedder)
+    assert r2.cache.generation_hits == len(first) * len(cases)
+    assert r2.cache.generation_misses == 1 * len(cases)
+    assert len(llm.prompts) == len(cases)  # the model saw only the new temperature's prompts
+    assert r2.cache.retrieval_misses == 0
+    assert r2.results["run"]["cache"] == r2.cache.as_dict()
+    # cached rows keep the original measurements
+    original = {(r["config"], r["case"]): r for r in r1.rows}
+    cached = [r for r in r2.rows if r["cached"]]
+    assert len(cached) == len(first) * len(cases)
+    for r in cached:
+        was = original[r["config"], r["case"]]
+        assert (r["latency_s"], r["completion_tokens"]) == (
+            was["latency_s"],
+            was["completion_tokens"],
+        )
+
+
+def test_a_killed_run_resumes_with_only_the_missing_rows(
+    settings: Settings, cases: list[Case], embedder: Embedder, tmp_path: Path
+) -> None:
+    configs = sweep_of(settings, temperature=[0.3, 0.7])
+    out = tmp_path / "run"
+    full = run(settings, cases, configs, out, ScriptedLLM(), embedder)
+    total = len(configs) * len(cases)
+    assert full.computed == total and len(full.rows) == total
+
+    # The kill: two rows made it to disk, the third was half written; the cache went too, so
+    # every row recomputed shows up as a call on the model.
+    rows = (out / "rows.jsonl").read_text().splitlines(keepends=True)
+    (out / "rows.jsonl").write_text("".join(rows[:2]) + rows[2][:40])
+    for f in settings.home.glob("eval/cache.sqlite*"):
+        f.unlink()
+    llm = ScriptedLLM()
+    resumed = run(settings, cases, configs, out, llm, embedder)
+    assert (resumed.resumed, resumed.computed) == (2, total - 2)
+    assert len(llm.prompts) == total - 2
+    assert len(resumed.rows) == total
+    assert [json.loads(line)["case"] for line in (out / "rows.jsonl").read_text().splitlines()]
+
+    again = run(settings, cases, configs, out, ScriptedLLM(), embedder)
+    assert (again.resumed, again.computed) == (total, 0)
+    assert again.cache.as_dict() == dict.fromkeys(again.cache.as_dict(), 0)
+
+
+def test_results_files_structure(
+    settings: Settings, cases: list[Case], embedder: Embedder, tmp_path: Path
+) -> None:
+    configs = sweep_of(settings, temperature=[0.7], retrieval_k=[3])
+    seen: list[tuple[int, int]] = []
+    out = tmp_path / "run"
+    result = run(
+        settings,
+        cases,
+        configs,
+        out,
+        ScriptedLLM(),
+        embedder,
+        progress=lambda d, t: seen.append((d, t)),
+    )
+    assert seen[-1] == (4, 4) and [d for d, _ in seen] == [1, 2, 3, 4]
+
+    data = json.loads((out / "results.json").read_text())
+    assert data == json.loads(json.dumps(result.results))
+    assert set(data) == {"run", "metrics", "configs", "winner", "rows"}
+    run_info = data["run"]
+    for key in (
+        "dataset",
+        "created",
+        "model",
+        "index_version",
+        "judge",
+        "primary_metric",
+        "cache",
+        "seconds",
+    ):
+        assert key in run_info, key
+    assert run_info["model"] == "scripted" and run_info["judge"] is None
+    assert run_info["baseline"] == configs[0].id
+    assert (
+        "semantic_similarity" in data["metrics"]
+        and data["metrics"]["dont_know"]["higher_is_better"] is False
+    )
+
+    assert [c["id"] for c in data["configs"]] == [c.id for c in configs]
+    for c in data["configs"]:
+        for key in (
+            "id",
+            "baseline",
+            "label",
+            "template",
+            "temperature",
+            "top_p",
+            "top_k",
+            "max_tokens",
+            "retrieval_k",
+            "seed",
+            "questions",
+            "metrics",
+            "vs_baseline",
+            "latency_p50",
+            "tokens_mean",
+        ):
+            assert key in c, key
+        assert c["questions"] == len(cases)
+        assert set(c["vs_baseline"]) == set(data["metrics"])
+        assert set(c["vs_baseline"]["semantic_similarity"]) >= {
+            "diff",
+            "ci_low",
+            "ci_high",
+            "better",
+            "n",
+        }
+    base = data["configs"][0]
+    assert base["baseline"] and base["vs_baseline"]["rouge_l"]["diff"] == 0.0
+    # the scripted model answers the same everywhere: nothing can beat the baseline
+    assert data["winner"] == base["id"]
+
+    row = data["rows"][0]
+    assert row["template"] == "grounded-qa@1" and row["index_version"] >= 1
+    assert set(row["params"]) >= {"temperature", "top_p", "top_k", "max_tokens", "seed"}
+    assert row["passages"] and {"source", "text", "score"} <= set(row["passages"][0])
+    assert row["passages"][0]["source"].endswith((".txt", ".html"))
+    assert row["cited"] == [1] and row["metrics"]["citation_support"] in (0.0, 1.0)
+    assert {"hit_rate", "mrr", "semantic_similarity", "rouge_l"} <= set(row["metrics"])
+
+    with (out / "results.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(configs) * len(cases)
+    assert list(table[0])[: len(ROW_COLUMNS)] == list(ROW_COLUMNS)
+    assert set(data["metrics"]) <= set(table[0])
+    summary = (out / "summary.md").read_text()
+    assert "No configuration beat the baseline" in summary and configs[1].id in summary
+
+
+def test_halving_drops_configs_on_a_question_subset(
+    settings: Settings, cases: list[Case], embedder: Embedder, tmp_path: Path
+) -> None:
+    sweep = parse_sweep(
+        {
+            "axes": {"temperature": [0.2, 0.4, 0.6, 0.8]},
+            "search": {"method": "halving", "min_questions": 1},
+        },
+        settings.rag,
+    )
+    llm = ScriptedLLM()
+    result = run(
+        settings, cases, sweep.configs, tmp_path / "run", llm, embedder, search=sweep.search
+    )
+    questions = sorted(c["questions"] for c in result.configs)
+    assert questions == [1, 1, 2, 2, 2]  # rung 1: four configs on one question; two go on
+    # rung 1: baseline + 4 on the first question; rung 2: baseline + 2 survivors on the second
+    assert len(llm.prompts) == (1 + 4) + (1 + 2)
+    assert result.config(result.winner)["baseline"]
+
+
+def test_judge_scores_and_failures_reach_the_results(
+    settings: Settings,
+    cases: list[Case],
+    embedder: Embedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The runner's side of the judge path: scores merged per row, failures summed per run."""
+    calls: list[int] = []
+
+    def fake_judge(observations: Any, judge: Any, embed: Any) -> tuple[Any, JudgeStats]:
+        calls.append(len(observations))
+        stats = JudgeStats(calls=2 * len(observations), failures=1, timeouts=1)
+        stats.errors.append("timeout after 60 s")
+        return [{"faithfulness": 0.5}] + [{} for _ in observations[1:]], stats
+
+    monkeypatch.setattr("eval.run.judge_metrics", fake_judge)
+    judge = parse_judge("http://127.0.0.1:9/v1/tiny")
+    configs = sweep_of(settings, temperature=[0.7])
+    result = run(settings, cases, configs, tmp_path / "run", ScriptedLLM(), embedder, judge=judge)
+    assert calls == [len(cases)] * len(configs)  # one batch per configuration
+    info = result.results["run"]["judge"]
+    assert (info["base_url"], info["model"]) == ("http://127.0.0.1:9/v1", "tiny")
+    assert info["stats"]["calls"] == 2 * len(cases) * len(configs)
+    assert (info["stats"]["failures"], info["stats"]["timeouts"]) == (2, 2)
+    assert info["stats"]["errors"] == ["timeout after 60 s"] * 2
+    assert [("faithfulness" in r["metrics"]) for r in result.rows] == [True, False] * 2
+    assert result.results["metrics"]["faithfulness"]["needs_judge"] is True
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+def test_fail_under_parsing_and_checks() -> None:
+    assert parse_fail_under(["rouge_l=0.5", "hit_rate = 1"]) == {"rouge_l": 0.5, "hit_rate": 1.0}
+    with pytest.raises(UsageError, match=r"unknown metric 'rouge'; known metrics: hit_rate, mrr"):
+        parse_fail_under(["rouge=0.5"])
+    with pytest.raises(UsageError, match="METRIC=VALUE"):
+        parse_fail_under(["rouge_l"])
+    results = {
+        "winner": "b",
+        "configs": [
+            {"id": "a", "metrics": {"rouge_l": 0.9}},
+            {"id": "b", "metrics": {"rouge_l": 0.4, "hit_rate": 1.0}},
+        ],
+    }
+    assert check_fail_under(results, {"hit_rate": 1.0}) == []
+    assert check_fail_under(results, {"rouge_l": 0.5}) == [
+        "rouge_l = 0.4000 is below 0.5 (config b)"
+    ]
+    assert "no values" in check_fail_under(results, {"faithfulness": 0.1})[0]
+
+
+def test_unknown_metric_exits_2_with_the_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = tmp_path / "d.jsonl"
+    write_dataset(dataset, [Case("q1", "What?", "That.")])
+    home = ["--home", str(tmp_path / "home")]
+    assert main(["eval", "run", "--dataset", str(dataset), *home, "--fail-under", "bleu=0.3"]) == 2
+    assert "unknown metric 'bleu'; known metrics: hit_rate" in capsys.readouterr().err
+    assert main(["eval", "run", "--dataset", str(dataset), *home, "--primary", "bleu"]) == 2
+    bad = tmp_path / "s.toml"
+    bad.write_text("[axes]\nfoo = [1]\n")
+    assert main(["eval", "run", "--dataset", str(dataset), *home, "--sweep", str(bad)]) == 2
+    assert "unknown axis foo" in capsys.readouterr().err
+    assert not (tmp_path / "home").exists()  # nothing loaded, nothing written
+
+
+@pytest.mark.slow
+def test_real_model_end_to_end_through_the_command(
+    settings: Settings,
+    cases: list[Case],
+    tmp_path: Path,
+    embed_settings: EmbedSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``ragtune eval run`` with the embedded Gemma: 2 configurations × 2 questions."""
+    monkeypatch.setenv("RAGTUNE_EMBED__CACHE_DIR", str(embed_settings.cache_dir))
+    monkeypatch.setenv("RAGTUNE_RAG__MAX_TOKENS", "16")
+    monkeypatch.delenv("RAGTUNE_CONFIG", raising=False)
+    dataset, sweep, out = tmp_path / "dev2.jsonl", tmp_path / "sweep.toml", tmp_path / "out"
+    write_dataset(dataset, cases)
+    sweep.write_text("seed = 3\n[axes]\ntemperature = [0.7]\n")
+    argv = ["eval", "run", "--dataset", str(dataset), "--sweep", str(sweep), "--out", str(out)]
+    argv += ["--home", str(settings.home)]
+    assert main([*argv, "--fail-under", "semantic_similarity=-1"]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["run"]["model"].lower().startswith("gemma") and data["run"]["backend"] == "llamacpp"
+    assert len(data["configs"]) == 2 and len(data["rows"]) == 4
+    assert all(r["answer"] and r["completion_tokens"] <= 16 for r in data["rows"])
+    assert all(r["params"]["max_tokens"] == 16 and r["params"]["seed"] == 3 for r in data["rows"])
+    assert "semantic_similarity" in data["configs"][1]["vs_baseline"]
+    assert "configurations" in capsys.readouterr().err
+    # the same command again: every row resumed, the gate now fails
+    assert main([*argv, "--fail-under", "semantic_similarity=1.01"]) == 1
+    again = json.loads((out / "results.json").read_text())
+    assert again["run"]["resumed"] == 4 and again["run"]["computed"] == 0
