@@ -17,12 +17,12 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=$(call cpu_has,avx2) -DGGML_FM
 install: $(STAMP)
 
 # torch goes in first as the CPU build: a plain requirement would pull a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet llama-cpp-python==0.3.36
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]' -c constraints.txt
 	# The Compose Specification's JSON schema (shipped in docker-compose 1.29.2's wheel), for the
 	# test that validates compose.yaml; only the one file is kept.
 	$(BIN)/pip download --quiet --no-deps docker-compose==1.29.2 -d $(VENV)/share/wheels
