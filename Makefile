@@ -12,7 +12,7 @@ cpu_has = $(shell grep -qw $(1) /proc/cpuinfo 2>/dev/null && echo ON || echo OFF
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=$(call cpu_has,avx2) -DGGML_FMA=$(call cpu_has,fma) \
 	-DGGML_F16C=$(call cpu_has,f16c) -DGGML_AVX512=$(call cpu_has,avx512f)
 
-.PHONY: install run test lint bench clean
+.PHONY: install browser run test lint bench clean
 
 install: $(STAMP)
 
@@ -41,7 +41,13 @@ run: install
 	@echo
 	$(BIN)/ragtune serve --home $(HOME_DIR) --port $(PORT)
 
-test: install
+# Debian's Chromium opens report.html in the browser test; installed here when we may (root + apt).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+		{ echo "install Chromium (Debian: apt-get install chromium) for the report test"; exit 1; }
+
+test: install browser
 	$(BIN)/python -m pytest
 
 lint: install
