@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from hypothesis import given
@@ -39,6 +34,7 @@ from eval.metrics import (
 )
 from ingest.embed import Embedder
 from service.llm.llamacpp import default_model_path
+from tests.conftest import free_port, running_llama_server
 
 GT = "Flash Attention uses tiling and kernel fusion."
 CASE = Case(
@@ -221,12 +217,6 @@ def test_parse_judge() -> None:
             parse_judge(bad)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_dead_judge_counts_failures_quickly() -> None:
     judge = parse_judge(f"http://127.0.0.1:{free_port()}/v1/gemma")
     observations = [obs(), obs(OFF_TOPIC), obs("", contexts=())]  # the last has nothing to judge
@@ -338,37 +328,9 @@ def test_scores_from_a_judge_that_answers_well() -> None:
 @pytest.fixture(scope="module")
 def judge_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real llama_cpp.server with Gemma 270M and room for ragas' prompts (n_ctx 2048)."""
-    port = free_port()
-    log: Path = tmp_path_factory.mktemp("judge-server") / "server.log"
-    cmd = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()),
-        "--host", "127.0.0.1", "--port", str(port),
-        "--n_ctx", "2048", "--n_threads", "2", "--n_threads_batch", "2",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}: {log.read_text()}")
-            try:
-                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server not up after 60 s: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
+    log = tmp_path_factory.mktemp("judge-server") / "server.log"
+    with running_llama_server(default_model_path(), log, n_ctx=2048) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.slow

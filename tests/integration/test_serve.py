@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,17 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO, cli_command, wait_until
+from tests.conftest import REPO, cli_command, free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 QUESTION = "What value does zpipe.c define for CHUNK?"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from service.llm import LLMError, LLMSettings, LLMUnavailable, Prompt, SamplingParams, load_llm
 from service.llm.openai_compat import OpenAICompatLLM
 from service.llm.tokenize import estimate_tokens
-from tests.service.llm.conftest import free_port
+from tests.conftest import free_port
 from tests.service.llm.fakes import (
     SilentServer,
     fake_server,

@@ -6,7 +6,7 @@ import time
 
 from service.llm import LLMSettings, load_llm
 from service.llm.openai_compat import OpenAICompatLLM
-from tests.service.llm.conftest import free_port
+from tests.conftest import free_port
 
 
 def test_every_field_is_described() -> None:
