@@ -142,8 +142,9 @@ def plan_answer(
         examples=examples,
     )
     t2 = time.perf_counter()
-    # The model must never write the passage fence; small models echo it after their answer.
-    stops = tuple(dict.fromkeys((*params.stop, *rendered.stop, template.context.close)))
+    # The model must never write a passage fence; small models echo one after their answer.
+    fences = (template.context.open, template.context.close)
+    stops = tuple(dict.fromkeys((*params.stop, *rendered.stop, *fences)))
     return Plan(
         question=question,
         template=template,

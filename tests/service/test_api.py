@@ -157,3 +157,20 @@ def test_health_ready_models(client: TestClient, llm: ScriptedLLM) -> None:
     assert client.get("/v1/models").json()["data"][0]["id"] == "scripted"
     llm.is_ready = False
     assert_openai_error(client.get("/readyz"), 503)
+
+
+def test_passage_fences_are_stop_sequences(client: TestClient, llm: ScriptedLLM) -> None:
+    """Small models echo a fence after answering ("...\n<passage>"); generation must stop there."""
+    from service import rag
+
+    state = client.app.state.ragtune  # type: ignore[attr-defined]
+    plan = rag.plan_answer(
+        question=QUESTION,
+        embedder=state.embedder,
+        index=state.index,
+        llm=llm,
+        registry=state.registry,
+        rag=state.settings.rag,
+        params=rag.sampling_params(state.settings.rag),
+    )
+    assert {"<passage>", "</passage>"} <= set(plan.params.stop)
