@@ -60,7 +60,7 @@ from ingest.embed import Embedder, load_embedder  # noqa: E402
 from ingest.pipeline import Ingestor  # noqa: E402
 from prompts.registry import TemplateRegistry, builtin_dir  # noqa: E402
 from service import rag  # noqa: E402
-from service.llm.llamacpp import DEFAULT_TOP_K, LlamaCppLLM, default_model_path  # noqa: E402
+from service.llm.llamacpp import LlamaCppLLM, default_model_path, sampling_kwargs  # noqa: E402
 from service.llm.settings import LLMSettings  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
@@ -175,12 +175,7 @@ def direct_once(llama: Any, prompt: str, params: Any) -> dict[str, Any]:
     ttft, parts = None, []
     for chunk in llama.create_completion(
         tokens,
-        max_tokens=params.max_tokens,
-        temperature=params.temperature,
-        top_p=params.top_p,
-        top_k=DEFAULT_TOP_K if params.top_k is None else params.top_k,
-        repeat_penalty=params.repetition_penalty or 1.0,
-        stop=list(params.stop),
+        **sampling_kwargs(params),  # exactly what the service's backend passes
         seed=params.seed,
         stream=True,
     ):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -189,34 +188,11 @@ class _Bar:
         self._bar.close()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--home", type=Path, help="data directory (default ./.ragtune)")
-    common.add_argument("--config", type=Path, help="TOML settings file (default ./ragtune.toml)")
-    parser = argparse.ArgumentParser(prog="python -m eval.cli")
-    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), common)
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """``ragtune eval ...`` without the rest of ragtune, for development and tests."""
-    from pydantic import ValidationError
+    """``python -m eval.cli eval ...``: the same as ``ragtune eval ...`` (one parser, one main)."""
+    from service.cli import main as ragtune_main
 
-    from service.settings import load_settings
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    args = build_parser().parse_args(argv)
-    try:
-        settings = load_settings(args.config, home=args.home)
-    except (ValidationError, FileNotFoundError) as e:
-        print(f"ragtune: invalid settings: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        code: int = args.handler(args, settings)
-    except KeyboardInterrupt:  # finished rows are in rows.jsonl: the same command resumes
-        return 130
-    return code
+    return ragtune_main(argv)
 
 
 if __name__ == "__main__":

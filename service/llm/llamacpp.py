@@ -47,6 +47,18 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def sampling_kwargs(params: SamplingParams) -> dict[str, Any]:
+    """``create_completion`` arguments for ``params`` (the seed is the caller's decision)."""
+    return {
+        "max_tokens": params.max_tokens,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "top_k": DEFAULT_TOP_K if params.top_k is None else params.top_k,
+        "repeat_penalty": params.repetition_penalty or 1.0,
+        "stop": list(params.stop),
+    }
+
+
 class LlamaCppLLM:
     """An in-process llama.cpp model behind the ``LLM`` protocol (completion prompts only)."""
 
@@ -171,12 +183,7 @@ class LlamaCppLLM:
             timings["queue"] = time.monotonic() - start
             chunks = self._llama.create_completion(
                 tokens,
-                max_tokens=params.max_tokens,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                top_k=DEFAULT_TOP_K if params.top_k is None else params.top_k,
-                repeat_penalty=params.repetition_penalty or 1.0,
-                stop=list(params.stop),
+                **sampling_kwargs(params),
                 # No seed asked for: draw one, so unseeded requests differ (llama-cpp-python would
                 # otherwise derive each seed from the previous one, repeating across restarts).
                 seed=secrets.randbits(31) if params.seed is None else params.seed,
