@@ -6,7 +6,7 @@ This is the only module that imports ragas (lazily, so the CLI starts fast). Thr
 - ``answer_metrics``: always available. Ragas' non-LLM metrics (string similarity, non-LLM context
   precision/recall), ROUGE-L, semantic similarity from our own encoder, a citation check and a
   don't-know flag. ``rapidfuzz`` and ``rouge_score`` are not installed, so the Levenshtein distance
-  ragas' string metrics run on, and ROUGE-L, are computed here (bit-parallel over Python ints).
+  ragas' string metrics run on, and ROUGE-L, come from ``eval.lexical``.
 - ``judge_metrics``: ragas' LLM metrics against any OpenAI-compatible server (``--judge``). A judge
   fails often (a small model rarely emits the JSON ragas expects), so every failure is counted in
   ``JudgeStats`` and the score left out; nothing raises and nothing is silently dropped.
@@ -19,7 +19,6 @@ that case's dict rather than scored 0, so averages are taken over the cases that
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,9 +32,9 @@ from eval.judge import Job, open_client, run_jobs, run_sync
 from eval.judge import JudgeConfig as JudgeConfig  # re-exported: callers use eval.metrics
 from eval.judge import JudgeStats as JudgeStats
 from eval.judge import parse_judge as parse_judge
+from eval.lexical import has_evidence, is_dont_know, rouge_l, string_similarity
 
 Embed = Callable[[list[str]], np.ndarray]
-_TOKEN = re.compile(r"[a-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -73,69 +72,7 @@ _TABLE = (  # name, higher is better, needs a judge, what it measures
 )
 METRICS: dict[str, MetricInfo] = {n: MetricInfo(n, d, hib, nj) for n, hib, nj, d in _TABLE}
 
-# --- string measures (rapidfuzz and rouge_score are not installed) ------------------------------
-
-
-def normalize_ws(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _bitmasks(pattern: Sequence[str]) -> dict[str, int]:
-    masks: dict[str, int] = {}
-    for i, sym in enumerate(pattern):
-        masks[sym] = masks.get(sym, 0) | (1 << i)
-    return masks
-
-
-def levenshtein(a: Sequence[str], b: Sequence[str]) -> int:
-    """Edit distance by Hyyro's bit-vector algorithm: one pass, passage-length inputs in ms."""
-    if len(a) < len(b):
-        a, b = b, a
-    if not b:
-        return len(a)
-    peq, mask, last = _bitmasks(b), (1 << len(b)) - 1, 1 << (len(b) - 1)
-    pv, mv, score = mask, 0, len(b)
-    for sym in a:
-        eq = peq.get(sym, 0)
-        xv, xh = eq | mv, (((eq & pv) + pv) ^ pv) | eq
-        ph, mh = (mv | ~(xh | pv)) & mask, pv & xh
-        score += 1 if ph & last else -1 if mh & last else 0
-        ph, mh = ((ph << 1) | 1) & mask, (mh << 1) & mask
-        pv, mv = (mh | ~(xv | ph)) & mask, ph & xv
-    return score
-
-
-def string_similarity(reference: str, response: str) -> float:
-    """1 - Levenshtein distance / longer length, as rapidfuzz's ``normalized_distance``."""
-    longest = max(len(reference), len(response))
-    return 1.0 - levenshtein(reference, response) / longest if longest else 1.0
-
-
-def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
-    """Longest common subsequence length by the Allison-Dix bit-vector algorithm."""
-    if len(a) < len(b):
-        a, b = b, a
-    peq, mask = _bitmasks(b), (1 << len(b)) - 1
-    v = mask
-    for sym in a:
-        u = v & peq.get(sym, 0)
-        v = ((v + u) | (v - u)) & mask
-    return len(b) - v.bit_count()
-
-
-def rouge_l(reference: str, response: str) -> float:
-    """ROUGE-L F1 on rouge_score's default tokens (lower-cased alphanumerics), without stemming."""
-    ref, hyp = _TOKEN.findall(reference.lower()), _TOKEN.findall(response.lower())
-    lcs = _lcs(ref, hyp) if ref and hyp else 0
-    return 2 * lcs / (len(ref) + len(hyp)) if lcs else 0.0
-
-
 # --- retrieval ---------------------------------------------------------------------------------
-
-
-def _has_evidence(passage: str, evidence: Sequence[str]) -> bool:
-    text = normalize_ws(passage)
-    return any(normalize_ws(e) in text for e in evidence if e.strip())
 
 
 def retrieval_metrics(obs: Observation, k: int) -> dict[str, float]:
@@ -145,19 +82,12 @@ def retrieval_metrics(obs: Observation, k: int) -> dict[str, float]:
     if not any(e.strip() for e in obs.case.evidence):
         return {}
     for rank, passage in enumerate(obs.contexts[:k], 1):
-        if _has_evidence(passage, obs.case.evidence):
+        if has_evidence(passage, obs.case.evidence):
             return {"hit_rate": 1.0, "mrr": 1.0 / rank}
     return {"hit_rate": 0.0, "mrr": 0.0}
 
 
 # --- answers without a judge -------------------------------------------------------------------
-
-_DONT_KNOW = re.compile(r"\b(?:don'?t|do not) know\b", re.IGNORECASE)
-
-
-def is_dont_know(answer: str) -> bool:
-    """Whether ``answer`` declines (the templates tell the model to say "I don't know")."""
-    return _DONT_KNOW.search(answer.replace("\u2019", "'")) is not None
 
 
 def _citation_support(obs: Observation) -> float | None:
@@ -165,7 +95,7 @@ def _citation_support(obs: Observation) -> float | None:
     if not any(e.strip() for e in evidence) or not obs.cited:
         return None
     cited = [obs.contexts[i - 1] for i in obs.cited if 1 <= i <= len(obs.contexts)]
-    return 1.0 if any(_has_evidence(p, evidence) for p in cited) else 0.0
+    return 1.0 if any(has_evidence(p, evidence) for p in cited) else 0.0
 
 
 class _Levenshtein:

@@ -1,7 +1,7 @@
 """The sweep runner: every configuration × question through the serving code path, scored.
 
-Each answer goes through ``service.rag`` exactly as the API would produce it (``plan_answer`` then
-``generate``), with the eval cache slotted in under the index and the model. Rows are appended to
+Each answer goes through ``service.rag`` exactly as the API would produce it (``eval.answer``),
+with the eval cache slotted in under the index and the model. Rows are appended to
 ``OUT/rows.jsonl`` as they complete, so a killed run resumes where it stopped; the results files
 are rewritten from all rows at the end.
 """
@@ -15,17 +15,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from eval.cache import CachedIndex, CacheStats, CachingLLM, EvalCache, MemoEmbedder, RowStore
+from eval.answer import answer_case
+from eval.cache import CacheStats, CachingLLM, EvalCache, MemoEmbedder, RowStore
 from eval.dataset import Case
 from eval.judge import JudgeConfig, JudgeStats
-from eval.metrics import METRICS, Observation, answer_metrics, judge_metrics, retrieval_metrics
-from eval.stats import build_results, write_outputs
+from eval.metrics import METRICS, answer_metrics, judge_metrics, retrieval_metrics
+from eval.results import build_results, write_outputs
 from eval.sweep import Config, Search, successive_halving
 from ingest.embed import Embedder
-from ingest.index import VectorIndex
-from service import rag
 from service.deps import AppState
 from service.llm.base import LLM
 from service.settings import RagSettings, Settings
@@ -93,87 +92,23 @@ class _Context:
             self.progress(self.done, max(self.planned, self.done))
 
 
-def _answer(ctx: _Context, config: Config, case: Case) -> tuple[Observation, dict[str, Any]]:
-    """One question under one configuration: the observation to score and the row to record."""
-    serving, state = ctx.rag, ctx.state
-    index = CachedIndex(state.index, ctx.cache, case.question, serving.min_score)
-    params = rag.sampling_params(
-        serving,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        top_k=config.top_k,
-        max_tokens=config.max_tokens,
-        seed=config.seed,
-    )
-    plan = rag.plan_answer(
-        question=case.question,
-        embedder=ctx.embedder,
-        index=cast(VectorIndex, index),
-        llm=ctx.llm,
-        registry=state.registry,
-        rag=serving,
-        template_ref=config.template,
-        k=config.retrieval_k,
-        min_score=serving.min_score,
-        params=params,
-        banks=state.example_banks,
-    )
-    out = rag.generate(plan, ctx.llm)
-    # Only explicit [n] markers count as citations (rag.citations falls back to every passage
-    # for display, which would make an uncited answer look fully supported).
-    cited = tuple(
-        c["index"] for c in rag.citations(plan, out.text) if f"[{c['index']}]" in out.text
-    )
-    passages = plan.rendered.passages
-    obs = Observation(
-        case=case, answer=out.text, contexts=tuple(p.text for p in passages), cited=cited
-    )
-    info = rag.rag_info(plan, ctx.state.backend)
-    row = {
-        "config": config.id,
-        "baseline": config.baseline,
-        "case": case.id,
-        "question": case.question,
-        "ground_truth": case.ground_truth,
-        "template": plan.template.ref,
-        "params": info["params"],
-        "retrieval_k": plan.retrieval_k,
-        "min_score": serving.min_score,
-        "model": ctx.llm.name,
-        "backend": ctx.state.backend,
-        "index_version": plan.index_version,
-        "passages": [
-            {
-                "n": n,
-                "source": getattr(p.ref, "source", p.source),  # the full path, not the name
-                "page": p.page,
-                "heading": p.heading,
-                "score": round(float(p.score), 4),
-                "text": p.text,
-            }
-            for n, p in enumerate(passages, 1)
-        ],
-        "dropped": len(plan.rendered.dropped),
-        "answer": out.text,
-        "finish_reason": out.finish_reason,
-        "cited": list(cited),
-        "called": plan.grounded,
-        "cached": bool(out.timings.get("cached", 0.0)),
-        "latency_s": round(float(out.timings.get("latency", 0.0)), 6),
-        "prompt_tokens": out.prompt_tokens,
-        "completion_tokens": out.completion_tokens,
-        "metrics": {},
-    }
-    return obs, row
-
-
 def _evaluate(ctx: _Context, config: Config, cases: Sequence[Case]) -> None:
     """Answer and score ``cases`` under ``config`` in batches; rows are appended per batch."""
     todo = [c for c in cases if not ctx.store.done(config, c)]
     for start in range(0, len(todo), BATCH):
         pairs = []
         for case in todo[start : start + BATCH]:
-            pairs.append(_answer(ctx, config, case))
+            pairs.append(
+                answer_case(
+                    config,
+                    case,
+                    state=ctx.state,
+                    serving=ctx.rag,
+                    cache=ctx.cache,
+                    embedder=ctx.embedder,
+                    llm=ctx.llm,
+                )
+            )
             ctx.tick()
         observations = [obs for obs, _ in pairs]
         answer = answer_metrics(observations, ctx.embedder.encode)

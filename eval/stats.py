@@ -3,20 +3,15 @@
 A mean that is 0.02 higher on twenty questions is usually noise. Every metric gets the mean
 paired difference (candidate minus baseline, question by question) and a paired bootstrap 95%
 confidence interval; a configuration is ``better`` only when that interval excludes zero in the
-metric's good direction, and only such a configuration can win. The results files (results.json,
-results.csv, summary.md) are assembled here from the rows, so every number in them comes from
-the same place.
+metric's good direction, and only such a configuration can win. ``eval.results`` builds the
+results files from these numbers.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -169,163 +164,3 @@ def pick_winner(
         if key > best_key:
             best, best_key = c["id"], key
     return str(best)
-
-
-# --- results files ------------------------------------------------------------------------------
-
-
-def build_results(
-    *,
-    configs: Sequence[Any],
-    rows_of: Callable[[Any], list[dict[str, Any]]],
-    metrics: Mapping[str, Any],
-    n_questions: int,
-    run: dict[str, Any],
-) -> dict[str, Any]:
-    """results.json's content: run facts, metric catalogue, per-config summaries, winner, rows.
-
-    ``configs`` are ``eval.sweep.Config``; ``metrics`` is ``eval.metrics.METRICS``, the catalogue
-    that says which way each metric is good.
-    """
-    catalogue = metrics
-    rows = [r for c in configs for r in rows_of(c)]
-    seen = {name for r in rows for name in r["metrics"]}
-    names = [n for n in catalogue if n in seen] + sorted(seen - set(catalogue))
-    higher = {n: catalogue[n].higher_is_better if n in catalogue else True for n in names}
-    base = next(c for c in configs if c.baseline)
-    base_rows = rows_of(base)
-    summaries = []
-    for c in configs:
-        mine = rows_of(c)
-        summaries.append(
-            {
-                "id": c.id,
-                "baseline": c.baseline,
-                "label": c.label(),
-                **c.params,
-                "questions": len(mine),
-                "metrics": mean_metrics(mine, names),
-                "vs_baseline": {
-                    n: compare(mine, base_rows, n, higher_is_better=higher[n]).as_dict()
-                    for n in names
-                },
-                "eliminated": len(mine) < n_questions,
-                "latency_p50": latency_p50(mine),
-                "tokens_mean": tokens_mean(mine),
-            }
-        )
-    primary = run["primary_metric"]
-    winner = pick_winner(
-        summaries, primary, higher_is_better=higher.get(primary, True), n_questions=n_questions
-    )
-    return {
-        "run": {**run, "baseline": base.id},
-        "metrics": {
-            n: {
-                "description": catalogue[n].description if n in catalogue else "",
-                "higher_is_better": higher[n],
-                "needs_judge": bool(catalogue[n].needs_judge) if n in catalogue else False,
-            }
-            for n in names
-        },
-        "configs": summaries,
-        "winner": winner,
-        "rows": rows,
-    }
-
-
-ROW_COLUMNS = (
-    "config", "baseline", "case", "question", "template", "temperature", "top_p", "top_k",
-    "max_tokens", "seed", "retrieval_k", "min_score", "model", "index_version", "sources",
-    "answer", "finish_reason", "cited", "called", "cached", "latency_s", "prompt_tokens",
-    "completion_tokens",
-)  # fmt: skip
-
-
-def csv_rows(results: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
-    """One flat row per config × case: parameters, answer, measurements, one column per metric."""
-    names = list(results["metrics"])
-    out = []
-    for r in results["rows"]:
-        flat = {k: r["params"][k] if k in r["params"] else r.get(k) for k in ROW_COLUMNS}
-        flat["sources"] = ";".join(p["source"] for p in r["passages"])
-        flat["cited"] = ";".join(str(n) for n in r["cited"])
-        flat.update({n: r["metrics"].get(n) for n in names})
-        out.append(flat)
-    return [*ROW_COLUMNS, *names], out
-
-
-def _fmt(v: float | None, digits: int = 3, *, signed: bool = False) -> str:
-    return "–" if v is None else f"{v:{'+' if signed else ''}.{digits}f}"
-
-
-def _ci(v: Mapping[str, Any]) -> str:
-    lo, hi = _fmt(v.get("ci_low"), signed=True), _fmt(v.get("ci_high"), signed=True)
-    return f"{_fmt(v.get('diff'), signed=True)} [{lo}, {hi}]"
-
-
-def summary_markdown(results: Mapping[str, Any]) -> str:
-    """summary.md: the decision first, then one line per configuration."""
-    run, configs, primary = results["run"], results["configs"], results["run"]["primary_metric"]
-    by_id = {c["id"]: c for c in configs}
-    winner, base = by_id[results["winner"]], by_id[run["baseline"]]
-    lines = [
-        f"# Evaluation of {run.get('dataset') or 'the dataset'}",
-        "",
-        f"{run['cases']} questions, model `{run['model']}`, index v{run['index_version']}, "
-        f"primary metric `{primary}`.",
-        "",
-    ]
-    if winner["baseline"]:
-        lines.append(
-            f"**No configuration beat the baseline beyond noise**: `{base['id']}` "
-            f"({base['label']}) stays, {primary} {_fmt(base['metrics'].get(primary))}."
-        )
-    else:
-        v = winner["vs_baseline"][primary]
-        lines.append(
-            f"**Winner: `{winner['id']}`** ({winner['label']}): {primary} {_fmt(v['mean'])} vs "
-            f"{_fmt(v['baseline_mean'])} for the baseline, {_fmt(v['diff'], signed=True)} "
-            f"(95% CI {_fmt(v['ci_low'], signed=True)} to {_fmt(v['ci_high'], signed=True)}, "
-            f"{v['n']} paired questions)."
-        )
-    lines += [
-        "",
-        f"| config | configuration | n | {primary} | Δ vs baseline [95% CI] | p50 s | tokens |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for c in configs:
-        v = c["vs_baseline"].get(primary) or {}
-        delta = "baseline" if c["baseline"] else _ci(v) + (" ✓" if v.get("better") else "")
-        mark = " **(winner)**" if c["id"] == results["winner"] else ""
-        lines.append(
-            f"| `{c['id']}`{mark} | {c['label']} | {c['questions']} | "
-            f"{_fmt(c['metrics'].get(primary))} | {delta} | {_fmt(c['latency_p50'], 2)} | "
-            f"{_fmt(c['tokens_mean'], 1)} |"
-        )
-    cache = run["cache"]
-    lines += [
-        "",
-        f"Cache: {cache['generation_hits']} generations reused, {cache['generation_misses']} "
-        f"computed; {run['resumed']} rows resumed; {run['seconds']:.0f} s.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def write_outputs(out_dir: Path, results: Mapping[str, Any]) -> None:
-    """results.json, results.csv and summary.md, each replaced atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic(out_dir / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    header, rows = csv_rows(results)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    _atomic(out_dir / "results.csv", buf.getvalue())
-    _atomic(out_dir / "summary.md", summary_markdown(results))
-
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from eval.stats import compare, paired_bootstrap, pick_winner, summary_markdown
+from eval.results import summary_markdown
+from eval.stats import compare, paired_bootstrap, pick_winner
 
 N = 30
 

@@ -18,8 +18,8 @@ from eval.cli import UsageError, check_fail_under, main, parse_fail_under
 from eval.dataset import Case, load_dataset, write_dataset
 from eval.judge import JudgeStats
 from eval.metrics import parse_judge
+from eval.results import ROW_COLUMNS
 from eval.run import RunResult, run_sweep
-from eval.stats import ROW_COLUMNS
 from eval.sweep import Config, SweepError, baseline_config, halving_rungs, load_sweep, parse_sweep
 from ingest.embed import Embedder
 from ingest.settings import EmbedSettings

@@ -1,0 +1,80 @@
+"""Lexical measures on plain strings: edit distance, ROUGE-L, evidence containment, "don't know".
+
+``rapidfuzz`` and ``rouge_score`` are not installed, so the Levenshtein distance that ragas'
+string metrics run on, and ROUGE-L, are computed here (bit-parallel over Python ints). None of
+this needs ragas or a model: kept apart from ``eval.metrics``, the one module that imports ragas,
+these measures stay small and testable on their own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+_DONT_KNOW = re.compile(r"\b(?:don'?t|do not) know\b", re.IGNORECASE)
+
+
+def normalize_ws(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _bitmasks(pattern: Sequence[str]) -> dict[str, int]:
+    masks: dict[str, int] = {}
+    for i, sym in enumerate(pattern):
+        masks[sym] = masks.get(sym, 0) | (1 << i)
+    return masks
+
+
+def levenshtein(a: Sequence[str], b: Sequence[str]) -> int:
+    """Edit distance by Hyyro's bit-vector algorithm: one pass, passage-length inputs in ms."""
+    if len(a) < len(b):
+        a, b = b, a
+    if not b:
+        return len(a)
+    peq, mask, last = _bitmasks(b), (1 << len(b)) - 1, 1 << (len(b) - 1)
+    pv, mv, score = mask, 0, len(b)
+    for sym in a:
+        eq = peq.get(sym, 0)
+        xv, xh = eq | mv, (((eq & pv) + pv) ^ pv) | eq
+        ph, mh = (mv | ~(xh | pv)) & mask, pv & xh
+        score += 1 if ph & last else -1 if mh & last else 0
+        ph, mh = ((ph << 1) | 1) & mask, (mh << 1) & mask
+        pv, mv = (mh | ~(xv | ph)) & mask, ph & xv
+    return score
+
+
+def string_similarity(reference: str, response: str) -> float:
+    """1 - Levenshtein distance / longer length, as rapidfuzz's ``normalized_distance``."""
+    longest = max(len(reference), len(response))
+    return 1.0 - levenshtein(reference, response) / longest if longest else 1.0
+
+
+def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
+    """Longest common subsequence length by the Allison-Dix bit-vector algorithm."""
+    if len(a) < len(b):
+        a, b = b, a
+    peq, mask = _bitmasks(b), (1 << len(b)) - 1
+    v = mask
+    for sym in a:
+        u = v & peq.get(sym, 0)
+        v = ((v + u) | (v - u)) & mask
+    return len(b) - v.bit_count()
+
+
+def rouge_l(reference: str, response: str) -> float:
+    """ROUGE-L F1 on rouge_score's default tokens (lower-cased alphanumerics), without stemming."""
+    ref, hyp = _TOKEN.findall(reference.lower()), _TOKEN.findall(response.lower())
+    lcs = _lcs(ref, hyp) if ref and hyp else 0
+    return 2 * lcs / (len(ref) + len(hyp)) if lcs else 0.0
+
+
+def has_evidence(passage: str, evidence: Sequence[str]) -> bool:
+    """Whether ``passage`` contains one of the ``evidence`` strings, whitespace normalized."""
+    text = normalize_ws(passage)
+    return any(normalize_ws(e) in text for e in evidence if e.strip())
+
+
+def is_dont_know(answer: str) -> bool:
+    """Whether ``answer`` declines (the templates tell the model to say "I don't know")."""
+    return _DONT_KNOW.search(answer.replace("\u2019", "'")) is not None
