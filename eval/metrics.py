@@ -6,7 +6,7 @@ This is the only module that imports ragas (lazily, so the CLI starts fast). Thr
 - ``answer_metrics``: always available. Ragas' non-LLM metrics (string similarity, non-LLM context
   precision/recall), ROUGE-L, semantic similarity from our own encoder, a citation check and a
   don't-know flag. ``rapidfuzz`` and ``rouge_score`` are not installed, so the Levenshtein distance
-  ragas' string metrics run on, and ROUGE-L, come from ``eval.lexical``.
+  ragas' string metrics run on, and ROUGE-L, come from ``eval.strings``.
 - ``judge_metrics``: ragas' LLM metrics against any OpenAI-compatible server (``--judge``). A judge
   fails often (a small model rarely emits the JSON ragas expects), so every failure is counted in
   ``JudgeStats`` and the score left out; nothing raises and nothing is silently dropped.
@@ -32,7 +32,7 @@ from eval.judge import Job, open_client, run_jobs, run_sync
 from eval.judge import JudgeConfig as JudgeConfig  # re-exported: callers use eval.metrics
 from eval.judge import JudgeStats as JudgeStats
 from eval.judge import parse_judge as parse_judge
-from eval.lexical import has_evidence, is_dont_know, rouge_l, string_similarity
+from eval.strings import has_evidence, is_dont_know, rouge_l, string_similarity
 
 Embed = Callable[[list[str]], np.ndarray]
 

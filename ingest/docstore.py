@@ -225,6 +225,13 @@ class DocStore:
                 self._conn.execute("COMMIT")
         return found
 
+    def lexical_texts(self) -> list[tuple[int, str]]:
+        """(chunk id, text BM25 indexes) of every chunk, for stores written before BM25 existed."""
+        from ingest.lexical import lexical_text
+
+        rows = self._all("SELECT chunk_id, heading, text FROM chunks ORDER BY chunk_id")
+        return [(int(r[0]), lexical_text(json.loads(r[1]), r[2])) for r in rows]
+
     def chunk_ids_of_sources(self, sources: Iterable[str]) -> list[int]:
         out: list[int] = []
         for source in sources:

@@ -1,19 +1,20 @@
-"""Crash-safe, versioned vector index: FAISS vectors per version directory, rows in SQLite.
+"""Crash-safe, versioned hybrid index: FAISS vectors and BM25 per version directory, rows in SQLite.
 
-Every commit writes a complete new version directory and then flips ``meta.current_version`` in
-the same SQLite transaction that writes the rows, so a kill -9 at any instant leaves either the
-old version or the new one, never a mix. Readers only ever load a directory the committed
-pointer names, and verify its checksum, so they cannot see a half-written index. This is the only
-module that imports faiss; the commit protocol lives in ``ingest.writer`` (which reaches FAISS
-only through the helpers here) and the SQLite side in ``ingest.docstore``.
+Every commit writes a complete new version directory (FAISS file and BM25 snapshot together) and
+then flips ``meta.current_version`` in the same SQLite transaction that writes the rows, so a
+kill -9 at any instant leaves either the old version or the new one, never a mix, and the dense
+and lexical sides always describe the same chunks. Readers only load a directory the committed
+pointer names, verify its checksums, and memory-map it, so a restart does not hold the index
+twice. This is the only module that imports faiss; the commit protocol lives in
+``ingest.writer``, the directory format in ``ingest.versions``, BM25 in ``ingest.lexical``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
+import math
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ import faiss
 import numpy as np
 
 from ingest.docstore import DocStore, DocumentRecord, Hit, QuarantineRecord
+from ingest.lexical import LexicalIndex
+from ingest.versions import VersionFileError, read_manifest, verify_files, vname
 
 if TYPE_CHECKING:
     from ingest.writer import Writer
@@ -38,9 +41,9 @@ __all__ = [
 
 # FAISS warns below 39 training points per centroid; below that an IVF is no better than flat.
 IVF_POINTS_PER_LIST = 39
-KINDS = ("flat", "ivf")
+KINDS = ("flat", "ivf", "auto")
 INDEX_FILE = "index.faiss"
-MANIFEST_FILE = "manifest.json"
+LEXICAL_DIR = "lexical"
 
 
 class IndexStoreError(Exception):
@@ -59,12 +62,16 @@ class WriterBusy(IndexStoreError):
     """Another writer holds the lock; there is one writer at a time per store."""
 
 
-def _vname(version: int) -> str:
-    return f"v{version:08d}"
-
-
 def _structure(index: Any) -> str:
     return "ivf" if isinstance(index, faiss.IndexIVF) else "flat"
+
+
+def _selector(index: Any, ids: np.ndarray) -> Any:
+    # IVF keeps a hash table id -> slot (for reconstruct), which only takes an explicit array;
+    # IDMap2 scans every id, so it wants the hashed batch selector.
+    if isinstance(index, faiss.IndexIVF):
+        return faiss.IDSelectorArray(ids.size, faiss.swig_ptr(ids))
+    return faiss.IDSelectorBatch(ids.size, faiss.swig_ptr(ids))
 
 
 def _apply_changes(
@@ -72,17 +79,68 @@ def _apply_changes(
 ) -> None:
     """Remove the ``removes`` ids, then add ``adds`` (vectors, ids), in place.
 
-    Only ever called on a private clone, so readers never see a half-applied commit.
+    Only ever called on a private copy, so readers never see a half-applied commit.
     """
     if removes.size:
-        index.remove_ids(faiss.IDSelectorBatch(removes.size, faiss.swig_ptr(removes)))
+        index.remove_ids(_selector(index, removes))
     if adds is not None:
         vectors, ids = adds
         index.add_with_ids(vectors, ids)
 
 
-def _serialize(index: Any) -> bytes:
-    return faiss.serialize_index(index).tobytes()
+def _write_index(index: Any, path: Path) -> None:
+    faiss.write_index(index, str(path))
+
+
+# The type stubs shipped with faiss lack DirectMap; its enum values are stable.
+_NO_MAP, _HASHTABLE = 0, 2
+
+
+def _read_index(path: Path, *, mmap: bool, structure: str = "flat") -> Any:
+    """Read a FAISS file; memory-mapped, its vectors stay in the page cache (shared, evictable).
+
+    Flat codes and IVF lists take different mmap flags (FAISS refuses the combination).
+    """
+    flags = 0
+    if mmap:
+        flags = faiss.IO_FLAG_MMAP if structure == "ivf" else faiss.IO_FLAG_MMAP_IFC
+    index = faiss.read_index(str(path), flags)
+    if isinstance(index, faiss.IndexIVF) and index.direct_map.type == _NO_MAP:
+        index.set_direct_map_type(_HASHTABLE)  # stores from before reconstruct
+    return index
+
+
+def auto_nlist(n: int) -> int:
+    """IVF lists for ``n`` vectors: a power of two near 4*sqrt(n), with >= 39 points per list."""
+    target = max(1, min(4 * math.isqrt(n), n // IVF_POINTS_PER_LIST))
+    return 1 << (target.bit_length() - 1)
+
+
+def _train_ivf(xb: np.ndarray, ids: np.ndarray, nlist: int) -> Any:
+    # IVF takes ids directly; wrapping it in IndexIDMap2 would break remove_ids, because
+    # IDMap assumes the sub-index compacts ids on removal and IVF does not.
+    dim = xb.shape[1]
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf.train(xb)
+    ivf.set_direct_map_type(_HASHTABLE)  # reconstruct by id, for MMR and scores
+    ivf.add_with_ids(xb, ids)
+    return ivf
+
+
+def _all_vectors(index: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Every (vector, id) of an index, for retraining or converting it."""
+    if isinstance(index, faiss.IndexIVF):
+        invlists: Any = index.invlists
+        ids = np.concatenate(
+            [
+                faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
+                for i in range(index.nlist)
+            ]
+            + [np.zeros(0, np.int64)]
+        )
+        return index.reconstruct_batch(ids), ids
+    xb = faiss.downcast_index(index.index).reconstruct_n(0, index.ntotal)
+    return xb, faiss.vector_to_array(index.id_map).astype(np.int64)
 
 
 def __getattr__(name: str) -> Any:
@@ -97,8 +155,18 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """One committed version as loaded: FAISS and BM25 always travel together."""
+
+    index: Any
+    lexical: LexicalIndex
+    version: int
+    path: Path | None  # the FAISS file, when ``index`` is memory-mapped from it
+
+
 class VectorIndex:
-    """One store directory: the loaded FAISS version for search plus the SQLite docstore."""
+    """One store directory: the loaded version (FAISS + BM25) for search plus the SQLite docstore."""
 
     def __init__(self, root: Path, store: DocStore, cfg: dict[str, Any]) -> None:
         self._root = root
@@ -109,12 +177,13 @@ class VectorIndex:
         self._kind: str = cfg["kind"]
         self._nlist: int = cfg["nlist"]
         self._nprobe: int = cfg["nprobe"]
+        self._approx_above: int = cfg["approx_above"]
         self._keep: int = cfg["keep_versions"]
-        # Searches take the index pointer under this lock and search outside it; a commit builds
-        # a new index object and swaps the pointer, so an in-flight search keeps the old one.
+        self._mmap: bool = cfg["mmap"]
+        # Searches take the snapshot under this lock and search outside it; a commit builds a
+        # new snapshot and swaps the pointer, so an in-flight search keeps the old one.
         self._swap = threading.Lock()
-        self._index: Any = self._empty()
-        self._version = 0
+        self._snap = _Snapshot(self._empty(), LexicalIndex.empty(), 0, None)
 
     @classmethod
     def open(
@@ -126,13 +195,23 @@ class VectorIndex:
         kind: str = "flat",
         nlist: int = 256,
         nprobe: int = 16,
+        approx_above: int = 200_000,
         keep_versions: int = 3,
+        mmap: bool = True,
     ) -> VectorIndex:
-        """Open (creating if missing) the store at ``root`` and load its current version."""
+        """Open (creating if missing) the store at ``root`` and load its current version.
+
+        ``kind`` is a policy, applied at each commit: flat (exact), ivf (``nlist`` lists once
+        there are enough vectors to train them) or auto (exact up to ``approx_above`` vectors,
+        then IVF with lists growing with the collection). Changing it takes effect at the next
+        commit; nothing needs re-embedding.
+        """
         if kind not in KINDS:
             raise ValueError(f"index kind must be one of {KINDS}, not {kind!r}")
-        if dim <= 0 or nlist <= 0 or nprobe <= 0 or keep_versions < 1:
-            raise ValueError("dim, nlist, nprobe must be positive and keep_versions >= 1")
+        if dim <= 0 or nlist <= 0 or nprobe <= 0 or keep_versions < 1 or approx_above < 1:
+            raise ValueError(
+                "dim, nlist, nprobe, approx_above must be positive and keep_versions >= 1"
+            )
         root = Path(root)
         (root / "versions").mkdir(parents=True, exist_ok=True)
         store = DocStore(root / "docstore.sqlite")
@@ -145,18 +224,15 @@ class VectorIndex:
                     "requested; vectors from different models are not comparable. Configure "
                     "the recorded model again, or use a new index directory and re-ingest."
                 )
-            if meta["index_kind"] != kind:
-                raise IndexStoreError(
-                    f"index at {root} is kind {meta['index_kind']!r}, not {kind!r}; changing the "
-                    "kind needs a new index directory and a re-ingest"
-                )
             cfg = {
                 "embed_model": embed_model,
                 "dim": dim,
                 "kind": kind,
                 "nlist": nlist,
                 "nprobe": nprobe,
+                "approx_above": approx_above,
                 "keep_versions": keep_versions,
+                "mmap": mmap,
             }
             self = cls(root, store, cfg)
             self._load_current()
@@ -167,20 +243,27 @@ class VectorIndex:
 
     @property
     def version(self) -> int:
-        return self._version
+        return self._snap.version
 
     # --- loading --------------------------------------------------------------------------
 
     def _empty(self) -> Any:
         return faiss.IndexIDMap2(faiss.IndexFlatIP(self._dim))
 
-    def _install(self, index: Any, version: int) -> None:
-        if isinstance(index, faiss.IndexIVF):
-            index.nprobe = self._nprobe
+    def _install(self, snap: _Snapshot) -> None:
+        if isinstance(snap.index, faiss.IndexIVF):
+            snap.index.nprobe = min(self._nprobe_for(snap.index.nlist), snap.index.nlist)
         with self._swap:
             # Versions only grow; a refresh racing an in-process commit must not step back.
-            if version >= self._version:
-                self._index, self._version = index, version
+            if snap.version >= self._snap.version:
+                self._snap = snap
+
+    def _nprobe_for(self, nlist: int) -> int:
+        # Recall at a fixed nprobe falls as lists multiply; auto keeps the probed share constant,
+        # anchored at the configured nprobe for the configured nlist.
+        if self._kind != "auto":
+            return self._nprobe
+        return max(self._nprobe, -(-self._nprobe * nlist // self._nlist))
 
     def _load_current(self) -> None:
         # A writer may commit (and garbage-collect old versions) between reading the pointer and
@@ -188,29 +271,27 @@ class VectorIndex:
         for _ in range(5):
             version = self._store.current_version()
             try:
-                self._install(self._load_version(version), version)
+                self._install(self._load_version(version))
                 return
             except FileNotFoundError as exc:
                 if self._store.current_version() == version:
                     raise IndexCorrupt(f"current version {version} is missing: {exc}") from exc
         raise IndexStoreError("the current version kept changing while loading; retry")
 
-    def _load_version(self, version: int) -> Any:
+    def _load_version(self, version: int) -> _Snapshot:
         if version == 0:
-            return self._empty()
-        vdir = self._versions / _vname(version)
-        manifest = json.loads((vdir / MANIFEST_FILE).read_text(encoding="utf-8"))
+            return _Snapshot(self._empty(), LexicalIndex.empty(), 0, None)
+        vdir = self._versions / vname(version)
+        manifest = read_manifest(vdir)
         path = vdir / INDEX_FILE
-        data = path.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        expected = manifest["files"][INDEX_FILE]
-        recorded = self._store.version_sha256(version)
-        if digest != expected["sha256"] or len(data) != expected["bytes"] or digest != recorded:
-            raise IndexCorrupt(f"{path}: sha256 {digest} does not match manifest or docstore")
         try:
-            # Already the concrete class; wrapping it in downcast_index would leave the owning
-            # proxy to the garbage collector and the returned one dangling.
-            index = faiss.deserialize_index(np.frombuffer(data, np.uint8))
+            verify_files(vdir, manifest)
+        except VersionFileError as exc:
+            raise IndexCorrupt(str(exc)) from exc
+        if manifest["files"][INDEX_FILE]["sha256"] != self._store.version_sha256(version):
+            raise IndexCorrupt(f"{path}: sha256 differs from the docstore's record of it")
+        try:
+            index = _read_index(path, mmap=self._mmap, structure=manifest.get("structure", "flat"))
         except RuntimeError as exc:
             raise IndexCorrupt(f"{path}: FAISS cannot read it: {exc}") from exc
         if index.d != self._dim or index.ntotal != manifest["ntotal"]:
@@ -218,36 +299,67 @@ class VectorIndex:
                 f"{path}: dim {index.d} / ntotal {index.ntotal} differ from manifest "
                 f"(dim {self._dim}, ntotal {manifest['ntotal']})"
             )
-        return index
+        if any(name.startswith(LEXICAL_DIR + "/") for name in manifest["files"]):
+            try:
+                lexical = LexicalIndex.load(vdir / LEXICAL_DIR, mmap=self._mmap)
+            except (ValueError, OSError) as exc:
+                raise IndexCorrupt(f"{vdir / LEXICAL_DIR}: {exc}") from exc
+        else:  # written before BM25 existed: rebuild it from the rows (the next commit saves it)
+            lexical = LexicalIndex.empty().updated(
+                np.zeros(0, np.int64), self._store.lexical_texts()
+            )
+        if len(lexical) != index.ntotal:
+            raise IndexCorrupt(f"{vdir}: BM25 holds {len(lexical)} chunks, FAISS {index.ntotal}")
+        return _Snapshot(index, lexical, version, path if self._mmap else None)
 
     def refresh(self) -> bool:
         """Pick up a version another process committed; cheap (one SELECT) when there is none."""
-        if self._store.current_version() == self._version:
+        if self._store.current_version() == self._snap.version:
             return False
         self._load_current()
         return True
 
     # --- reads ----------------------------------------------------------------------------
 
-    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
-        """Top-``k`` chunks per query by inner product (queries are L2-normalized by the caller).
+    def _current(self) -> _Snapshot:
+        with self._swap:
+            return self._snap
 
-        Rows deleted since this reader loaded its version are skipped, so a query may return
-        fewer than ``k`` hits until ``refresh()``; that beats citing text that no longer exists.
-        """
+    def _rows(self, ids: list[list[int]], scores: list[list[float]]) -> list[list[Hit]]:
+        # Rows deleted since this reader loaded its version are skipped, so a query may return
+        # fewer than k hits until refresh(); that beats citing text that no longer exists.
+        rows = self._store.hits([i for irow in ids for i in irow if i >= 0])
+        return [
+            [replace(rows[i], score=s) for s, i in zip(srow, irow, strict=True) if i in rows]
+            for srow, irow in zip(scores, ids, strict=True)
+        ]
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+        """Top-``k`` chunks per query by inner product (queries are L2-normalized by the caller)."""
         q = np.ascontiguousarray(queries, dtype=np.float32)
         if q.ndim != 2 or q.shape[1] != self._dim:
             raise ValueError(f"queries must have shape (n, {self._dim}), got {q.shape}")
-        with self._swap:
-            index = self._index
+        index = self._current().index
         if k <= 0 or index.ntotal == 0 or len(q) == 0:
             return [[] for _ in range(len(q))]
         scores, ids = index.search(q, min(k, int(index.ntotal)))
-        rows = self._store.hits([i for i in ids.ravel().tolist() if i >= 0])
-        return [
-            [replace(rows[i], score=s) for s, i in zip(srow, irow, strict=True) if i in rows]
-            for srow, irow in zip(scores.tolist(), ids.tolist(), strict=True)
-        ]
+        return self._rows(ids.tolist(), scores.tolist())
+
+    def search_lexical(self, queries: list[str], k: int) -> list[list[Hit]]:
+        """Top-``k`` chunks per query by BM25 (only chunks sharing a term with the query)."""
+        lexical = self._current().lexical
+        found = [lexical.search(q, k) for q in queries]
+        return self._rows([i.tolist() for i, _ in found], [s.tolist() for _, s in found])
+
+    def vectors(self, ids: list[int]) -> np.ndarray:
+        """Stored vectors of ``ids`` (rows of NaN for ids not in the loaded version)."""
+        index = self._current().index
+        out = np.full((len(ids), self._dim), np.nan, np.float32)
+        for row, i in enumerate(ids):
+            # RuntimeError: deleted by a commit this reader has not loaded yet.
+            with contextlib.suppress(RuntimeError):
+                out[row] = index.reconstruct(int(i))
+        return out
 
     def documents(self) -> list[DocumentRecord]:
         return self._store.documents()
@@ -267,19 +379,23 @@ class VectorIndex:
     def stats(self) -> dict[str, Any]:
         """Counts for health and eval reports; ``structure`` says whether IVF is trained yet."""
         n_docs, n_chunks, n_quarantined = self._store.counts()
-        with self._swap:
-            index, version = self._index, self._version
-        return {
-            "version": version,
+        snap = self._current()
+        out = {
+            "version": snap.version,
             "documents": n_docs,
             "chunks": n_chunks,
-            "ntotal": int(index.ntotal),
+            "ntotal": int(snap.index.ntotal),
+            "lexical": len(snap.lexical),
             "quarantined": n_quarantined,
             "embed_model": self._embed_model,
             "dim": self._dim,
             "kind": self._kind,
-            "structure": _structure(index),
+            "structure": _structure(snap.index),
+            "memory_mapped": snap.path is not None,
         }
+        if isinstance(snap.index, faiss.IndexIVF):
+            out.update(nlist=int(snap.index.nlist), nprobe=int(snap.index.nprobe))
+        return out
 
     # --- writing --------------------------------------------------------------------------
 
@@ -289,27 +405,39 @@ class VectorIndex:
 
         return Writer.acquire(self, timeout)
 
-    def _clone_current(self) -> Any:
-        """Copy the installed index for a commit to change; in-flight searches keep the original."""
-        with self._swap:
-            return faiss.clone_index(self._index)
+    def _private_copy(self, snap: _Snapshot) -> Any:
+        """A writable copy of ``snap``'s index; in-flight searches keep the original.
 
-    def _maybe_train_ivf(self, index: Any) -> Any:
-        """Switch flat -> IVF once there are enough vectors to train it well (exact until then)."""
-        if self._kind != "ivf" or _structure(index) == "ivf":
+        A memory-mapped index is read-only (a clone would share its mapping), so it is read
+        again from its file; an in-memory one is cloned.
+        """
+        if snap.path is not None:
+            return _read_index(snap.path, mmap=False)
+        return faiss.clone_index(snap.index)
+
+    def _restructure(self, index: Any) -> Any:
+        """Make the index structure follow the kind policy (see ``open``) for its current size."""
+        n = int(index.ntotal)
+        structure = _structure(index)
+        if self._kind == "flat" or (self._kind == "auto" and n < self._approx_above // 2):
+            if structure == "flat":
+                return index
+            xb, ids = _all_vectors(index)
+            flat = self._empty()
+            flat.add_with_ids(xb, ids)
+            return flat
+        if self._kind == "ivf":
+            if structure == "ivf" or n < IVF_POINTS_PER_LIST * self._nlist:
+                return index
+            return _train_ivf(*_all_vectors(index), self._nlist)
+        # auto: exact up to the threshold; retrain when the collection has grown enough that
+        # the right number of lists doubled (4x the vectors), or shrink back below half of it.
+        if structure == "flat" and n < self._approx_above:
             return index
-        if index.ntotal < IVF_POINTS_PER_LIST * self._nlist:
+        target = auto_nlist(n)
+        if structure == "ivf" and target < 2 * index.nlist:
             return index
-        xb = faiss.downcast_index(index.index).reconstruct_n(0, index.ntotal)
-        ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-        # IVF takes ids directly; wrapping it in IndexIDMap2 would break remove_ids, because
-        # IDMap assumes the sub-index compacts ids on removal and IVF does not.
-        ivf = faiss.IndexIVFFlat(
-            faiss.IndexFlatIP(self._dim), self._dim, self._nlist, faiss.METRIC_INNER_PRODUCT
-        )
-        ivf.train(xb)
-        ivf.add_with_ids(xb, ids)
-        return ivf
+        return _train_ivf(*_all_vectors(index), target)
 
     def close(self) -> None:
         self._store.close()

@@ -11,16 +11,12 @@ so there is no cycle at import time.
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import json
 import os
-import re
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import numpy as np
 
@@ -28,36 +24,21 @@ from ingest.docstore import CommitBatch, DocumentRecord, PendingPut
 from ingest.faults import fault_point
 from ingest.index import (
     INDEX_FILE,
-    MANIFEST_FILE,
+    LEXICAL_DIR,
     IndexCorrupt,
     IndexStoreError,
     VectorIndex,
     WriterBusy,
     _apply_changes,
-    _serialize,
+    _Snapshot,
     _structure,
-    _vname,
+    _write_index,
 )
+from ingest.lexical import lexical_text
 from ingest.model import Chunk
+from ingest.versions import collect_garbage, write_version_dir
 
 __all__ = ["Writer"]
-
-_VERSION_DIR = re.compile(r"^v(\d{8})$")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _acquire_lock(path: Path, timeout: float) -> int:
@@ -82,41 +63,6 @@ def _acquire_lock(path: Path, timeout: float) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
-
-
-def _write_version_dir(versions: Path, version: int, data: bytes, manifest: dict[str, Any]) -> None:
-    final = versions / _vname(version)
-    tmp = versions / (_vname(version) + ".tmp")
-    for stale in (tmp, final):  # left by a crashed commit; never current (we hold the lock)
-        if stale.exists():
-            shutil.rmtree(stale)
-    tmp.mkdir()
-    _write_durably(tmp / INDEX_FILE, data)
-    _write_durably(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2).encode())
-    _fsync_dir(tmp)
-    fault_point("commit-tmp-written")
-    os.rename(tmp, final)
-    _fsync_dir(versions)
-    fault_point("commit-renamed")
-
-
-def _collect_garbage(versions: Path, current: int, keep: int) -> None:
-    """Drop old versions beyond ``keep`` and anything a crashed commit left behind.
-
-    Only called under the writer lock, so no commit is writing here; readers that already
-    loaded a removed version keep it in memory, and a reader racing the pointer retries.
-    """
-    dirs: dict[int, Path] = {}
-    for entry in versions.iterdir():
-        match = _VERSION_DIR.match(entry.name)
-        if entry.name.endswith(".tmp"):
-            shutil.rmtree(entry, ignore_errors=True)
-        elif match:
-            dirs[int(match.group(1))] = entry
-    kept = sorted(v for v in dirs if v <= current)[-keep:]
-    for v, entry in dirs.items():
-        if v > current or (v not in kept and v != current):
-            shutil.rmtree(entry, ignore_errors=True)
 
 
 class Writer:
@@ -144,7 +90,7 @@ class Writer:
         try:
             owner.refresh()
             # Orphans of a writer killed mid-commit.
-            _collect_garbage(owner._versions, owner.version, owner._keep)
+            collect_garbage(owner._versions, owner.version, owner._keep)
             return cls(owner, fd)
         except BaseException:
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -243,25 +189,37 @@ class Writer:
         n_replaced = sum(store.document(s) is not None for s in touched)
         stale = np.array(store.chunk_ids_of_sources(touched), dtype=np.int64)
 
-        # 1. Copy-on-write: readers in this process keep searching owner's index meanwhile.
-        index = owner._clone_current()
+        # 1. Copy-on-write: readers in this process keep searching owner's snapshot meanwhile.
+        snap = owner._current()
+        index = owner._private_copy(snap)
         adds = None
-        if self._puts:
-            puts = list(self._puts.values())
+        puts = list(self._puts.values())
+        if puts:
             adds = (
                 np.concatenate([p.vectors for p in puts]),
                 np.concatenate([p.ids for p in puts]),
             )
         _apply_changes(index, stale, adds)
-        index = owner._maybe_train_ivf(index)
+        index = owner._restructure(index)
+        texts = [
+            (int(i), lexical_text(c.heading, c.text))
+            for p in puts
+            for i, c in zip(p.ids.tolist(), p.chunks, strict=True)
+        ]
+        lexical = snap.lexical.updated(stale, texts)
         n_docs += len(self._puts) - n_replaced
-        n_chunks += sum(len(p.chunks) for p in self._puts.values()) - int(stale.size)
-        if index.ntotal != n_chunks:  # would mean FAISS and SQLite drifted apart: stop here
-            raise IndexCorrupt(f"FAISS would hold {index.ntotal} vectors for {n_chunks} chunks")
+        n_chunks += sum(len(p.chunks) for p in puts) - int(stale.size)
+        if index.ntotal != n_chunks or len(lexical) != n_chunks:
+            # FAISS, BM25 and SQLite would drift apart: stop before anything is published.
+            raise IndexCorrupt(
+                f"FAISS would hold {index.ntotal} and BM25 {len(lexical)} for {n_chunks} chunks"
+            )
 
         # 2. Write the version directory (tmp, fsync, rename, fsync parent).
-        data = _serialize(index)
-        digest = hashlib.sha256(data).hexdigest()
+        def write(vdir: Path) -> None:
+            _write_index(index, vdir / INDEX_FILE)
+            lexical.save(vdir / LEXICAL_DIR)
+
         created_at = time.time()
         manifest = {
             "version": version,
@@ -273,15 +231,15 @@ class Writer:
             "ntotal": int(index.ntotal),
             "n_documents": n_docs,
             "n_chunks": n_chunks,
-            "files": {INDEX_FILE: {"sha256": digest, "bytes": len(data)}},
         }
-        _write_version_dir(owner._versions, version, data, manifest)
+        files = write_version_dir(owner._versions, version, write, manifest)
+        digest = files[INDEX_FILE]["sha256"]
 
         # 3. The switch: rows and current_version in one SQLite transaction.
         batch = CommitBatch(
             version=version,
             created_at=created_at,
-            puts=list(self._puts.values()),
+            puts=puts,
             removes=sorted(self._removes),
             quarantines=dict(self._quarantines),
             next_chunk_id=self._next_id,
@@ -289,9 +247,11 @@ class Writer:
             sha256=digest,
         )
         store.apply(batch, lambda: fault_point("commit-sqlite-open"))
-        owner._install(index, version)
+        # The new version serves from memory: it is what we just built, and the next commit
+        # clones it instead of re-reading the file.
+        owner._install(_Snapshot(index, lexical, version, None))
         self._reset()
 
         # 4. Garbage-collect; a failure here costs disk space, never correctness.
-        _collect_garbage(owner._versions, owner.version, owner._keep)
+        collect_garbage(owner._versions, owner.version, owner._keep)
         return version

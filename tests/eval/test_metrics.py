@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eval import lexical
+from eval import strings
 from eval.dataset import Case
 from eval.judge import MAX_ERRORS
 from eval.metrics import (
@@ -132,8 +132,8 @@ def dp_lcs(a: str, b: str) -> int:
 
 @given(st.text(alphabet="abcd ", max_size=70), st.text(alphabet="abcd ", max_size=70))
 def test_bit_parallel_string_measures_match_dynamic_programming(a: str, b: str) -> None:
-    assert lexical.levenshtein(a, b) == dp_levenshtein(a, b)
-    assert lexical._lcs(list(a), list(b)) == dp_lcs(a, b)
+    assert strings.levenshtein(a, b) == dp_levenshtein(a, b)
+    assert strings._lcs(list(a), list(b)) == dp_lcs(a, b)
 
 
 def test_semantic_similarity_with_the_real_encoder(embedder: Embedder) -> None:
