@@ -13,7 +13,13 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from ingest.settings import ChunkSettings, EmbedSettings, IndexSettings, IngestSettings
+from ingest.settings import (
+    ChunkSettings,
+    EmbedSettings,
+    IndexSettings,
+    IngestSettings,
+    RetrievalSettings,
+)
 
 if TYPE_CHECKING:
     from ingest.embed import Embedder
@@ -26,6 +32,9 @@ class IngestConfig(Protocol):
 
     @property
     def index_dir(self) -> Path: ...
+
+    @property
+    def retrieval(self) -> RetrievalSettings: ...
 
     embed: EmbedSettings
     chunk: ChunkSettings
@@ -46,6 +55,17 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p = sub.add_parser("search", parents=[common], help="top chunks for a query")
     p.add_argument("query")
     p.add_argument("-k", type=int, default=5, help="number of chunks (default 5)")
+    p.add_argument("--mode", choices=("dense", "bm25", "hybrid"), help="default: settings")
+    p.add_argument("--fusion", choices=("rrf", "blend"), help="hybrid fusion (default: settings)")
+    p.add_argument("--dense-weight", type=float, help="hybrid: weight of the dense side, 0..1")
+    p.add_argument("--mmr", type=float, metavar="LAMBDA", help="diversify (1: relevance only)")
+    p.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="source, doc_id or kind; repeat for more (same key: any of)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(handler=cmd_search)
 
@@ -65,7 +85,9 @@ def open_index(cfg: IngestConfig, embedder: Embedder) -> VectorIndex:
         kind=s.kind,
         nlist=s.nlist,
         nprobe=s.nprobe,
+        approx_above=s.approx_above,
         keep_versions=s.keep_versions,
+        mmap=s.mmap,
     )
 
 
@@ -157,14 +179,20 @@ def hit_json(hit: Hit) -> dict[str, object]:
 
 def cmd_search(args: argparse.Namespace, cfg: IngestConfig) -> int:
     from ingest.embed import load_embedder
+    from ingest.search import retrieve
 
     if args.k < 1:
         print("ragtune search: -k must be at least 1", file=sys.stderr)
         return 2
+    try:
+        options, filters = _search_options(args, cfg.retrieval)
+    except ValueError as e:
+        print(f"ragtune search: {e}", file=sys.stderr)
+        return 2
     embedder = load_embedder(cfg.embed)
     index = open_index(cfg, embedder)
     try:
-        hits = index.search(embedder.encode([args.query]), args.k)[0]
+        hits = retrieve(embedder, index, args.query, args.k, options, filters=filters)
     finally:
         index.close()
     if args.json:
@@ -178,6 +206,30 @@ def cmd_search(args: argparse.Namespace, cfg: IngestConfig) -> int:
         print(f"{rank}. {h.score:.3f}  {where}{heading}")
         print("   " + " ".join(h.text.split())[:300])
     return 0
+
+
+def _search_options(
+    args: argparse.Namespace, base: RetrievalSettings
+) -> tuple[RetrievalSettings, dict[str, list[str]]]:
+    from pydantic import ValidationError
+
+    from ingest.search import check_filters, with_overrides
+
+    mmr = {"mmr": True, "mmr_lambda": args.mmr} if args.mmr is not None else {}
+    try:
+        options = with_overrides(
+            base, mode=args.mode, fusion=args.fusion, dense_weight=args.dense_weight, **mmr
+        )
+    except ValidationError as e:
+        raise ValueError("; ".join(f"{err['loc'][0]}: {err['msg']}" for err in e.errors())) from e
+    filters: dict[str, list[str]] = {}
+    for item in args.filter:
+        key, sep, value = item.partition("=")
+        if not sep or not value:
+            raise ValueError(f"--filter wants KEY=VALUE, got {item!r}")
+        filters.setdefault(key, []).append(value)
+    check_filters(filters)
+    return options, filters
 
 
 def cmd_docs(args: argparse.Namespace, cfg: IngestConfig) -> int:

@@ -225,6 +225,10 @@ class DocStore:
                 self._conn.execute("COMMIT")
         return found
 
+    def chunk_ids(self) -> np.ndarray:
+        rows = self._all("SELECT chunk_id FROM chunks ORDER BY chunk_id")
+        return np.array([int(r[0]) for r in rows], dtype=np.int64)
+
     def lexical_texts(self) -> list[tuple[int, str]]:
         """(chunk id, text BM25 indexes) of every chunk, for stores written before BM25 existed."""
         from ingest.lexical import lexical_text

@@ -130,17 +130,25 @@ def _train_ivf(xb: np.ndarray, ids: np.ndarray, nlist: int) -> Any:
 def _all_vectors(index: Any) -> tuple[np.ndarray, np.ndarray]:
     """Every (vector, id) of an index, for retraining or converting it."""
     if isinstance(index, faiss.IndexIVF):
-        invlists: Any = index.invlists
-        ids = np.concatenate(
-            [
-                faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
-                for i in range(index.nlist)
-            ]
-            + [np.zeros(0, np.int64)]
-        )
+        ids = _ids(index)
         return index.reconstruct_batch(ids), ids
     xb = faiss.downcast_index(index.index).reconstruct_n(0, index.ntotal)
     return xb, faiss.vector_to_array(index.id_map).astype(np.int64)
+
+
+def _ids(index: Any) -> np.ndarray:
+    """Every id an index holds (sorted)."""
+    if isinstance(index, faiss.IndexIVF):
+        invlists: Any = index.invlists
+        parts = [
+            faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
+            for i in range(index.nlist)
+            if invlists.list_size(i)
+        ]
+        ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    else:
+        ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+    return np.sort(ids)
 
 
 def __getattr__(name: str) -> Any:
@@ -360,6 +368,30 @@ class VectorIndex:
             with contextlib.suppress(RuntimeError):
                 out[row] = index.reconstruct(int(i))
         return out
+
+    def verify(self) -> list[str]:
+        """Disagreements between FAISS, BM25 and SQLite about the loaded version (empty: none).
+
+        Compares the chunk ids each side holds; meant for tests and ``ragtune docs --check``,
+        not the request path (it reads every id).
+        """
+        snap = self._current()
+        if snap.version != self._store.current_version():
+            return [f"loaded version {snap.version} is not the committed one; refresh first"]
+        sides = {
+            "FAISS": _ids(snap.index),
+            "BM25": np.sort(np.asarray(snap.lexical.ids, np.int64)),
+            "SQLite": self._store.chunk_ids(),
+        }
+        problems = []
+        for name, ids in sides.items():
+            if ids.size != np.unique(ids).size:
+                problems.append(f"{name} holds duplicate chunk ids")
+            if name != "SQLite" and not np.array_equal(np.unique(ids), sides["SQLite"]):
+                extra = np.setdiff1d(ids, sides["SQLite"]).size
+                missing = np.setdiff1d(sides["SQLite"], ids).size
+                problems.append(f"{name}: {extra} ids not in SQLite, {missing} SQLite ids missing")
+        return problems
 
     def documents(self) -> list[DocumentRecord]:
         return self._store.documents()

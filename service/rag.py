@@ -14,8 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ingest import search
 from ingest.embed import Embedder
 from ingest.index import Hit, VectorIndex
+from ingest.settings import RetrievalSettings
 from prompts.fewshot import ExampleBank
 from prompts.registry import Example, Template, TemplateRegistry
 from prompts.render import Passage, RenderedPrompt, build_prompt
@@ -23,7 +25,6 @@ from service.llm.base import LLM, Completion, Delta, Prompt, SamplingParams
 from service.settings import RagSettings
 
 _CITE = re.compile(r"\[(\d{1,3})\]")
-OVERFETCH = 8  # filtered searches fetch this many times k before filtering
 
 
 def retrieve(
@@ -32,35 +33,20 @@ def retrieve(
     query: str,
     k: int,
     *,
-    filters: dict[str, str | list[str]] | None = None,
+    options: RetrievalSettings | None = None,
+    filters: search.Filters | None = None,
     min_score: float | None = None,
 ) -> list[Hit]:
     """Best-first chunks for ``query``; filters match source (path or folder prefix), doc_id, kind."""
-    vector = embedder.encode([query])
-    fetch = k * OVERFETCH if filters else k
-    hits = index.search(vector, fetch)[0]
-    if filters:
-        hits = [h for h in hits if _matches(h, filters, index)]
-    if min_score is not None:
-        hits = [h for h in hits if h.score >= min_score]
-    return hits[:k]
-
-
-def _matches(hit: Hit, filters: dict[str, str | list[str]], index: VectorIndex) -> bool:
-    for key, wanted in filters.items():
-        values = [wanted] if isinstance(wanted, str) else wanted
-        if key == "source":
-            ok = any(hit.source == v or hit.source.startswith(v.rstrip("/") + "/") for v in values)
-        elif key == "doc_id":
-            ok = hit.doc_id in values
-        elif key == "kind":
-            record = index.document(hit.source)
-            ok = record is not None and record.kind in values
-        else:
-            raise ValueError(f"unknown filter '{key}' (use source, doc_id or kind)")
-        if not ok:
-            return False
-    return True
+    return search.retrieve(
+        embedder,
+        index,
+        query,
+        k,
+        options or RetrievalSettings(),
+        filters=filters,
+        min_score=min_score,
+    )
 
 
 def heading_text(hit: Hit) -> str:
@@ -89,6 +75,7 @@ class Plan:
     params: SamplingParams
     retrieval_k: int
     index_version: int
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     timings: dict[str, float] = field(default_factory=dict)
     serving_version: int = 0  # the promoted configuration in force (0: the settings)
 
@@ -112,8 +99,9 @@ def plan_answer(
     rag: RagSettings,
     template_ref: str | None = None,
     k: int | None = None,
-    filters: dict[str, str | list[str]] | None = None,
+    filters: search.Filters | None = None,
     min_score: float | None = None,
+    retrieval: RetrievalSettings | None = None,
     params: SamplingParams,
     banks: dict[str, ExampleBank] | None = None,
     serving_version: int = 0,
@@ -127,6 +115,7 @@ def plan_answer(
         index,
         question,
         k,
+        options=retrieval or rag.retrieval,
         filters=filters,
         min_score=rag.min_score if min_score is None else min_score,
     )
@@ -152,6 +141,7 @@ def plan_answer(
         params=SamplingParams(**{**asdict(params), "stop": stops}),
         retrieval_k=k,
         index_version=index.version,
+        retrieval=retrieval or rag.retrieval,
         timings={"retrieval": t1 - t0, "prompt": t2 - t1},
         serving_version=serving_version,
     )
@@ -234,6 +224,7 @@ def rag_info(plan: Plan, backend: str) -> dict[str, Any]:
     return {
         "prompt": plan.template.ref,
         "retrieval_k": plan.retrieval_k,
+        "retrieval": _retrieval_info(plan.retrieval),
         "index_version": plan.index_version,
         "serving_version": plan.serving_version,
         "backend": backend,
@@ -246,6 +237,15 @@ def rag_info(plan: Plan, backend: str) -> dict[str, Any]:
         },
         "timings": {k: round(v, 4) for k, v in plan.timings.items()},
     }
+
+
+def _retrieval_info(r: RetrievalSettings) -> dict[str, Any]:
+    info: dict[str, Any] = {"mode": r.mode}
+    if r.mode == "hybrid":
+        info.update(fusion=r.fusion, dense_weight=r.dense_weight)
+    if r.mmr:
+        info["mmr_lambda"] = r.mmr_lambda
+    return info
 
 
 def sampling_params(

@@ -38,7 +38,25 @@ class RetrievalOptions(BaseModel):
         description="Match on metadata: 'source' (a path or a folder prefix), 'doc_id', 'kind'; "
         "a list means any of.",
     )
-    min_score: float | None = Field(None, description="Drop passages scoring below this.")
+    min_score: float | None = Field(
+        None, description="Drop passages whose cosine similarity to the question is below this."
+    )
+    mode: Literal["dense", "bm25", "hybrid"] | None = Field(
+        None, description="Search mode (default: the serving configuration's)."
+    )
+    fusion: Literal["rrf", "blend"] | None = Field(None, description="Hybrid fusion method.")
+    dense_weight: float | None = Field(
+        None, ge=0, le=1, description="Hybrid: weight of the dense side (BM25 gets the rest)."
+    )
+    mmr: bool | None = Field(None, description="Diversify with maximal marginal relevance.")
+    mmr_lambda: float | None = Field(None, ge=0, le=1, description="MMR relevance weight.")
+
+    def overrides(self) -> dict[str, Any]:
+        """The retrieval-settings fields this request sets (the rest keep the serving values)."""
+        return self.model_dump(include=set(SEARCH_FIELDS), exclude_none=True)
+
+
+SEARCH_FIELDS = ("mode", "fusion", "dense_weight", "mmr", "mmr_lambda")
 
 
 class ChatCompletionRequest(BaseModel):
@@ -84,6 +102,7 @@ class Citation(BaseModel):
 class RagInfo(BaseModel):
     prompt: str
     retrieval_k: int
+    retrieval: dict[str, Any]
     index_version: int
     serving_version: int
     backend: str
@@ -119,13 +138,9 @@ class ChatCompletionResponse(BaseModel):
     ragtune: RagInfo
 
 
-class RetrieveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RetrieveRequest(RetrievalOptions):
     query: str = Field(min_length=1)
     k: int = Field(5, ge=1)
-    filters: dict[str, str | list[str]] | None = None
-    min_score: float | None = None
 
 
 class RetrievedPassage(BaseModel):

@@ -18,7 +18,16 @@ from typing import Any
 from service.settings import RagSettings
 
 # The answering parameters a promotion may set; anything else in a record is provenance.
-PROMOTABLE = ("template", "k", "min_score", "temperature", "top_p", "top_k", "max_tokens")
+PROMOTABLE = (
+    "template",
+    "k",
+    "retrieval",
+    "min_score",
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_tokens",
+)
 
 
 class ServingError(Exception):
@@ -104,10 +113,18 @@ class ServingStore:
                 params = self.record(version)["params"] if version else {}
                 self._seen, self._cached = seen, (version, params)
             version, params = self._cached
-        return base.model_copy(update=params), version
+        return apply_params(base, params), version
 
     def _path(self, version: int) -> Path:
         return self.dir / f"v{version:04d}.json"
+
+
+def apply_params(base: RagSettings, params: dict[str, Any]) -> RagSettings:
+    """``base`` with promoted ``params``; ``retrieval`` is a partial table over base's own."""
+    update = dict(params)
+    if "retrieval" in update:
+        update["retrieval"] = base.retrieval.model_copy(update=update["retrieval"])
+    return base.model_copy(update=update)
 
 
 def _atomic_write(path: Path, text: str) -> None:

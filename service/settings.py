@@ -18,7 +18,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from ingest.settings import ChunkSettings, EmbedSettings, IndexSettings, IngestSettings
+from ingest.settings import (
+    ChunkSettings,
+    EmbedSettings,
+    IndexSettings,
+    IngestSettings,
+    RetrievalSettings,
+)
 from service.llm.settings import LLMSettings
 
 CONFIG_ENV = "RAGTUNE_CONFIG"
@@ -30,6 +36,10 @@ class RagSettings(BaseModel):
 
     template: str = Field("grounded-qa@1", description="Prompt template, 'id@version'.")
     k: int = Field(5, ge=1, description="Passages retrieved per question.")
+    retrieval: RetrievalSettings = Field(
+        default_factory=RetrievalSettings,
+        description="Dense, BM25 or hybrid search and its weights (a sweep axis, promotable).",
+    )
     min_score: float = Field(
         0.25,
         description="Passages scoring below this (cosine) are not shown to the model; with none "
@@ -61,6 +71,39 @@ class ServiceSettings(BaseModel):
     max_upload_mb: float = Field(50.0, gt=0, description="Largest document upload.")
 
 
+class EvalSettings(BaseModel):
+    """The eval loop: its judge model, its statistics and where its runs go (flags override)."""
+
+    judge_base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible judge base URL with /v1, used with judge_model when "
+        "--judge is not given; empty: no judge (the metrics that need none).",
+    )
+    judge_model: str | None = Field(None, description="Judge model id sent to the server.")
+    judge_api_key: SecretStr | None = Field(None, description="Bearer token for the judge, if any.")
+    judge_timeout_s: float = Field(
+        60.0, gt=0, description="Seconds per judge request; a score gets this times its requests."
+    )
+    judge_max_tokens: int = Field(
+        1024, ge=16, description="Judge answer budget in tokens (statement lists need room)."
+    )
+    judge_strictness: int = Field(
+        3, ge=1, description="Questions answer_relevancy generates per answer (one request each)."
+    )
+    bootstrap_resamples: int = Field(
+        2000, ge=100, description="Paired bootstrap resamples per metric comparison."
+    )
+    confidence_level: float = Field(
+        0.95, gt=0.5, lt=1, description="Confidence level of the intervals that decide 'better'."
+    )
+    bootstrap_seed: int = Field(
+        20240601, ge=0, description="Bootstrap seed: the same rows always give the same intervals."
+    )
+    runs_dir: Path | None = Field(
+        None, description="Where run folders go when --out is not given; empty: HOME/eval/runs."
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable about ragtune, one section per concern."""
 
@@ -78,10 +121,16 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings, description="The answering model.")
     rag: RagSettings = Field(default_factory=RagSettings, description="Answering defaults.")
     service: ServiceSettings = Field(default_factory=ServiceSettings, description="HTTP API.")
+    eval: EvalSettings = Field(default_factory=EvalSettings, description="Evaluation loop.")
 
     @property
     def index_dir(self) -> Path:
         return self.home / "index"
+
+    @property
+    def retrieval(self) -> RetrievalSettings:
+        """The configured retrieval (``ragtune search`` uses it; answers use the promoted one)."""
+        return self.rag.retrieval
 
     @classmethod
     def settings_customise_sources(

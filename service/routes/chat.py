@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ingest import search
 from prompts.render import PromptBudgetError
 from service import rag
 from service.deps import AppState, State
@@ -70,6 +71,7 @@ def _plan(req: ChatCompletionRequest, state: AppState, question: str) -> rag.Pla
             k=r.k if r else None,
             filters=r.filters if r else None,
             min_score=r.min_score if r else None,
+            retrieval=search.with_overrides(serving.retrieval, **r.overrides()) if r else None,
             params=params,
             banks=state.example_banks,
             serving_version=serving_version,

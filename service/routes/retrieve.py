@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
+from ingest import search
 from service import rag
 from service.deps import State
 from service.errors import ApiError
@@ -19,6 +20,7 @@ router = APIRouter()
 async def retrieve(req: RetrieveRequest, state: State) -> dict[str, Any]:
     if req.k > state.settings.service.max_k:
         raise ApiError(400, f"k is at most {state.settings.service.max_k}", param="k")
+    serving, _ = state.serving.effective(state.settings.rag)
     try:
         hits = await run_in_threadpool(
             rag.retrieve,
@@ -26,6 +28,7 @@ async def retrieve(req: RetrieveRequest, state: State) -> dict[str, Any]:
             state.index,
             req.query,
             req.k,
+            options=search.with_overrides(serving.retrieval, **req.overrides()),
             filters=req.filters,
             min_score=req.min_score,
         )

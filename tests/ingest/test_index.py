@@ -76,6 +76,10 @@ def sources_found(idx: VectorIndex, vectors: np.ndarray, k: int = 5) -> set[str]
     return {h.source for hits in idx.search(vectors, k) for h in hits}
 
 
+def lexical_sources(idx: VectorIndex, query: str, k: int = 100) -> set[str]:
+    return {h.source for h in idx.search_lexical([query], k)[0]}
+
+
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return tmp_path / "store"
@@ -362,6 +366,7 @@ def test_sigkill_mid_commit_leaves_previous_version(tmp_path: Path, point: str) 
         assert idx.document("b.md") is None and sqlite_chunk_rows(root, "id-b.md") == 0
         assert idx.stats()["ntotal"] == 3 and idx.stats()["chunks"] == 3
         assert sources_found(idx, unit_vectors(4, 2)) == {"a.md"}
+        assert lexical_sources(idx, "md") == {"a.md"} and idx.verify() == []
         with idx.writer() as w:
             assert version_dirs(root) == ["v00000001"]  # orphans removed on writer start
             w.put(*make_doc("b.md", 4, seed=2))
@@ -369,8 +374,91 @@ def test_sigkill_mid_commit_leaves_previous_version(tmp_path: Path, point: str) 
         assert version_dirs(root) == ["v00000001", "v00000002"]
         assert idx.search(unit_vectors(4, 2), 1)[3][0].text == "b.md #3"
         assert sqlite_chunk_rows(root, "id-b.md") == 4
+        assert lexical_sources(idx, "md") == {"a.md", "b.md"} and idx.verify() == []
     finally:
         idx.close()
     reopened = open_index(root)
     assert reopened.version == 2 and reopened.stats()["ntotal"] == 7
     reopened.close()
+
+
+def test_bm25_follows_add_update_delete_and_reopen(root: Path) -> None:
+    idx = open_index(root)
+    try:
+        commit_doc(idx, "alpha.md", 3, seed=1)
+        commit_doc(idx, "beta.md", 2, seed=2)
+        assert lexical_sources(idx, "alpha") == {"alpha.md"}
+        assert idx.stats()["lexical"] == 5 and idx.verify() == []
+        old = {h.chunk_id for h in idx.search_lexical(["alpha"], 10)[0]}
+        commit_doc(idx, "alpha.md", 4, seed=3, content_hash="h2")  # update: new chunk ids
+        new = {h.chunk_id for h in idx.search_lexical(["alpha"], 10)[0]}
+        assert len(new) == 4 and old.isdisjoint(new) and idx.verify() == []
+        with idx.writer() as w:
+            w.remove("beta.md")
+            w.commit()
+        assert lexical_sources(idx, "beta") == set() and idx.stats()["lexical"] == 4
+        assert idx.verify() == []
+    finally:
+        idx.close()
+    again = open_index(root)
+    try:
+        assert again.stats()["memory_mapped"] and again.stats()["lexical"] == 4
+        assert lexical_sources(again, "alpha") == {"alpha.md"} and again.verify() == []
+    finally:
+        again.close()
+
+
+def test_bm25_files_are_checked_against_the_manifest(root: Path) -> None:
+    idx = open_index(root)
+    commit_doc(idx, "alpha.md", 3, seed=1)
+    idx.close()
+    [tokens] = (root / "versions").glob("v*/lexical/tokens.npy")
+    data = bytearray(tokens.read_bytes())
+    data[-1] ^= 0xFF
+    tokens.write_bytes(bytes(data))
+    with pytest.raises(IndexCorrupt, match="tokens.npy"):
+        open_index(root)
+
+
+def test_store_without_bm25_files_rebuilds_them_from_rows(root: Path) -> None:
+    """Stores written before BM25 existed load, search lexically, and save BM25 at the next commit."""
+    import json
+    import shutil
+
+    idx = open_index(root)
+    commit_doc(idx, "alpha.md", 3, seed=1)
+    idx.close()
+    [vdir] = (root / "versions").glob("v*")
+    shutil.rmtree(vdir / "lexical")
+    manifest = json.loads((vdir / "manifest.json").read_text())
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.startswith("lexical/")}
+    (vdir / "manifest.json").write_text(json.dumps(manifest))
+    idx = open_index(root)
+    try:
+        assert lexical_sources(idx, "alpha") == {"alpha.md"} and idx.verify() == []
+        commit_doc(idx, "beta.md", 2, seed=2)
+        assert (root / "versions" / "v00000002" / "lexical" / "tokens.npy").is_file()
+        assert lexical_sources(idx, "md") == {"alpha.md", "beta.md"}
+    finally:
+        idx.close()
+
+
+def test_auto_kind_goes_approximate_above_the_threshold_and_back(root: Path) -> None:
+    idx = open_index(root, kind="auto", approx_above=400, nprobe=4, nlist=4)
+    try:
+        commit_doc(idx, "a.md", 300, seed=1)
+        assert idx.stats()["structure"] == "flat"
+        commit_doc(idx, "b.md", 200, seed=2)  # 500 > 400: IVF, lists from the size
+        stats = idx.stats()
+        assert stats["structure"] == "ivf" and stats["nlist"] == 8 and idx.verify() == []
+        b = unit_vectors(200, 2)
+        assert [row[0].text for row in idx.search(b[:5], 1)] == [f"b.md #{i}" for i in range(5)]
+        assert idx.vectors([idx.search(b[:1], 1)[0][0].chunk_id]) == pytest.approx(b[:1], abs=1e-6)
+        with idx.writer() as w:  # 100 left < 400 / 2: exact again
+            w.remove("a.md")
+            w.remove("b.md")
+            w.put(*make_doc("c.md", 100, seed=3))
+            w.commit()
+        assert idx.stats()["structure"] == "flat" and idx.verify() == []
+    finally:
+        idx.close()

@@ -69,6 +69,7 @@ def test_ingest_lifecycle(
     )
     assert (stats["documents"], stats["version"]) == (6, first.version)
     assert first.version >= 1
+    assert stats["lexical"] == stats["ntotal"] and index.verify() == []
     for f in files:
         record = docs[source_of(f)]
         assert record.n_chunks > 0 and chunk_rows(index, f) == record.n_chunks
@@ -112,6 +113,12 @@ def test_ingest_lifecycle(
     assert index.stats()["ntotal"] == index.stats()["chunks"]
     [top] = index.search(embedder.encode([MARKER]), 1)[0]
     assert top.source == source_of(tty) and MARKER in top.text
+    # BM25 moved with FAISS: the new words are found, no old chunk of the file is.
+    [lex] = index.search_lexical(["zebra lighthouse sundials"], 1)[0:1][0]
+    assert lex.source == source_of(tty) and MARKER in lex.text
+    lexical_ids = {h.chunk_id for h in index.search_lexical(["tty"], 500)[0]}
+    assert lexical_ids and old_ids.isdisjoint(lexical_ids)
+    assert index.verify() == []
 
     # 4. A deleted file stays indexed without sync, and is removed with it.
     gone = tmp_path / "docs" / "punycode.md"
@@ -128,6 +135,8 @@ def test_ingest_lifecycle(
     )
     assert source_of(gone) not in {d.source for d in index.documents()}
     assert index.chunks(gone_id) == []
+    assert all(h.doc_id != gone_id for h in index.search_lexical(["punycode"], 500)[0])
+    assert index.verify() == []
     stats = index.stats()
     assert stats["documents"] == 5
     assert stats["chunks"] == stats["ntotal"] == sum(d.n_chunks for d in index.documents())

@@ -1,0 +1,206 @@
+"""Dense, BM25 and hybrid retrieval over one index, with metadata filters and optional MMR.
+
+Fusion is deliberately simple and measured (bench/beir.py): reciprocal-rank fusion needs no
+score calibration, and a min-max blend of the two score lists is offered beside it. Both take
+``dense_weight`` (BM25 gets ``1 - dense_weight``). ``min_score`` always means cosine similarity
+to the question, whatever the mode ranks by, so the "don't know" threshold keeps one meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Protocol
+
+import numpy as np
+
+from ingest.index import Hit
+from ingest.settings import RetrievalSettings
+
+__all__ = [
+    "Filters",
+    "blend",
+    "check_filters",
+    "matches",
+    "mmr",
+    "retrieve",
+    "rrf",
+    "with_overrides",
+]
+
+Filters = Mapping[str, str | Sequence[str]]
+FILTER_KEYS = ("source", "doc_id", "kind")
+OVERFETCH = 8  # filtered searches fetch this many times the depth before filtering
+
+
+class _Encoder(Protocol):
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class _Index(Protocol):
+    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]: ...
+    def search_lexical(self, queries: list[str], k: int) -> list[list[Hit]]: ...
+    def vectors(self, ids: list[int]) -> np.ndarray: ...
+    def document(self, source: str) -> object | None: ...
+
+
+# --- fusion math ---------------------------------------------------------------------------
+
+
+def rrf(rankings: Sequence[Sequence[int]], weights: Sequence[float], k0: int) -> dict[int, float]:
+    """Reciprocal-rank fusion: sum over rankings of weight / (k0 + rank), ranks from 1."""
+    fused: dict[int, float] = {}
+    for ranking, w in zip(rankings, weights, strict=True):
+        for rank, item in enumerate(ranking, start=1):
+            fused[item] = fused.get(item, 0.0) + w / (k0 + rank)
+    return fused
+
+
+def _minmax(scores: Sequence[float]) -> list[float]:
+    lo, hi = min(scores), max(scores)
+    if hi == lo:
+        return [1.0] * len(scores)
+    return [(s - lo) / (hi - lo) for s in scores]
+
+
+def blend(
+    scored: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float]
+) -> dict[int, float]:
+    """Weighted sum of min-max normalized scores; an item missing from a list scores 0 there."""
+    fused: dict[int, float] = {}
+    for items, w in zip(scored, weights, strict=True):
+        if not items:
+            continue
+        for (item, _), norm in zip(items, _minmax([s for _, s in items]), strict=True):
+            fused[item] = fused.get(item, 0.0) + w * norm
+    return fused
+
+
+def mmr(
+    query: np.ndarray, vectors: np.ndarray, relevance: Sequence[float], k: int, lam: float
+) -> list[int]:
+    """Maximal marginal relevance: positions of ``k`` rows trading relevance for novelty.
+
+    ``relevance`` is normalized to 0..1 so the trade-off means the same in every mode; novelty is
+    one minus the highest cosine to anything already picked.
+    """
+    n = len(relevance)
+    if n == 0 or k <= 0:
+        return []
+    rel = np.asarray(_minmax(list(relevance)), np.float32)
+    sims = vectors @ vectors.T
+    picked: list[int] = []
+    redundancy = np.zeros(n, np.float32)
+    available = np.ones(n, bool)
+    for _ in range(min(k, n)):
+        gain = lam * rel - (1 - lam) * redundancy
+        gain[~available] = -np.inf
+        best = int(np.argmax(gain))
+        picked.append(best)
+        available[best] = False
+        redundancy = np.maximum(redundancy, sims[best])
+    return picked
+
+
+def with_overrides(base: RetrievalSettings, **overrides: object) -> RetrievalSettings:
+    """``base`` with the non-None ``overrides`` (a request's or a flag's), validated."""
+    update = {k: v for k, v in overrides.items() if v is not None}
+    return RetrievalSettings.model_validate({**base.model_dump(), **update}) if update else base
+
+
+# --- filters -------------------------------------------------------------------------------
+
+
+def check_filters(filters: Filters | None) -> None:
+    unknown = sorted(set(filters or {}) - set(FILTER_KEYS))
+    if unknown:
+        raise ValueError(f"unknown filter {', '.join(unknown)} (use {', '.join(FILTER_KEYS)})")
+
+
+def matches(hit: Hit, filters: Filters, index: _Index) -> bool:
+    """Whether ``hit`` passes every filter: source (path or folder prefix), doc_id, kind."""
+    for key, wanted in filters.items():
+        values = [wanted] if isinstance(wanted, str) else list(wanted)
+        if key == "source":
+            ok = any(hit.source == v or hit.source.startswith(v.rstrip("/") + "/") for v in values)
+        elif key == "doc_id":
+            ok = hit.doc_id in values
+        else:
+            record = index.document(hit.source)
+            ok = record is not None and getattr(record, "kind", None) in values
+        if not ok:
+            return False
+    return True
+
+
+# --- retrieval -----------------------------------------------------------------------------
+
+
+def retrieve(
+    embedder: _Encoder,
+    index: _Index,
+    query: str,
+    k: int,
+    options: RetrievalSettings,
+    *,
+    filters: Filters | None = None,
+    min_score: float | None = None,
+) -> list[Hit]:
+    """Best-first chunks for ``query`` in ``options.mode``; scores are that mode's ranking score."""
+    check_filters(filters)
+    depth = max(options.candidates, k) if options.mode != "dense" or options.mmr else k
+    fetch = depth * OVERFETCH if filters else depth
+    need_vector = options.mode != "bm25" or min_score is not None or options.mmr
+    qvec = embedder.encode([query]) if need_vector else None
+    lists: list[list[Hit]] = []
+    if options.mode != "bm25":
+        assert qvec is not None
+        lists.append(index.search(qvec, fetch)[0])
+    if options.mode != "dense":
+        lists.append(index.search_lexical([query], fetch)[0])
+    if filters:
+        lists = [[h for h in hits if matches(h, filters, index)] for hits in lists]
+    lists = [hits[:depth] for hits in lists]
+    hits = _fuse(lists[0], lists[1], options) if options.mode == "hybrid" else lists[0]
+    if not hits:
+        return []
+    cosines: np.ndarray | None = None
+    if qvec is not None and (min_score is not None or options.mmr):
+        cosines = _cosines(index, qvec[0], hits, dense=lists[0] if options.mode != "bm25" else [])
+    if min_score is not None and cosines is not None:
+        keep = cosines >= min_score
+        hits = [h for h, ok in zip(hits, keep.tolist(), strict=True) if ok]
+        cosines = cosines[keep]
+    if options.mmr and qvec is not None and hits:
+        vecs = index.vectors([h.chunk_id for h in hits])
+        ok = ~np.isnan(vecs).any(axis=1)
+        hits = [h for h, good in zip(hits, ok.tolist(), strict=True) if good]
+        order = mmr(qvec[0], vecs[ok], [h.score for h in hits], k, options.mmr_lambda)
+        hits = [hits[i] for i in order]
+    return hits[:k]
+
+
+def _fuse(dense: list[Hit], lexical: list[Hit], options: RetrievalSettings) -> list[Hit]:
+    by_id = {h.chunk_id: h for h in lexical} | {h.chunk_id: h for h in dense}
+    weights = (options.dense_weight, 1.0 - options.dense_weight)
+    if options.fusion == "rrf":
+        rankings = [[h.chunk_id for h in dense], [h.chunk_id for h in lexical]]
+        fused = rrf(rankings, weights, options.rrf_k)
+    else:
+        fused = blend(
+            [[(h.chunk_id, h.score) for h in dense], [(h.chunk_id, h.score) for h in lexical]],
+            weights,
+        )
+    order = sorted(fused, key=lambda i: (-fused[i], i))
+    return [replace(by_id[i], score=fused[i]) for i in order]
+
+
+def _cosines(index: _Index, qvec: np.ndarray, hits: list[Hit], dense: list[Hit]) -> np.ndarray:
+    """Cosine of each hit to the query: from the dense search where it ranked, else its vector."""
+    known = {h.chunk_id: h.score for h in dense}
+    missing = [h.chunk_id for h in hits if h.chunk_id not in known]
+    if missing:
+        vecs = index.vectors(missing)
+        for i, v in zip(missing, vecs @ qvec, strict=True):
+            known[i] = float(v) if np.isfinite(v) else -1.0
+    return np.array([known[h.chunk_id] for h in hits], np.float32)
