@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ingest.chunk import chunk_document
 from ingest.embed import Embedder
 from ingest.index import DocumentRecord, VectorIndex, Writer
-from ingest.model import Chunk
+from ingest.model import Chunk, Document
 from ingest.pool import ConversionPool, Converted, Failed
+from ingest.records import in_collection, read_records, record_document, record_source
 from ingest.scan import FileEntry, file_hash, scan, under
 from ingest.settings import ChunkSettings, IngestSettings
 
@@ -57,6 +58,10 @@ class _Pending:
     converted: Converted
     chunks: list[Chunk]
     replaces: bool
+    doc_id: str | None = None  # default: document_id(entry.source)
+
+
+_Item = _Pending | tuple[FileEntry, Failed]  # what the batching loop consumes
 
 
 def embed_text(chunk: Chunk, heading_context: bool) -> str:
@@ -99,6 +104,9 @@ class Ingestor:
             summary.problems.append({"source": source, "status": "skipped", "reason": reason})
         todo: list[FileEntry] = []
         for entry in entries:
+            if entry.records:
+                todo.append(entry)  # compared record by record when it is read
+                continue
             record = self.index.document(entry.source)
             same_stat = record is not None and (record.size, record.mtime_ns) == (
                 entry.size,
@@ -138,78 +146,173 @@ class Ingestor:
         )
         if on_plan:
             on_plan(len(entries), len(entries) - len(todo))
-        by_path = {e.path: e for e in todo}
+        files = {e.path: e for e in todo if not e.records}
+        collections = [e for e in todo if e.records]
         s = self.settings
         with self.index.writer() as writer:
-            if todo:
+            batcher = _Batcher(self, writer, summary, progress)
+            if files:
                 with ConversionPool(s.workers, s.timeout_s, s.memory_mb, s.max_file_mb) as pool:
-                    self._convert_all(pool, by_path, writer, summary, progress)
+                    batcher.consume(self._file_items(pool, files))
+            for entry in collections:
+                batcher.consume(self._record_items(entry, writer, summary, trust_stat))
+                if progress:
+                    progress(1)
+            batcher.flush()
             if sync:
                 present = {e.source for e in entries}
                 for record in self.index.documents():
-                    if under(record.source, roots) and record.source not in present:
+                    if under(record.source, roots) and _container(record.source) not in present:
                         writer.remove(record.source)
                         summary.removed += 1
                 for held in self.index.quarantined():
-                    if under(held.source, roots) and held.source not in present:
+                    if under(held.source, roots) and _container(held.source) not in present:
                         writer.remove(held.source)  # forget why a file that is gone failed
             summary.version = writer.commit()
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
 
-    def _convert_all(
-        self,
-        pool: ConversionPool,
-        by_path: dict[Path, FileEntry],
-        writer: Writer,
-        summary: Summary,
-        progress: Progress | None,
-    ) -> None:
-        batch: list[_Pending] = []
-        since_commit, last_commit = 0, time.monotonic()
+    def _chunk(self, doc: Document) -> list[Chunk]:
+        return chunk_document(
+            doc,
+            self.embedder.tokenizer,
+            size=min(self.chunking.size, self.embedder.max_tokens),
+            overlap=self.chunking.overlap,
+        )
+
+    def _file_items(self, pool: ConversionPool, by_path: dict[Path, FileEntry]) -> Iterator[_Item]:
         for outcome in pool.imap(list(by_path)):
             entry = by_path[outcome.path]
             if isinstance(outcome, Failed):
-                self._record_failure(writer, entry, outcome, summary)
-                if progress:
-                    progress(1)
+                yield entry, outcome
                 continue
-            chunks = chunk_document(
-                outcome.document,
-                self.embedder.tokenizer,
-                size=min(self.chunking.size, self.embedder.max_tokens),
-                overlap=self.chunking.overlap,
-            )
+            chunks = self._chunk(outcome.document)
             if not chunks:
-                failed = Failed(entry.path, outcome.content_hash, "no text to index")
-                self._record_failure(writer, entry, failed, summary)
-                if progress:
-                    progress(1)
+                yield entry, Failed(entry.path, outcome.content_hash, "no text to index")
                 continue
             replaces = self.index.document(entry.source) is not None
-            batch.append(_Pending(entry, outcome, chunks, replaces))
-            if sum(len(p.chunks) for p in batch) >= EMBED_BATCH_CHUNKS:
-                since_commit += self._flush(batch, writer, summary, progress)
-                batch = []
-            interval = time.monotonic() - last_commit >= self.settings.commit_interval_s
-            if since_commit >= self.settings.commit_every or (since_commit and interval):
-                writer.commit()
-                since_commit, last_commit = 0, time.monotonic()
-        self._flush(batch, writer, summary, progress)
+            yield _Pending(entry, outcome, chunks, replaces)
 
-    def _flush(
-        self, batch: list[_Pending], writer: Writer, summary: Summary, progress: Progress | None
-    ) -> int:
+    def _record_items(
+        self, entry: FileEntry, writer: Writer, summary: Summary, trust_stat: bool
+    ) -> Iterator[_Item]:
+        """Changed and new records of a collection; removes the records gone from it."""
+        stored = {
+            d.source: d for d in self.index.documents() if in_collection(d.source, entry.source)
+        }
+        stat = (entry.size, entry.mtime_ns)
+        if trust_stat and stored and all((d.size, d.mtime_ns) == stat for d in stored.values()):
+            summary.unchanged += len(stored)
+            return
+        try:
+            records, problems = read_records(entry.path)
+        except OSError as e:
+            yield entry, Failed(entry.path, None, f"cannot read: {e.strerror or e}")
+            return
+        current: set[str] = set()
+        for rec in records:
+            source = record_source(entry.source, rec.id)
+            current.add(source)
+            old = stored.get(source)
+            if old is not None and old.content_hash == rec.content_hash:
+                summary.unchanged += 1
+                continue
+            item = FileEntry(entry.path, source, entry.size, entry.mtime_ns)
+            doc = record_document(rec)
+            chunks = self._chunk(doc)
+            if not chunks:
+                yield item, Failed(entry.path, rec.content_hash, "no text to index")
+                continue
+            converted = Converted(entry.path, rec.content_hash, doc, 0.0)
+            yield _Pending(item, converted, chunks, old is not None, doc_id=rec.id)
+        held = {
+            q.source: q.reason
+            for q in self.index.quarantined()
+            if in_collection(q.source, entry.source)
+        }
+        for label, reason in problems:
+            source = record_source(entry.source, label)
+            current.add(source)
+            if held.get(source) == reason:  # known and unchanged: report, do not rewrite
+                summary.quarantined += 1
+                summary.problems.append(
+                    {"source": source, "status": "quarantined", "reason": reason}
+                )
+                continue
+            item = FileEntry(entry.path, source, entry.size, entry.mtime_ns)
+            yield item, Failed(entry.path, None, reason)
+        for source in sorted(stored.keys() - current):
+            writer.remove(source)
+            summary.removed += 1
+        for source in sorted(held.keys() - current):
+            writer.remove(source)  # a line that was broken is fixed or gone
+
+    @staticmethod
+    def record_failure(writer: Writer, entry: FileEntry, failed: Failed, summary: Summary) -> None:
+        if failed.skipped:
+            summary.skipped += 1
+            status = "skipped"
+        else:
+            writer.quarantine(entry.source, failed.content_hash, failed.reason)
+            summary.quarantined += 1
+            status = "quarantined"
+        summary.problems.append({"source": entry.source, "status": status, "reason": failed.reason})
+
+
+def _container(source: str) -> str:
+    """The file a source lives in: itself, or the collection a record source names."""
+    head, sep, _ = source.partition(".jsonl#")
+    return head + ".jsonl" if sep else source
+
+
+class _Batcher:
+    """Groups chunks of several documents into encoder batches and commits at the cadence.
+
+    Commits happen every ``commit_every`` documents or ``commit_interval_s``, so a killed run
+    loses at most the documents since the last commit.
+    """
+
+    def __init__(
+        self, ingestor: Ingestor, writer: Writer, summary: Summary, progress: Progress | None
+    ) -> None:
+        self._ing, self._writer, self._summary = ingestor, writer, summary
+        self._progress = progress
+        self._batch: list[_Pending] = []
+        self._since_commit, self._last_commit = 0, time.monotonic()
+
+    def consume(self, items: Iterable[_Item]) -> None:
+        settings = self._ing.settings
+        for item in items:
+            if isinstance(item, tuple):
+                Ingestor.record_failure(self._writer, *item, self._summary)
+                if (
+                    self._progress
+                    and not item[0].records
+                    and _container(item[0].source) == item[0].source
+                ):
+                    self._progress(1)
+                continue
+            self._batch.append(item)
+            if sum(len(p.chunks) for p in self._batch) >= EMBED_BATCH_CHUNKS:
+                self.flush()
+            interval = time.monotonic() - self._last_commit >= settings.commit_interval_s
+            if self._since_commit >= settings.commit_every or (self._since_commit and interval):
+                self._writer.commit()
+                self._since_commit, self._last_commit = 0, time.monotonic()
+
+    def flush(self) -> None:
+        batch, self._batch = self._batch, []
         if not batch:
-            return 0
-        texts = [embed_text(c, self.chunking.heading_context) for p in batch for c in p.chunks]
-        vectors = self.embedder.encode(texts)
+            return
+        chunking, summary = self._ing.chunking, self._summary
+        texts = [embed_text(c, chunking.heading_context) for p in batch for c in p.chunks]
+        vectors = self._ing.embedder.encode(texts)
         offset = 0
         for p in batch:
             n = len(p.chunks)
             doc = p.converted.document
             record = DocumentRecord(
-                doc_id=document_id(p.entry.source),
+                doc_id=p.doc_id or document_id(p.entry.source),
                 source=p.entry.source,
                 content_hash=p.converted.content_hash,
                 size=p.entry.size,
@@ -219,25 +322,15 @@ class Ingestor:
                 n_chunks=n,
                 ingested_at=time.time(),
             )
-            writer.put(record, p.chunks, vectors[offset : offset + n])
+            self._writer.put(record, p.chunks, vectors[offset : offset + n])
             offset += n
             summary.chunks += n
-            summary.bytes += p.entry.size
+            summary.bytes += len(doc.text) if p.doc_id else p.entry.size
             if p.replaces:
                 summary.updated += 1
             else:
                 summary.added += 1
-        if progress:
-            progress(len(batch))
-        return len(batch)
-
-    @staticmethod
-    def _record_failure(writer: Writer, entry: FileEntry, failed: Failed, summary: Summary) -> None:
-        if failed.skipped:
-            summary.skipped += 1
-            status = "skipped"
-        else:
-            writer.quarantine(entry.source, failed.content_hash, failed.reason)
-            summary.quarantined += 1
-            status = "quarantined"
-        summary.problems.append({"source": entry.source, "status": status, "reason": failed.reason})
+        self._since_commit += len(batch)
+        files = sum(p.doc_id is None for p in batch)  # the progress bar counts files
+        if self._progress and files:
+            self._progress(files)

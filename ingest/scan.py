@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.convert import SUPPORTED_SUFFIXES
+from ingest.records import RECORD_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class FileEntry:
     source: str  # the identity recorded in the index
     size: int
     mtime_ns: int
+    records: bool = False  # a record collection (one document per line), not one document
 
 
 def source_of(path: Path) -> str:
@@ -50,7 +52,8 @@ def scan(roots: Iterable[Path]) -> tuple[list[FileEntry], list[tuple[str, str]]]
             continue
         seen.add(source)
         suffix = path.suffix.lower()
-        if suffix not in SUPPORTED_SUFFIXES:
+        records = suffix in RECORD_SUFFIXES
+        if suffix not in SUPPORTED_SUFFIXES and not records:
             skipped.append((source, f"unsupported file type '{suffix or path.name}'"))
             continue
         try:
@@ -58,7 +61,7 @@ def scan(roots: Iterable[Path]) -> tuple[list[FileEntry], list[tuple[str, str]]]
         except OSError as e:
             skipped.append((source, f"cannot stat: {e.strerror or e}"))
             continue
-        entries.append(FileEntry(path, source, st.st_size, st.st_mtime_ns))
+        entries.append(FileEntry(path, source, st.st_size, st.st_mtime_ns, records))
     return entries, skipped
 
 
