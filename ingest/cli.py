@@ -11,7 +11,7 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ingest.settings import (
     ChunkSettings,
@@ -71,6 +71,11 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 
     p = sub.add_parser("docs", parents=[common], help="list indexed and quarantined documents")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="also check that FAISS, BM25 and SQLite hold the same chunks (exit 1 if not)",
+    )
     p.set_defaults(handler=cmd_docs)
 
 
@@ -238,10 +243,12 @@ def cmd_docs(args: argparse.Namespace, cfg: IngestConfig) -> int:
     index = open_index(cfg, load_embedder(cfg.embed))
     try:
         docs, held = index.documents(), index.quarantined()
+        problems = index.verify() if args.check else []
     finally:
         index.close()
+    status = 1 if problems else 0
     if args.json:
-        out = {
+        out: dict[str, Any] = {
             "documents": [
                 {
                     k: getattr(d, k)
@@ -260,11 +267,17 @@ def cmd_docs(args: argparse.Namespace, cfg: IngestConfig) -> int:
             ],
             "quarantined": [{"source": q.source, "reason": q.reason, "at": q.at} for q in held],
         }
+        if args.check:
+            out["problems"] = problems
         print(json.dumps(out, indent=2, ensure_ascii=False))
-        return 0
+        return status
     for d in docs:
         print(f"{d.doc_id}  {d.n_chunks:5d} chunks  {d.kind:8s}  {d.source}")
     print(f"{len(docs)} documents")
     for q in held:
         print(f"quarantined: {q.source}: {q.reason}")
-    return 0
+    for p in problems:
+        print(f"inconsistent: {p}")
+    if args.check and not problems:
+        print("check: FAISS, BM25 and SQLite agree")
+    return status

@@ -416,7 +416,7 @@ def test_bm25_files_are_checked_against_the_manifest(root: Path) -> None:
     data = bytearray(tokens.read_bytes())
     data[-1] ^= 0xFF
     tokens.write_bytes(bytes(data))
-    with pytest.raises(IndexCorrupt, match="tokens.npy"):
+    with pytest.raises(IndexCorrupt, match=r"tokens\.npy"):
         open_index(root)
 
 
@@ -453,7 +453,8 @@ def test_auto_kind_goes_approximate_above_the_threshold_and_back(root: Path) -> 
         assert stats["structure"] == "ivf" and stats["nlist"] == 8 and idx.verify() == []
         b = unit_vectors(200, 2)
         assert [row[0].text for row in idx.search(b[:5], 1)] == [f"b.md #{i}" for i in range(5)]
-        assert idx.vectors([idx.search(b[:1], 1)[0][0].chunk_id]) == pytest.approx(b[:1], abs=1e-6)
+        # 8-bit codes: stored vectors come back to within quantization error.
+        assert idx.vectors([idx.search(b[:1], 1)[0][0].chunk_id]) == pytest.approx(b[:1], abs=0.02)
         with idx.writer() as w:  # 100 left < 400 / 2: exact again
             w.remove("a.md")
             w.remove("b.md")
