@@ -31,8 +31,10 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p = sub.add_parser("eval", help="evaluate answers and tune the serving configuration")
     actions = p.add_subparsers(dest="eval_command", required=True, metavar="ACTION")
     add_run(actions, common)
+    from eval.cli_models import add_models
     from eval.cli_serving import add_serving_actions
 
+    add_models(actions, common)
     add_serving_actions(actions, common)
 
 
@@ -51,13 +53,15 @@ def add_run(actions: argparse._SubParsersAction, common: argparse.ArgumentParser
     a.add_argument(
         "--judge",
         metavar="BASE_URL/MODEL",
-        help="OpenAI-compatible judge for the LLM metrics, e.g. http://127.0.0.1:8001/v1/qwen",
+        help="OpenAI-compatible judge for the LLM metrics, e.g. http://127.0.0.1:8001/v1/qwen "
+        "(default: settings' eval.judge_base_url and eval.judge_model, if set)",
     )
     a.add_argument(
         "--out",
         type=Path,
         metavar="DIR",
-        help="output folder (default HOME/eval/runs/<dataset>-<hash of dataset and sweep>)",
+        help="output folder (default eval.runs_dir or HOME/eval/runs, then "
+        "<dataset>-<hash of dataset and sweep>)",
     )
     a.add_argument(
         "--fail-under",
@@ -118,15 +122,19 @@ def check_fail_under(results: Mapping[str, Any], thresholds: Mapping[str, float]
 
 
 def default_out(settings: Settings, dataset: Path, ids: Sequence[str], extra: Any) -> Path:
-    """A folder named by what decides the rows, so rerunning the same command resumes."""
+    """A folder named by what decides the rows, so rerunning the same command resumes.
+
+    It goes under settings' ``eval.runs_dir``, else ``HOME/eval/runs``.
+    """
     h = hashlib.sha256(dataset.read_bytes())
     h.update(json.dumps([sorted(ids), extra], sort_keys=True, default=str).encode())
-    return settings.home / "eval" / "runs" / f"{dataset.stem}-{h.hexdigest()[:8]}"
+    runs = settings.eval.runs_dir or settings.home / "eval" / "runs"
+    return runs / f"{dataset.stem}-{h.hexdigest()[:8]}"
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from eval.dataset import DatasetError, load_dataset
-    from eval.metrics import parse_judge
+    from eval.judge import judge_config
     from eval.run import run_sweep, serving_rag
     from eval.sweep import SweepError, load_sweep
 
@@ -137,17 +145,18 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         sweep = load_sweep(args.sweep, serving_rag(settings))
         if sweep.search.metric is not None:
             known_metric(sweep.search.metric)
-        judge = parse_judge(args.judge) if args.judge else None
+        judge = judge_config(args.judge, settings.eval)
     except (UsageError, DatasetError, SweepError) as e:
         print(f"ragtune eval run: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except ValueError as e:  # parse_judge's complaint about the URL
-        print(f"ragtune eval run: --judge: {e}", file=sys.stderr)
+    except ValueError as e:  # judge_config's complaint about the URL or the settings
+        print(f"ragtune eval run: {e}", file=sys.stderr)
         return EXIT_USAGE
     ids = [c.id for c in sweep.configs]
-    out = args.out or default_out(settings, args.dataset, ids, [sweep.search, args.judge])
+    judged = f"{judge.base_url}/{judge.model}" if judge else None
+    out = args.out or default_out(settings, args.dataset, ids, [sweep.search, judged])
     print(f"{len(sweep.configs)} configurations × {len(cases)} questions -> {out}", file=sys.stderr)
-    with _Bar() as bar:
+    with ProgressBar() as bar:
         result = run_sweep(
             settings,
             cases,
@@ -170,10 +179,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failures else 0
 
 
-class _Bar:
+class ProgressBar:
     """A tqdm bar with ETA whose total follows the runner's plan (halving revises it)."""
 
-    def __enter__(self) -> _Bar:
+    def __enter__(self) -> ProgressBar:
         from tqdm import tqdm
 
         self._bar = tqdm(total=0, unit="answer", desc="eval", dynamic_ncols=True)
@@ -183,6 +192,9 @@ class _Bar:
         if self._bar.total != total:
             self._bar.total = total
         self._bar.update(done - self._bar.n)
+
+    def describe(self, text: str) -> None:
+        self._bar.set_description(text)
 
     def __exit__(self, *exc: object) -> None:
         self._bar.close()

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 
+from service.settings import EvalSettings
+
 MAX_ERRORS = 10  # messages kept in JudgeStats.errors; the counts cover everything
 BREAKER = 3  # consecutive "judge unreachable or timed out" failures before the rest is skipped
 _UNPARSABLE = {
@@ -35,7 +37,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class JudgeConfig:
-    """An OpenAI-compatible judge endpoint and the limits every request to it runs under."""
+    """An OpenAI-compatible judge endpoint and the limits every request to it runs under.
+
+    The defaults equal settings' ``eval`` section's; commands build this with ``judge_config``.
+    """
 
     base_url: str  # up to and including /v1
     model: str
@@ -85,6 +90,32 @@ def parse_judge(spec: str) -> JudgeConfig:
     if not model:
         raise ValueError(f"--judge {spec!r}: no model name after the base URL, e.g. {_EXAMPLE}")
     return JudgeConfig(base_url=f"{parts.scheme}://{parts.netloc}{base}", model=model)
+
+
+def judge_config(spec: str | None, settings: EvalSettings) -> JudgeConfig | None:
+    """The run's judge: ``--judge`` if given, else settings' judge_base_url and judge_model.
+
+    None when neither names one (the metrics that need no judge). The key and the limits always
+    come from settings, so a judge on the command line is called like a configured one.
+    """
+    if spec:
+        where = parse_judge(spec)
+        base_url, model = where.base_url, where.model
+    elif settings.judge_base_url or settings.judge_model:
+        if not (settings.judge_base_url and settings.judge_model):
+            raise ValueError("eval.judge_base_url and eval.judge_model go together: set both")
+        base_url, model = settings.judge_base_url.rstrip("/"), settings.judge_model
+    else:
+        return None
+    key = settings.judge_api_key
+    return JudgeConfig(
+        base_url=base_url,
+        model=model,
+        api_key=key.get_secret_value() if key is not None else None,
+        timeout_s=settings.judge_timeout_s,
+        max_tokens=settings.judge_max_tokens,
+        strictness=settings.judge_strictness,
+    )
 
 
 def open_client(config: JudgeConfig, stats: JudgeStats) -> openai.AsyncOpenAI:

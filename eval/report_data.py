@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eval.stats import ci_name
+
 Cfg = Mapping[str, Any]
 PARAM_NAMES = {"top_k": "top-k", "retrieval_k": "k", "top_p": "top-p", "max_tokens": "max tokens"}
 
@@ -56,7 +58,7 @@ def comparison(c: Mapping[str, Any], metric: str) -> Mapping[str, Any] | None:
 
 
 def ci_text(cmp: Mapping[str, Any], digits: int | None = None) -> str:
-    """``+0.05 [0.01, 0.09]``: the mean paired difference and its 95% interval.
+    """``+0.05 [0.01, 0.09]``: the mean paired difference and its interval.
 
     Tables pass ``digits`` so a column lines up; prose drops a third decimal that says nothing.
     """
@@ -104,6 +106,7 @@ class Run:
 
     def __init__(self, results: Mapping[str, Any]) -> None:
         self.info: Mapping[str, Any] = results.get("run") or {}
+        self.ci = ci_name(self.info.get("confidence_level"))  # "95% CI"
         self.configs: list[Cfg] = list(results.get("configs") or [])
         self.rows: list[Cfg] = list(results.get("rows") or [])
         self.metrics = metrics_of(results)

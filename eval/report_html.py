@@ -94,7 +94,7 @@ def _verdict(run: Run) -> str:
         cmp = comparison(other, p.name)
         if cmp is not None:
             n = cmp.get("n")
-            extra = f" (95% CI over {n} paired questions)" if n else " (95% CI)"
+            extra = f" ({run.ci} over {n} paired questions)" if n else f" ({run.ci})"
             lines.append(
                 f"{role}: {escape(run.label(other))} {id_code(other)}: {escape(p.title)} "
                 f"{escape(ci_text(cmp) + extra)}"
@@ -119,7 +119,7 @@ def _plots(run: Run) -> str:
         return ""
     note = (
         "One line per setting of the other parameters, in the same colour on every plot; hover a "
-        "point for its value and its difference from the baseline (95% CI)."
+        f"point for its value and its difference from the baseline ({run.ci})."
     )
     if len(run.metrics) > MAX_PLOTTED_METRICS:
         note += " Further metrics are in the configuration table."

@@ -86,7 +86,7 @@ def configs_section(run: Run) -> str:
         body.append(f'<tr class="{mark}">{"".join(tds)}</tr>')
     return (
         '<section id="configs"><h2>All configurations</h2><p class="note">Best first on the '
-        "primary metric (★). Under each mean: the difference from the baseline with its 95% CI, "
+        f"primary metric (★). Under each mean: the difference from the baseline with its {run.ci}, "
         "green when better beyond noise, red when worse. Click a heading to sort.</p>"
         f'<div class="scroll"><table class="sortable cfg"><thead><tr>{"".join(th)}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div></section>"

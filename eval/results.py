@@ -14,7 +14,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from eval.stats import compare, latency_p50, mean_metrics, pick_winner, tokens_mean
+from eval.stats import (
+    DEFAULT_BOOTSTRAP,
+    Bootstrap,
+    ci_name,
+    compare,
+    latency_p50,
+    mean_metrics,
+    pick_winner,
+    tokens_mean,
+)
 
 
 def build_results(
@@ -24,6 +33,7 @@ def build_results(
     metrics: Mapping[str, Any],
     n_questions: int,
     run: dict[str, Any],
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
 ) -> dict[str, Any]:
     """results.json's content: run facts, metric catalogue, per-config summaries, winner, rows.
 
@@ -49,7 +59,9 @@ def build_results(
                 "questions": len(mine),
                 "metrics": mean_metrics(mine, names),
                 "vs_baseline": {
-                    n: compare(mine, base_rows, n, higher_is_better=higher[n]).as_dict()
+                    n: compare(
+                        mine, base_rows, n, higher_is_better=higher[n], bootstrap=bootstrap
+                    ).as_dict()
                     for n in names
                 },
                 "eliminated": len(mine) < n_questions,
@@ -62,7 +74,7 @@ def build_results(
         summaries, primary, higher_is_better=higher.get(primary, True), n_questions=n_questions
     )
     return {
-        "run": {**run, "baseline": base.id},
+        "run": {**run, "baseline": base.id, "confidence_level": bootstrap.level},
         "metrics": {
             n: {
                 "description": catalogue[n].description if n in catalogue else "",
@@ -112,6 +124,7 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
     run, configs, primary = results["run"], results["configs"], results["run"]["primary_metric"]
     by_id = {c["id"]: c for c in configs}
     winner, base = by_id[results["winner"]], by_id[run["baseline"]]
+    ci = ci_name(run.get("confidence_level"))
     lines = [
         f"# Evaluation of {run.get('dataset') or 'the dataset'}",
         "",
@@ -129,12 +142,12 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
         lines.append(
             f"**Winner: `{winner['id']}`** ({winner['label']}): {primary} {_fmt(v['mean'])} vs "
             f"{_fmt(v['baseline_mean'])} for the baseline, {_fmt(v['diff'], signed=True)} "
-            f"(95% CI {_fmt(v['ci_low'], signed=True)} to {_fmt(v['ci_high'], signed=True)}, "
+            f"({ci} {_fmt(v['ci_low'], signed=True)} to {_fmt(v['ci_high'], signed=True)}, "
             f"{v['n']} paired questions)."
         )
     lines += [
         "",
-        f"| config | configuration | n | {primary} | Δ vs baseline [95% CI] | p50 s | tokens |",
+        f"| config | configuration | n | {primary} | Δ vs baseline [{ci}] | p50 s | tokens |",
         "|---|---|---|---|---|---|---|",
     ]
     for c in configs:

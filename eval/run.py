@@ -23,11 +23,12 @@ from eval.dataset import Case
 from eval.judge import JudgeConfig, JudgeStats
 from eval.metrics import METRICS, answer_metrics, judge_metrics, retrieval_metrics
 from eval.results import build_results, write_outputs
+from eval.stats import Bootstrap
 from eval.sweep import Config, Search, successive_halving
 from ingest.embed import Embedder
 from service.deps import AppState
 from service.llm.base import LLM
-from service.settings import RagSettings, Settings
+from service.settings import EvalSettings, RagSettings, Settings
 
 DEFAULT_PRIMARY = "semantic_similarity"
 MAX_ERRORS = 20  # judge error messages kept in results.json
@@ -41,6 +42,15 @@ def serving_rag(settings: Settings) -> RagSettings:
     from service.serving import ServingStore
 
     return ServingStore(settings.home).effective(settings.rag)[0]
+
+
+def bootstrap_of(settings: EvalSettings) -> Bootstrap:
+    """The comparison statistics settings ask for (resamples, seed, confidence level)."""
+    return Bootstrap(
+        resamples=settings.bootstrap_resamples,
+        seed=settings.bootstrap_seed,
+        level=settings.confidence_level,
+    )
 
 
 @dataclass
@@ -187,6 +197,7 @@ def run_sweep(
     if not dataset_cases:
         raise ValueError("no cases to evaluate")
     search = search or Search()
+    bootstrap = bootstrap_of(settings.eval)
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         state = _build_state(settings, llm, embedder)
@@ -228,6 +239,7 @@ def run_sweep(
                 "cases": len(dataset_cases),
                 "model": state.llm.name,
                 "backend": state.backend,
+                "context_window": state.llm.context_window,
                 "index_version": state.index.version,
                 "min_score": serving.min_score,
                 "serving_version": serving_version,
@@ -238,7 +250,9 @@ def run_sweep(
                 "computed": ctx.done,
                 "resumed": store.resumed,
                 "seconds": round(time.perf_counter() - t0, 2),
+                "bootstrap": dataclasses.asdict(bootstrap),
             },
+            bootstrap=bootstrap,
         )
         write_outputs(out_dir, results)
         return RunResult(out_dir, results, ctx.done, store.resumed, cache.stats)

@@ -1,10 +1,11 @@
 """Honest comparison: each configuration against the baseline on the same questions.
 
 A mean that is 0.02 higher on twenty questions is usually noise. Every metric gets the mean
-paired difference (candidate minus baseline, question by question) and a paired bootstrap 95%
-confidence interval; a configuration is ``better`` only when that interval excludes zero in the
-metric's good direction, and only such a configuration can win. ``eval.results`` builds the
-results files from these numbers.
+paired difference (candidate minus baseline, question by question) and a paired bootstrap
+confidence interval (95% unless settings' ``eval.confidence_level`` says otherwise); a
+configuration is ``better`` only when that interval excludes zero in the metric's good
+direction, and only such a configuration can win. ``eval.results`` builds the results files from
+these numbers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,19 @@ BOOTSTRAP_SEED = 20240601  # fixed: the same rows always give the same intervals
 # on n pairs excludes 0 whenever all n differences share a sign, which pure noise does with
 # probability 1/2^n per direction (1 in 4 for two questions); at 5 it is 3%, near nominal.
 MIN_PAIRS = 5
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """How intervals are computed; a run takes these from settings' ``eval`` section."""
+
+    resamples: int = RESAMPLES
+    seed: int = BOOTSTRAP_SEED
+    level: float = LEVEL
+
+
+DEFAULT_BOOTSTRAP = Bootstrap()
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,12 @@ class Comparison:
         return {k: _finite(v) for k, v in asdict(self).items()}
 
 
+def ci_name(level: Any = LEVEL) -> str:
+    """``95% CI``: an interval's name at a run's confidence level (a run without one: 95%)."""
+    ok = isinstance(level, int | float) and not isinstance(level, bool) and 0 < level < 1
+    return f"{(level if ok else LEVEL) * 100:g}% CI"
+
+
 def _finite(v: Any) -> Any:
     """JSON has no NaN: missing values are written as null."""
     return None if isinstance(v, float) and not math.isfinite(v) else v
@@ -54,7 +74,7 @@ def paired_bootstrap(
     higher_is_better: bool = True,
     resamples: int = RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
-    level: float = 0.95,
+    level: float = LEVEL,
 ) -> Comparison:
     """Mean paired difference with a percentile bootstrap CI over resampled questions.
 
@@ -108,12 +128,18 @@ def compare(
     metric: str,
     *,
     higher_is_better: bool = True,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
 ) -> Comparison:
     """``rows`` (one configuration) against ``baseline_rows`` on the questions both have."""
     mine, base = by_case(rows, metric), by_case(baseline_rows, metric)
     common = [c for c in mine if c in base]
     return paired_bootstrap(
-        [mine[c] for c in common], [base[c] for c in common], higher_is_better=higher_is_better
+        [mine[c] for c in common],
+        [base[c] for c in common],
+        higher_is_better=higher_is_better,
+        resamples=bootstrap.resamples,
+        seed=bootstrap.seed,
+        level=bootstrap.level,
     )
 
 

@@ -132,14 +132,19 @@ class Bar:
     mark: str | None = None
 
 
-def bar_chart(rows: Sequence[Bar], panels: Sequence[tuple[str, str]], plot_id: str) -> str:
+def bar_chart(
+    rows: Sequence[Bar],
+    panels: Sequence[tuple[str, str]],
+    plot_id: str,
+    aria: str = "latency and tokens per configuration",
+) -> str:
     """Horizontal bars, one panel per measure (title, unit), rows sharing one label column."""
     label_w, panel_w, row_h, top = 320, 440, 18, 30
     width = label_w + panel_w * len(panels) + 10
     height = top + row_h * len(rows) + 8
     out = [
         f'<svg class="plot bars" data-plot="{escape(plot_id)}" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" role="img" aria-label="latency and tokens per configuration">'
+        f'width="{width}" height="{height}" role="img" aria-label="{escape(aria)}">'
     ]
     for i, r in enumerate(rows):
         y = top + i * row_h
