@@ -14,6 +14,7 @@ from eval.cache import CachedIndex, CachingLLM, EvalCache, MemoEmbedder
 from eval.dataset import Case
 from eval.metrics import Observation
 from eval.sweep import Config
+from ingest import search
 from ingest.index import VectorIndex
 from service import rag
 from service.deps import AppState
@@ -54,6 +55,7 @@ def answer_case(
         template_ref=config.template,
         k=config.retrieval_k,
         min_score=serving.min_score,
+        retrieval=search.with_overrides(serving.retrieval, **config.retrieval_overrides()),
         params=params,
         banks=state.example_banks,
     )
@@ -77,6 +79,9 @@ def answer_case(
         "template": plan.template.ref,
         "params": info["params"],
         "retrieval_k": plan.retrieval_k,
+        "retrieval_mode": config.retrieval_mode,
+        "fusion": config.fusion,
+        "dense_weight": config.dense_weight,
         "min_score": serving.min_score,
         "model": llm.name,
         "backend": state.backend,

@@ -19,7 +19,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -149,8 +149,8 @@ class EvalCache:
 class CachedIndex:
     """The index as ``rag.retrieve`` sees it while answering one question, searches cached.
 
-    ``retrieve`` searches for exactly k hits when there are no filters (the eval uses none) and
-    applies ``min_score`` afterwards, so the cached value is the raw top-k for the question.
+    Dense and BM25 searches are cached separately by their inputs (fusion, MMR and ``min_score``
+    apply afterwards), so every fusion weight reuses the same two searches.
     """
 
     def __init__(
@@ -164,12 +164,20 @@ class CachedIndex:
         return self._index.version
 
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
-        args = (self._index.version, self._question, k, self._min_score)
+        return [self._cached("dense", k, lambda: self._index.search(queries, k)[0])]
+
+    def search_lexical(self, queries: list[str], k: int) -> list[list[Hit]]:
+        return [self._cached("bm25", k, lambda: self._index.search_lexical(queries, k)[0])]
+
+    def _cached(self, kind: str, k: int, run: Callable[[], list[Hit]]) -> list[Hit]:
+        # Dense keys keep their original form so caches written before BM25 stay valid.
+        question = self._question if kind == "dense" else f"{kind}\x00{self._question}"
+        args = (self._index.version, question, k, self._min_score)
         hits = self._cache.get_retrieval(*args)
         if hits is None:
-            hits = self._index.search(queries, k)[0]
+            hits = run()
             self._cache.put_retrieval(*args, hits)
-        return [hits]
+        return hits
 
     def __getattr__(self, name: str) -> Any:  # document(), chunks(): read-only pass-through
         return getattr(self._index, name)

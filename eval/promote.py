@@ -17,6 +17,8 @@ _PARAMS = {
     "max_tokens": "max_tokens",
     "retrieval_k": "k",
 }
+# results.json parameter names -> RetrievalSettings names (promoted as one "retrieval" table)
+_RETRIEVAL = {"retrieval_mode": "mode", "fusion": "fusion", "dense_weight": "dense_weight"}
 
 
 def load_results(run_dir: Path) -> dict[str, Any]:
@@ -45,6 +47,9 @@ def promote(home: Path, run_dir: Path, config_id: str | None = None) -> tuple[in
     params = {
         ours: config[theirs] for theirs, ours in _PARAMS.items() if config.get(theirs) is not None
     }
+    retrieval = {ours: config[t] for t, ours in _RETRIEVAL.items() if config.get(t) is not None}
+    if retrieval:
+        params["retrieval"] = retrieval
     provenance = {
         "run": str(run_dir.resolve()),
         "config": config["id"],

@@ -17,7 +17,14 @@ from typing import Any
 from eval.stats import ci_name
 
 Cfg = Mapping[str, Any]
-PARAM_NAMES = {"top_k": "top-k", "retrieval_k": "k", "top_p": "top-p", "max_tokens": "max tokens"}
+PARAM_NAMES = {
+    "top_k": "top-k",
+    "retrieval_k": "k",
+    "top_p": "top-p",
+    "max_tokens": "max tokens",
+    "retrieval_mode": "search",
+    "dense_weight": "dense weight",
+}
 
 
 def num(v: Any) -> float | None:
@@ -125,7 +132,9 @@ class Run:
             None,
         )
         self.extras = [
-            p for p in ("top_p", "max_tokens") if len({str(c.get(p)) for c in self.configs}) > 1
+            p
+            for p in ("top_p", "max_tokens", "retrieval_mode", "fusion", "dense_weight")
+            if len({str(c.get(p)) for c in self.configs}) > 1
         ]
         self.cases = list(dict.fromkeys(row_case(r) for r in self.rows))
 

@@ -91,7 +91,7 @@ def build_results(
 
 ROW_COLUMNS = (
     "config", "baseline", "case", "question", "template", "temperature", "top_p", "top_k",
-    "max_tokens", "seed", "retrieval_k", "min_score", "model", "index_version", "sources",
+    "max_tokens", "seed", "retrieval_k", "retrieval_mode", "fusion", "dense_weight", "min_score", "model", "index_version", "sources",
     "answer", "finish_reason", "cited", "called", "cached", "latency_s", "prompt_tokens",
     "completion_tokens",
 )  # fmt: skip

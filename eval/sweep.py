@@ -11,6 +11,9 @@ A sweep is TOML so a prompt engineer can keep it next to a template change and r
     top_p = [1.0]
     max_tokens = [128]
     retrieval_k = [3, 5]
+    retrieval_mode = ["dense", "hybrid"]   # dense | bm25 | hybrid
+    fusion = ["rrf"]                       # rrf | blend (hybrid only)
+    dense_weight = [0.3, 0.5]              # hybrid: weight of the dense side
 
     [search]
     method = "halving"            # "grid" (default): every configuration on every question
@@ -39,7 +42,18 @@ from eval.dataset import Case
 from service.settings import RagSettings
 
 DEFAULT_SEED = 0
-AXES = ("template", "temperature", "top_k", "top_p", "max_tokens", "retrieval_k")
+AXES = (
+    "template",
+    "temperature",
+    "top_k",
+    "top_p",
+    "max_tokens",
+    "retrieval_k",
+    "retrieval_mode",
+    "fusion",
+    "dense_weight",
+)
+_CHOICES = {"retrieval_mode": ("dense", "bm25", "hybrid"), "fusion": ("rrf", "blend")}
 _SEARCH_KEYS = ("method", "metric", "eta", "min_questions")
 
 
@@ -62,6 +76,9 @@ class Config:
     max_tokens: int
     retrieval_k: int
     seed: int | None = DEFAULT_SEED
+    retrieval_mode: str = "dense"
+    fusion: str = "rrf"
+    dense_weight: float = 0.5
     baseline: bool = field(default=False, compare=False)
 
     @property
@@ -81,8 +98,21 @@ class Config:
         top_k = "-" if self.top_k is None else self.top_k
         return (
             f"{self.template} T={self.temperature:g} top_p={self.top_p:g} top_k={top_k} "
-            f"max_tokens={self.max_tokens} k={self.retrieval_k}"
+            f"max_tokens={self.max_tokens} k={self.retrieval_k} {self.retrieval_text()}"
         )
+
+    def retrieval_text(self) -> str:
+        if self.retrieval_mode != "hybrid":
+            return self.retrieval_mode
+        return f"hybrid({self.fusion}, dense {self.dense_weight:g})"
+
+    def retrieval_overrides(self) -> dict[str, Any]:
+        """The retrieval settings this configuration fixes (mode, fusion, dense weight)."""
+        return {
+            "mode": self.retrieval_mode,
+            "fusion": self.fusion,
+            "dense_weight": self.dense_weight,
+        }
 
 
 @dataclass(frozen=True)
@@ -123,6 +153,9 @@ def baseline_config(rag: RagSettings, seed: int | None = DEFAULT_SEED) -> Config
         top_k=rag.top_k,
         max_tokens=rag.max_tokens,
         retrieval_k=rag.k,
+        retrieval_mode=rag.retrieval.mode,
+        fusion=rag.retrieval.fusion,
+        dense_weight=float(rag.retrieval.dense_weight),
         seed=seed,
         baseline=True,
     )
@@ -135,8 +168,16 @@ def _check_value(axis: str, v: Any) -> Any:
         if not isinstance(v, str) or v.count("@") != 1 or not all(v.split("@")):
             raise SweepError(f"{where}: {v!r} is not a template 'id@version'")
         return v
+    if axis in _CHOICES:
+        if v not in _CHOICES[axis]:
+            raise SweepError(f"{where}: {v!r} is not one of {', '.join(_CHOICES[axis])}")
+        return v
     if isinstance(v, bool):
         raise SweepError(f"{where}: {v!r} is not a number")
+    if axis == "dense_weight":
+        if not isinstance(v, int | float) or not 0 <= v <= 1:
+            raise SweepError(f"{where}: {v!r} is not a weight between 0 and 1")
+        return float(v)
     if axis in ("temperature", "top_p"):
         if not isinstance(v, int | float):
             raise SweepError(f"{where}: {v!r} is not a number")

@@ -95,6 +95,20 @@ def test_ingest_search_docs_json(docs_dir: Path, home: Path, cli_env: dict[str, 
     [held] = listing["quarantined"]
     assert held["source"] == source_of(docs_dir / "broken.pdf") and held["reason"]
 
+    # Every mode and a filter through the flags; the check agrees with itself.
+    for mode in ("bm25", "hybrid"):
+        args = ["search", query, "-k", "3", "--mode", mode, "--home", str(home), "--json"]
+        found = ok_json(run_cli(*args, env=cli_env))
+        assert isinstance(found, list) and found[0]["source"] == hits[0]["source"]
+    only = source_of(docs_dir / NODE_DOCS[0])
+    args = ["search", query, "--filter", f"source={only}", "--mmr", "0.5", "--home", str(home)]
+    found = ok_json(run_cli(*args, "--json", env=cli_env))
+    assert isinstance(found, list) and {h["source"] for h in found} == {only}
+    bad = run_cli("search", query, "--filter", "colour=red", "--home", str(home), env=cli_env)
+    assert bad.returncode == 2 and "unknown filter colour" in bad.stderr
+    checked = ok_json(run_cli("docs", "--check", "--home", str(home), "--json", env=cli_env))
+    assert isinstance(checked, dict) and checked["problems"] == []
+
 
 def test_missing_path_exits_2(tmp_path: Path, cli_env: dict[str, str]) -> None:
     missing = tmp_path / "nowhere"

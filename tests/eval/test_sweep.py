@@ -62,13 +62,15 @@ def test_no_sweep_file_evaluates_the_baseline_alone() -> None:
 
 def test_config_ids_are_stable_and_depend_on_parameters_only() -> None:
     a = Config("grounded-qa@1", 0.1, 1.0, None, 128, 5, 0)
-    # pinned: ids name configurations across runs, promotions and reports
-    assert a.id == "f8205f9aa9"
+    # pinned: ids name configurations across runs, promotions and reports (changed once, when
+    # the retrieval axes joined the parameters)
+    assert a.id == "958b1d6fd5"
+    assert Config(**{**a.params, "retrieval_mode": "hybrid"}).id != a.id
     assert Config("grounded-qa@1", 0.1, 1.0, None, 128, 5, 0, baseline=True).id == a.id
-    toml_int = parse_sweep({"axes": {"temperature": [1]}}, RagSettings()).configs[1]
-    assert (
-        toml_int.temperature == 1.0 and toml_int.id == Config(**{**a.params, "temperature": 1.0}).id
-    )
+    parsed = parse_sweep({"axes": {"temperature": [1]}}, RagSettings())
+    toml_int = parsed.configs[1]
+    same = Config(**{**parsed.baseline.params, "temperature": 1.0})
+    assert toml_int.temperature == 1.0 and toml_int.id == same.id
     assert Config(**{**a.params, "seed": 1}).id != a.id
     assert Config(**{**a.params, "retrieval_k": 3}).id != a.id
 
@@ -153,7 +155,8 @@ def test_added_temperature_reuses_the_cache_for_everything_else(
     r1 = run(settings, cases, first, tmp_path / "a", ScriptedLLM(), embedder)
     assert all(row["called"] for row in r1.rows), "both questions must retrieve passages"
     assert r1.cache.generation_hits == 0 and r1.cache.generation_misses == 3 * len(cases)
-    assert r1.cache.retrieval_misses == len(cases)  # same k everywhere: one search per question
+    # same k everywhere: one dense and one BM25 search per question (hybrid is the default)
+    assert r1.cache.retrieval_misses == 2 * len(cases)
 
     llm = ScriptedLLM()
     second = sweep_of(settings, temperature=[0.3, 0.7, 1.0])
@@ -412,3 +415,17 @@ def test_real_model_end_to_end_through_the_command(
     assert main([*argv, "--fail-under", "semantic_similarity=1.01"]) == 1
     again = json.loads((out / "results.json").read_text())
     assert again["run"]["resumed"] == 4 and again["run"]["computed"] == 0
+
+
+def test_retrieval_axes_parse_and_validate() -> None:
+    sweep = parse_sweep(
+        {"axes": {"retrieval_mode": ["dense", "hybrid"], "dense_weight": [0.3, 1]}}, RagSettings()
+    )
+    modes = {(c.retrieval_mode, c.dense_weight) for c in sweep.configs}
+    assert {("dense", 0.3), ("hybrid", 1.0)} <= modes
+    assert sweep.baseline.retrieval_mode == RagSettings().retrieval.mode
+    assert "hybrid(" in sweep.baseline.label()
+    with pytest.raises(SweepError, match="not one of dense, bm25, hybrid"):
+        parse_sweep({"axes": {"retrieval_mode": ["sparse"]}}, RagSettings())
+    with pytest.raises(SweepError, match="between 0 and 1"):
+        parse_sweep({"axes": {"dense_weight": [1.5]}}, RagSettings())

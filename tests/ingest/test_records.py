@@ -50,7 +50,11 @@ def test_corpus_jsonl_lifecycle(tmp_path: Path, index: VectorIndex, embedder: Em
     docs = tmp_path / "docs"
     docs.mkdir()
     rows: list[dict[str, object] | str] = [
-        {"_id": "d1", "title": "Aspirin and headaches", "text": "Aspirin relieves tension headaches."},
+        {
+            "_id": "d1",
+            "title": "Aspirin and headaches",
+            "text": "Aspirin relieves tension headaches.",
+        },
         {"_id": "d2", "title": "Vitamin D", "text": "Sunlight helps the skin make vitamin D."},
         {"_id": "d3", "title": "Sleep", "text": "Adults need seven to nine hours of sleep."},
         "{broken",

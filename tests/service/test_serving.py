@@ -36,6 +36,8 @@ def test_promote_history_rollback(tmp_path: Path) -> None:
         store.promote({"colour": "red"}, {})
     with pytest.raises(ValueError):
         store.promote({"temperature": 9}, {})
+    with pytest.raises(ValueError):
+        store.promote({"retrieval": {"mode": "sparse"}}, {})
     assert store.versions() == [1, 2]  # rejected promotions wrote nothing
 
 
@@ -55,5 +57,13 @@ def test_running_service_picks_up_a_promotion(
         assert info["serving_version"] == 1 and info["prompt"] == "grounded-qa@2"
         assert info["params"]["temperature"] == 0.6 and info["retrieval_k"] == 2
         assert ask(c, temperature=0.1).json()["ragtune"]["params"]["temperature"] == 0.1
+        # Retrieval is promotable as a partial table; a request's retrieval field overrides it.
+        ServingStore(s.home).promote({"retrieval": {"mode": "bm25"}}, {})
+        assert ask(c).json()["ragtune"]["retrieval"] == {"mode": "bm25"}
+        hybrid = {"mode": "hybrid", "fusion": "blend", "dense_weight": 0.3}
+        got = ask(c, retrieval=hybrid).json()["ragtune"]["retrieval"]
+        assert got == hybrid
+        assert ServingStore(s.home).rollback() == 1
+        assert ask(c).json()["ragtune"]["retrieval"]["mode"] == "hybrid"  # the settings' default
         ServingStore(s.home).rollback()
         assert ask(c).json()["ragtune"]["serving_version"] == 0
