@@ -29,7 +29,7 @@ import numpy as np
 from eval.dataset import Case
 from eval.sweep import Config
 from ingest.embed import Embedder
-from ingest.index import Hit, VectorIndex
+from ingest.index import Hit, Ranked, VectorIndex
 from service.llm.base import LLM, Completion, Delta, Prompt, SamplingParams
 
 _SCHEMA = """
@@ -169,6 +169,13 @@ class CachedIndex:
     def search_lexical(self, queries: list[str], k: int) -> list[list[Hit]]:
         return [self._cached("bm25", k, lambda: self._index.search_lexical(queries, k)[0])]
 
+    # retrieve() ranks ids first; the eval serves those from the same cached searches.
+    def search_ids(self, queries: np.ndarray, k: int) -> list[Ranked]:
+        return [_ranked(hits) for hits in self.search(queries, k)]
+
+    def search_lexical_ids(self, queries: list[str], k: int) -> list[Ranked]:
+        return [_ranked(hits) for hits in self.search_lexical(queries, k)]
+
     def _cached(self, kind: str, k: int, run: Callable[[], list[Hit]]) -> list[Hit]:
         # Dense keys keep their original form so caches written before BM25 stay valid.
         question = self._question if kind == "dense" else f"{kind}\x00{self._question}"
@@ -181,6 +188,10 @@ class CachedIndex:
 
     def __getattr__(self, name: str) -> Any:  # document(), chunks(): read-only pass-through
         return getattr(self._index, name)
+
+
+def _ranked(hits: list[Hit]) -> Ranked:
+    return [h.chunk_id for h in hits], [h.score for h in hits]
 
 
 class MemoEmbedder:

@@ -185,6 +185,9 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+Ranked = tuple[list[int], list[float]]  # chunk ids best first, and their scores
+
+
 @dataclass(frozen=True)
 class _Snapshot:
     """One committed version as loaded: FAISS and BM25 always travel together."""
@@ -352,31 +355,46 @@ class VectorIndex:
         with self._swap:
             return self._snap
 
-    def _rows(self, ids: list[list[int]], scores: list[list[float]]) -> list[list[Hit]]:
-        # Rows deleted since this reader loaded its version are skipped, so a query may return
-        # fewer than k hits until refresh(); that beats citing text that no longer exists.
-        rows = self._store.hits([i for irow in ids for i in irow if i >= 0])
-        return [
-            [replace(rows[i], score=s) for s, i in zip(srow, irow, strict=True) if i in rows]
-            for srow, irow in zip(scores, ids, strict=True)
-        ]
+    def hits(self, ids: list[int], scores: list[float]) -> list[Hit]:
+        """Rows for ranked chunk ids, in order, each with its score.
 
-    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
-        """Top-``k`` chunks per query by inner product (queries are L2-normalized by the caller)."""
+        Rows deleted since this reader loaded its version are skipped, so a query may return
+        fewer than k hits until refresh(); that beats citing text that no longer exists.
+        """
+        rows = self._store.hits([i for i in ids if i >= 0])
+        return [replace(rows[i], score=s) for i, s in zip(ids, scores, strict=True) if i in rows]
+
+    def search_ids(self, queries: np.ndarray, k: int) -> list[Ranked]:
+        """Top-``k`` (chunk ids, inner products) per query; rows are fetched by ``hits()``.
+
+        Queries are L2-normalized by the caller. Fusion ranks ids first, so only the chunks
+        that survive it cost a SQLite read.
+        """
         q = np.ascontiguousarray(queries, dtype=np.float32)
         if q.ndim != 2 or q.shape[1] != self._dim:
             raise ValueError(f"queries must have shape (n, {self._dim}), got {q.shape}")
         index = self._current().index
         if k <= 0 or index.ntotal == 0 or len(q) == 0:
-            return [[] for _ in range(len(q))]
+            return [([], []) for _ in range(len(q))]
         scores, ids = index.search(q, min(k, int(index.ntotal)))
-        return self._rows(ids.tolist(), scores.tolist())
+        return [
+            ([i for i in irow if i >= 0], [s for i, s in zip(irow, srow, strict=True) if i >= 0])
+            for irow, srow in zip(ids.tolist(), scores.tolist(), strict=True)
+        ]
+
+    def search_lexical_ids(self, queries: list[str], k: int) -> list[Ranked]:
+        """Top-``k`` (chunk ids, BM25 scores) per query, only chunks sharing a term with it."""
+        lexical = self._current().lexical
+        found = [lexical.search(q, k) for q in queries]
+        return [(ids.tolist(), scores.tolist()) for ids, scores in found]
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+        """Top-``k`` chunks per query by inner product (queries are L2-normalized by the caller)."""
+        return [self.hits(*ranked) for ranked in self.search_ids(queries, k)]
 
     def search_lexical(self, queries: list[str], k: int) -> list[list[Hit]]:
         """Top-``k`` chunks per query by BM25 (only chunks sharing a term with the query)."""
-        lexical = self._current().lexical
-        found = [lexical.search(q, k) for q in queries]
-        return self._rows([i.tolist() for i, _ in found], [s.tolist() for _, s in found])
+        return [self.hits(*ranked) for ranked in self.search_lexical_ids(queries, k)]
 
     def vectors(self, ids: list[int]) -> np.ndarray:
         """Stored vectors of ``ids`` (rows of NaN for ids not in the loaded version)."""

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ingest.index import Hit
+from ingest.index import Hit, Ranked
 from ingest.settings import RetrievalSettings
 
 __all__ = [
@@ -38,8 +38,9 @@ class _Encoder(Protocol):
 
 
 class _Index(Protocol):
-    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]: ...
-    def search_lexical(self, queries: list[str], k: int) -> list[list[Hit]]: ...
+    def search_ids(self, queries: np.ndarray, k: int) -> list[Ranked]: ...
+    def search_lexical_ids(self, queries: list[str], k: int) -> list[Ranked]: ...
+    def hits(self, ids: list[int], scores: list[float]) -> list[Hit]: ...
     def vectors(self, ids: list[int]) -> np.ndarray: ...
     def document(self, source: str) -> object | None: ...
 
@@ -146,61 +147,73 @@ def retrieve(
     filters: Filters | None = None,
     min_score: float | None = None,
 ) -> list[Hit]:
-    """Best-first chunks for ``query`` in ``options.mode``; scores are that mode's ranking score."""
+    """Best-first chunks for ``query`` in ``options.mode``; scores are that mode's ranking score.
+
+    Works on chunk ids until the end: only the chunks that are returned (or, with filters, the
+    candidates being filtered) are read from SQLite.
+    """
     check_filters(filters)
     depth = max(options.candidates, k) if options.mode != "dense" or options.mmr else k
     fetch = depth * OVERFETCH if filters else depth
     need_vector = options.mode != "bm25" or min_score is not None or options.mmr
     qvec = embedder.encode([query]) if need_vector else None
-    lists: list[list[Hit]] = []
+    lists: list[Ranked] = []
     if options.mode != "bm25":
         assert qvec is not None
-        lists.append(index.search(qvec, fetch)[0])
+        lists.append(index.search_ids(qvec, fetch)[0])
     if options.mode != "dense":
-        lists.append(index.search_lexical([query], fetch)[0])
+        lists.append(index.search_lexical_ids([query], fetch)[0])
+    rows: dict[int, Hit] = {}
     if filters:
-        lists = [[h for h in hits if matches(h, filters, index)] for hits in lists]
-    lists = [hits[:depth] for hits in lists]
-    hits = _fuse(lists[0], lists[1], options) if options.mode == "hybrid" else lists[0]
-    if not hits:
+        for ids, scores in lists:
+            rows.update((h.chunk_id, h) for h in index.hits(ids, scores))
+        allowed = {i for i, h in rows.items() if matches(h, filters, index)}
+        lists = [_keep(ranked, allowed) for ranked in lists]
+    lists = [(ids[:depth], scores[:depth]) for ids, scores in lists]
+    ids, scores = _fuse(lists[0], lists[1], options) if options.mode == "hybrid" else lists[0]
+    if not ids:
         return []
-    cosines: np.ndarray | None = None
-    if qvec is not None and (min_score is not None or options.mmr):
-        cosines = _cosines(index, qvec[0], hits, dense=lists[0] if options.mode != "bm25" else [])
-    if min_score is not None and cosines is not None:
-        keep = cosines >= min_score
-        hits = [h for h, ok in zip(hits, keep.tolist(), strict=True) if ok]
-        cosines = cosines[keep]
-    if options.mmr and qvec is not None and hits:
-        vecs = index.vectors([h.chunk_id for h in hits])
+    if qvec is not None and min_score is not None:
+        dense = lists[0] if options.mode != "bm25" else ([], [])
+        cosines = _cosines(index, qvec[0], ids, dense)
+        keep = {i for i, c in zip(ids, cosines.tolist(), strict=True) if c >= min_score}
+        ids, scores = _keep((ids, scores), keep)
+    if options.mmr and qvec is not None and ids:
+        vecs = index.vectors(ids)
         ok = ~np.isnan(vecs).any(axis=1)
-        hits = [h for h, good in zip(hits, ok.tolist(), strict=True) if good]
-        order = mmr(qvec[0], vecs[ok], [h.score for h in hits], k, options.mmr_lambda)
-        hits = [hits[i] for i in order]
-    return hits[:k]
+        ids, scores = _keep(
+            (ids, scores), {i for i, good in zip(ids, ok.tolist(), strict=True) if good}
+        )
+        order = mmr(qvec[0], vecs[ok], scores, k, options.mmr_lambda)
+        ids, scores = [ids[j] for j in order], [scores[j] for j in order]
+    ids, scores = ids[:k], scores[:k]
+    if rows:
+        return [replace(rows[i], score=sc) for i, sc in zip(ids, scores, strict=True) if i in rows]
+    return index.hits(ids, scores)
 
 
-def _fuse(dense: list[Hit], lexical: list[Hit], options: RetrievalSettings) -> list[Hit]:
-    by_id = {h.chunk_id: h for h in lexical} | {h.chunk_id: h for h in dense}
+def _keep(ranked: Ranked, allowed: set[int]) -> Ranked:
+    ids, scores = ranked
+    pairs = [(i, sc) for i, sc in zip(ids, scores, strict=True) if i in allowed]
+    return [i for i, _ in pairs], [sc for _, sc in pairs]
+
+
+def _fuse(dense: Ranked, lexical: Ranked, options: RetrievalSettings) -> Ranked:
     weights = (options.dense_weight, 1.0 - options.dense_weight)
     if options.fusion == "rrf":
-        rankings = [[h.chunk_id for h in dense], [h.chunk_id for h in lexical]]
-        fused = rrf(rankings, weights, options.rrf_k)
+        fused = rrf([dense[0], lexical[0]], weights, options.rrf_k)
     else:
-        fused = blend(
-            [[(h.chunk_id, h.score) for h in dense], [(h.chunk_id, h.score) for h in lexical]],
-            weights,
-        )
+        fused = blend([list(zip(*dense, strict=True)), list(zip(*lexical, strict=True))], weights)
     order = sorted(fused, key=lambda i: (-fused[i], i))
-    return [replace(by_id[i], score=fused[i]) for i in order]
+    return order, [fused[i] for i in order]
 
 
-def _cosines(index: _Index, qvec: np.ndarray, hits: list[Hit], dense: list[Hit]) -> np.ndarray:
-    """Cosine of each hit to the query: from the dense search where it ranked, else its vector."""
-    known = {h.chunk_id: h.score for h in dense}
-    missing = [h.chunk_id for h in hits if h.chunk_id not in known]
+def _cosines(index: _Index, qvec: np.ndarray, ids: list[int], dense: Ranked) -> np.ndarray:
+    """Cosine of each id to the query: from the dense search where it ranked, else its vector."""
+    known = dict(zip(*dense, strict=True))
+    missing = [i for i in ids if i not in known]
     if missing:
         vecs = index.vectors(missing)
         for i, v in zip(missing, vecs @ qvec, strict=True):
             known[i] = float(v) if np.isfinite(v) else -1.0
-    return np.array([known[h.chunk_id] for h in hits], np.float32)
+    return np.array([known[i] for i in ids], np.float32)
