@@ -3,7 +3,7 @@
 A commit builds the next FAISS index on a copy, writes it as a complete new version directory
 (tmp, fsync, rename, fsync parent) and only then flips ``meta.current_version`` in the same SQLite
 transaction that writes the rows, so a kill -9 at any instant leaves either the old version or the
-new one, never a mix. FAISS itself stays behind helpers in ``ingest.index``, the only module that
+new one, never a mix. FAISS itself stays behind ``ingest.index.structures``, the only module that
 imports faiss. This module imports ``ingest.index``; that one imports this only inside functions,
 so there is no cycle at import time.
 """
@@ -29,11 +29,9 @@ from ingest.index import (
     IndexStoreError,
     VectorIndex,
     WriterBusy,
-    _apply_changes,
     _Snapshot,
-    _structure,
-    _write_index,
 )
+from ingest.index.structures import apply_changes, structure_of, write_index
 from ingest.lexical import lexical_text
 from ingest.model import Chunk
 from ingest.versions import collect_garbage, write_version_dir
@@ -199,7 +197,7 @@ class Writer:
                 np.concatenate([p.vectors for p in puts]),
                 np.concatenate([p.ids for p in puts]),
             )
-        _apply_changes(index, stale, adds)
+        apply_changes(index, stale, adds)
         index = owner._restructure(index)
         texts = [
             (int(i), lexical_text(c.heading, c.text))
@@ -217,7 +215,7 @@ class Writer:
 
         # 2. Write the version directory (tmp, fsync, rename, fsync parent).
         def write(vdir: Path) -> None:
-            _write_index(index, vdir / INDEX_FILE)
+            write_index(index, vdir / INDEX_FILE)
             lexical.save(vdir / LEXICAL_DIR)
 
         created_at = time.time()
@@ -227,7 +225,7 @@ class Writer:
             "embed_model": owner._embed_model,
             "dim": owner._dim,
             "index_kind": owner._kind,
-            "structure": _structure(index),
+            "structure": structure_of(index),
             "ntotal": int(index.ntotal),
             "n_documents": n_docs,
             "n_chunks": n_chunks,

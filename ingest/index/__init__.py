@@ -5,23 +5,32 @@ then flips ``meta.current_version`` in the same SQLite transaction that writes t
 kill -9 at any instant leaves either the old version or the new one, never a mix, and the dense
 and lexical sides always describe the same chunks. Readers only load a directory the committed
 pointer names, verify its checksums, and memory-map it, so a restart does not hold the index
-twice. This is the only module that imports faiss; the commit protocol lives in
-``ingest.writer``, the directory format in ``ingest.versions``, BM25 in ``ingest.lexical``.
+twice. FAISS itself is behind ``ingest.index.structures``, the only module that imports it; the
+commit protocol lives in ``ingest.writer``, the directory format in ``ingest.versions``, BM25
+in ``ingest.lexical``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import faiss
 import numpy as np
 
 from ingest.docstore import DocStore, DocumentRecord, Hit, QuarantineRecord
+from ingest.index.structures import (
+    auto_nprobe,
+    clone,
+    empty_flat,
+    index_ids,
+    is_ivf,
+    read_index,
+    restructure,
+    structure_of,
+)
 from ingest.lexical import LexicalIndex
 from ingest.versions import VersionFileError, read_manifest, verify_files, vname
 
@@ -39,9 +48,6 @@ __all__ = [
     "WriterBusy",
 ]
 
-# FAISS warns below 39 training points per centroid; below that an IVF is no better than flat.
-IVF_POINTS_PER_LIST = 39
-TRAIN_POINTS_PER_LIST = 64
 KINDS = ("flat", "ivf", "auto")
 INDEX_FILE = "index.faiss"
 LEXICAL_DIR = "lexical"
@@ -61,116 +67,6 @@ class IndexCorrupt(IndexStoreError):
 
 class WriterBusy(IndexStoreError):
     """Another writer holds the lock; there is one writer at a time per store."""
-
-
-def _structure(index: Any) -> str:
-    return "ivf" if isinstance(index, faiss.IndexIVF) else "flat"
-
-
-def _selector(index: Any, ids: np.ndarray) -> Any:
-    # IVF keeps a hash table id -> slot (for reconstruct), which only takes an explicit array;
-    # IDMap2 scans every id, so it wants the hashed batch selector.
-    if isinstance(index, faiss.IndexIVF):
-        return faiss.IDSelectorArray(ids.size, faiss.swig_ptr(ids))
-    return faiss.IDSelectorBatch(ids.size, faiss.swig_ptr(ids))
-
-
-def _apply_changes(
-    index: Any, removes: np.ndarray, adds: tuple[np.ndarray, np.ndarray] | None
-) -> None:
-    """Remove the ``removes`` ids, then add ``adds`` (vectors, ids), in place.
-
-    Only ever called on a private copy, so readers never see a half-applied commit.
-    """
-    if removes.size:
-        index.remove_ids(_selector(index, removes))
-    if adds is not None:
-        vectors, ids = adds
-        index.add_with_ids(vectors, ids)
-
-
-def _write_index(index: Any, path: Path) -> None:
-    faiss.write_index(index, str(path))
-
-
-# The type stubs shipped with faiss lack DirectMap; its enum values are stable.
-_NO_MAP, _HASHTABLE = 0, 2
-
-
-def _read_index(path: Path, *, mmap: bool, structure: str = "flat") -> Any:
-    """Read a FAISS file; memory-mapped, its vectors stay in the page cache (shared, evictable).
-
-    Flat codes and IVF lists take different mmap flags (FAISS refuses the combination).
-    """
-    flags = 0
-    if mmap:
-        flags = faiss.IO_FLAG_MMAP if structure == "ivf" else faiss.IO_FLAG_MMAP_IFC
-    index = faiss.read_index(str(path), flags)
-    if isinstance(index, faiss.IndexIVF) and index.direct_map.type == _NO_MAP:
-        index.set_direct_map_type(_HASHTABLE)  # stores from before reconstruct
-    return index
-
-
-def auto_nlist(n: int) -> int:
-    """IVF lists for ``n`` vectors: the power of two nearest 4*sqrt(n), >= 39 points per list."""
-    target = 4 * math.sqrt(max(n, 1))
-    nlist = 1 << max(0, round(math.log2(target)))
-    while nlist > 1 and nlist * IVF_POINTS_PER_LIST > n:
-        nlist //= 2
-    return nlist
-
-
-def auto_nprobe(nlist: int) -> int:
-    """Lists to search: 5*sqrt(nlist) (320 of 4096, 160 of 1024).
-
-    bench/scale.py measured recall@10 0.950 at 4*sqrt (256 of 4096 lists, 1M vectors) and 0.969
-    (128 of 1024, 100k); the extra quarter is margin, at ~1 ms more per query at 1M.
-    """
-    return min(nlist, math.ceil(5 * math.sqrt(nlist)))
-
-
-def _train_ivf(xb: np.ndarray, ids: np.ndarray, nlist: int) -> Any:
-    # IVF takes ids directly; wrapping it in IndexIDMap2 would break remove_ids, because
-    # IDMap assumes the sub-index compacts ids on removal and IVF does not. 8-bit scalar
-    # quantization: a quarter of the memory of float vectors, faster scans, < 0.01 recall.
-    dim = xb.shape[1]
-    ivf = faiss.IndexIVFScalarQuantizer(
-        faiss.IndexFlatIP(dim),
-        dim,
-        nlist,
-        faiss.ScalarQuantizer.QT_8bit,
-        faiss.METRIC_INNER_PRODUCT,
-    )
-    # k-means on every vector of a large collection costs minutes on 2 cores for no better lists.
-    ivf.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST
-    ivf.train(xb)
-    ivf.set_direct_map_type(_HASHTABLE)  # reconstruct by id, for MMR and scores
-    ivf.add_with_ids(xb, ids)
-    return ivf
-
-
-def _all_vectors(index: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Every (vector, id) of an index, for retraining or converting it."""
-    if isinstance(index, faiss.IndexIVF):
-        ids = _ids(index)
-        return index.reconstruct_batch(ids), ids
-    xb = faiss.downcast_index(index.index).reconstruct_n(0, index.ntotal)
-    return xb, faiss.vector_to_array(index.id_map).astype(np.int64)
-
-
-def _ids(index: Any) -> np.ndarray:
-    """Every id an index holds (sorted)."""
-    if isinstance(index, faiss.IndexIVF):
-        invlists: Any = index.invlists
-        parts = [
-            faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
-            for i in range(index.nlist)
-            if invlists.list_size(i)
-        ]
-        ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-    else:
-        ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-    return np.sort(ids)
 
 
 def __getattr__(name: str) -> Any:
@@ -281,10 +177,10 @@ class VectorIndex:
     # --- loading --------------------------------------------------------------------------
 
     def _empty(self) -> Any:
-        return faiss.IndexIDMap2(faiss.IndexFlatIP(self._dim))
+        return empty_flat(self._dim)
 
     def _install(self, snap: _Snapshot) -> None:
-        if isinstance(snap.index, faiss.IndexIVF):
+        if is_ivf(snap.index):
             snap.index.nprobe = min(self._nprobe_for(snap.index.nlist), snap.index.nlist)
         with self._swap:
             # Versions only grow; a refresh racing an in-process commit must not step back.
@@ -321,7 +217,7 @@ class VectorIndex:
         if manifest["files"][INDEX_FILE]["sha256"] != self._store.version_sha256(version):
             raise IndexCorrupt(f"{path}: sha256 differs from the docstore's record of it")
         try:
-            index = _read_index(path, mmap=self._mmap, structure=manifest.get("structure", "flat"))
+            index = read_index(path, mmap=self._mmap, structure=manifest.get("structure", "flat"))
         except RuntimeError as exc:
             raise IndexCorrupt(f"{path}: FAISS cannot read it: {exc}") from exc
         if index.d != self._dim or index.ntotal != manifest["ntotal"]:
@@ -416,7 +312,7 @@ class VectorIndex:
         if snap.version != self._store.current_version():
             return [f"loaded version {snap.version} is not the committed one; refresh first"]
         sides = {
-            "FAISS": _ids(snap.index),
+            "FAISS": index_ids(snap.index),
             "BM25": np.sort(np.asarray(snap.lexical.ids, np.int64)),
             "SQLite": self._store.chunk_ids(),
         }
@@ -459,10 +355,10 @@ class VectorIndex:
             "embed_model": self._embed_model,
             "dim": self._dim,
             "kind": self._kind,
-            "structure": _structure(snap.index),
+            "structure": structure_of(snap.index),
             "memory_mapped": snap.path is not None,
         }
-        if isinstance(snap.index, faiss.IndexIVF):
+        if is_ivf(snap.index):
             out.update(nlist=int(snap.index.nlist), nprobe=int(snap.index.nprobe))
         return out
 
@@ -481,32 +377,14 @@ class VectorIndex:
         again from its file; an in-memory one is cloned.
         """
         if snap.path is not None:
-            return _read_index(snap.path, mmap=False)
-        return faiss.clone_index(snap.index)
+            return read_index(snap.path, mmap=False)
+        return clone(snap.index)
 
     def _restructure(self, index: Any) -> Any:
         """Make the index structure follow the kind policy (see ``open``) for its current size."""
-        n = int(index.ntotal)
-        structure = _structure(index)
-        if self._kind == "flat" or (self._kind == "auto" and n < self._approx_above // 2):
-            if structure == "flat":
-                return index
-            xb, ids = _all_vectors(index)
-            flat = self._empty()
-            flat.add_with_ids(xb, ids)
-            return flat
-        if self._kind == "ivf":
-            if structure == "ivf" or n < IVF_POINTS_PER_LIST * self._nlist:
-                return index
-            return _train_ivf(*_all_vectors(index), self._nlist)
-        # auto: exact up to the threshold; retrain when the collection has grown enough that
-        # the right number of lists doubled (4x the vectors), or shrink back below half of it.
-        if structure == "flat" and n < self._approx_above:
-            return index
-        target = auto_nlist(n)
-        if structure == "ivf" and target < 2 * index.nlist:
-            return index
-        return _train_ivf(*_all_vectors(index), target)
+        return restructure(
+            index, self._kind, nlist=self._nlist, approx_above=self._approx_above, dim=self._dim
+        )
 
     def close(self) -> None:
         self._store.close()
