@@ -80,6 +80,17 @@ def test_openai_client_plain_and_streaming(server: str) -> None:
     assert last is not None and (last.model_extra or {})["citations"]
     assert time.perf_counter() - started < 120
 
+    # ragtune's retrieval extension passes through the official client's extra_body.
+    lexical = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=8,
+        extra_body={"retrieval": {"mode": "bm25", "k": 2}},
+    )
+    info = (lexical.model_extra or {})["ragtune"]
+    assert info["retrieval"] == {"mode": "bm25"} and info["retrieval_k"] == 2
+    assert 1 <= len((lexical.model_extra or {})["citations"]) <= 2
+
 
 def test_langchain_chat_openai(server: str) -> None:
     from langchain_openai import ChatOpenAI
