@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
+from eval.dataset import load_toml
 from eval.matrix import factors
 from service.llm.settings import LLMSettings
 
@@ -186,13 +186,4 @@ def parse_models(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -
 
 def load_models(path: Path, env: Mapping[str, str] | None = None) -> ModelsSpec:
     """The models file at ``path``; every error names the file and the key."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ModelsFileError(f"{path}: cannot read: {e.strerror or e}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ModelsFileError(f"{path}: not TOML: {e}") from e
-    try:
-        return parse_models(raw, env)
-    except ModelsFileError as e:
-        raise ModelsFileError(f"{path}: {e}") from e
+    return load_toml(path, lambda raw: parse_models(raw, env), ModelsFileError)

@@ -8,16 +8,37 @@ and written back unchanged, so a dataset survives a round trip through our tools
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import tomllib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _KNOWN = ("id", "question", "ground_truth", "evidence", "reference_contexts", "tags")
 
 
 class DatasetError(ValueError):
     """A dataset file that cannot be used; the message names the file and line."""
+
+
+def load_toml(path: Path, parse: Callable[[dict[str, Any]], T], error: type[ValueError]) -> T:
+    """``parse`` of the TOML file at ``path``; any problem raises ``error`` naming the file.
+
+    Sweep and models files share this, so both report unreadable files, bad TOML and bad keys
+    the same way (``parse`` raises ``error`` with the key; the file name is put in front).
+    """
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise error(f"{path}: cannot read: {e.strerror or e}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise error(f"{path}: not TOML: {e}") from e
+    try:
+        return parse(raw)
+    except error as e:
+        raise error(f"{path}: {e}") from e
 
 
 @dataclass(frozen=True)

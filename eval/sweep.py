@@ -32,13 +32,12 @@ import itertools
 import json
 import math
 import random
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from eval.dataset import Case
+from eval.dataset import Case, load_toml
 from service.settings import RagSettings
 
 DEFAULT_SEED = 0
@@ -278,16 +277,7 @@ def load_sweep(path: Path | None, rag: RagSettings) -> Sweep:
     """The sweep in ``path``; without a file, the baseline alone (an evaluation of what serves)."""
     if path is None:
         return parse_sweep({}, rag)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise SweepError(f"{path}: cannot read: {e.strerror or e}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise SweepError(f"{path}: not TOML: {e}") from e
-    try:
-        return parse_sweep(raw, rag)
-    except SweepError as e:
-        raise SweepError(f"{path}: {e}") from e
+    return load_toml(path, lambda raw: parse_sweep(raw, rag), SweepError)
 
 
 def halving_rungs(n_configs: int, n_questions: int, search: Search) -> list[tuple[int, int]]:
