@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from prompts.registry import TemplateNotFound
-from service.llm.base import LLMBusy, LLMUnavailable
+from service.llm.base import LLMBusy, LLMError, LLMUnavailable
 
 log = logging.getLogger("ragtune.service")
 
@@ -89,6 +89,11 @@ def install(app: FastAPI) -> None:
         return _respond(
             ApiError(503, str(e), code="model_unavailable", headers={"Retry-After": "10"})
         )
+
+    @app.exception_handler(LLMError)
+    async def _model(_: Request, e: LLMError) -> JSONResponse:
+        # Anything else the backend reported (a malformed reply, a failed generation).
+        return _respond(ApiError(503, str(e), code="model_error"))
 
     @app.exception_handler(Exception)
     async def _bug(_: Request, e: Exception) -> JSONResponse:
