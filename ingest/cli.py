@@ -79,14 +79,22 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.set_defaults(handler=cmd_docs)
 
 
-def open_index(cfg: IngestConfig, embedder: Embedder) -> VectorIndex:
+def open_index(
+    cfg: IngestConfig, embedder: Embedder | None, identity: tuple[str, int] | None = None
+) -> VectorIndex:
+    """The configured store; ``identity`` (model, dim) stands in for an encoder not loaded."""
     from ingest.index import VectorIndex
 
     s = cfg.index
+    if identity is None:
+        if embedder is None:
+            raise ValueError("open_index needs an embedder or the store's recorded identity")
+        identity = (embedder.name, embedder.dim)
+    model, dim = identity
     return VectorIndex.open(
         cfg.index_dir,
-        embed_model=embedder.name,
-        dim=embedder.dim,
+        embed_model=model,
+        dim=dim,
         kind=s.kind,
         nlist=s.nlist,
         nprobe=s.nprobe,
@@ -238,14 +246,19 @@ def _search_options(
 
 
 def cmd_docs(args: argparse.Namespace, cfg: IngestConfig) -> int:
-    from ingest.embed import load_embedder
+    from ingest.index import VectorIndex
 
-    index = open_index(cfg, load_embedder(cfg.embed))
-    try:
-        docs, held = index.documents(), index.quarantined()
-        problems = index.verify() if args.check else []
-    finally:
-        index.close()
+    identity = VectorIndex.recorded_identity(cfg.index_dir)
+    if identity is None:  # nothing ingested yet: nothing to list, and nothing is created
+        docs, held, problems = [], [], []
+    else:
+        # The encoder is not needed to list documents: open with the identity on record.
+        index = open_index(cfg, None, identity)
+        try:
+            docs, held = index.documents(), index.quarantined()
+            problems = index.verify() if args.check else []
+        finally:
+            index.close()
     status = 1 if problems else 0
     if args.json:
         out: dict[str, Any] = {

@@ -306,3 +306,11 @@ def test_watch_follows_drops_until_interrupted(
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert out.count("added 1,") == 2 and "removed 1," in out
+
+
+def test_docs_on_a_fresh_home_lists_nothing_and_creates_nothing(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    proc = run_cli("docs", "--home", str(tmp_path / "home"), env=cli_env)
+    assert proc.returncode == 0 and "0 documents" in proc.stdout
+    assert not (tmp_path / "home").exists()

@@ -170,6 +170,23 @@ class VectorIndex:
             store.close()
             raise
 
+    @classmethod
+    def recorded_identity(cls, root: Path) -> tuple[str, int] | None:
+        """The embedding model and dimension a store at ``root`` was built with (None: no store).
+
+        Lets read-only commands (``ragtune docs``) open a store without loading the encoder.
+        """
+        if not (Path(root) / "docstore.sqlite").is_file():
+            return None
+        store = DocStore(Path(root) / "docstore.sqlite")
+        try:
+            meta = store.meta()
+        finally:
+            store.close()
+        if "embed_model" not in meta:
+            return None
+        return str(meta["embed_model"]), int(meta["dim"])
+
     @property
     def version(self) -> int:
         return self._snap.version
