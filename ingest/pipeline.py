@@ -16,12 +16,13 @@ from pathlib import Path
 
 from ingest.chunk import chunk_document
 from ingest.embed import Embedder
-from ingest.index import DocumentRecord, VectorIndex, Writer
+from ingest.index import DocumentRecord, VectorIndex
 from ingest.model import Chunk, Document
 from ingest.pool import ConversionPool, Converted, Failed
 from ingest.records import in_collection, read_records, record_document, record_source
 from ingest.scan import FileEntry, file_hash, scan, under
 from ingest.settings import ChunkSettings, IngestSettings
+from ingest.writer import StagedChanges
 
 EMBED_BATCH_CHUNKS = 256  # enough to keep the encoder's batches full across small documents
 
@@ -149,26 +150,27 @@ class Ingestor:
         files = {e.path: e for e in todo if not e.records}
         collections = [e for e in todo if e.records]
         s = self.settings
-        with self.index.writer() as writer:
-            batcher = _Batcher(self, writer, summary, progress)
-            if files:
-                with ConversionPool(s.workers, s.timeout_s, s.memory_mb, s.max_file_mb) as pool:
-                    batcher.consume(self._file_items(pool, files))
-            for entry in collections:
-                batcher.consume(self._record_items(entry, writer, summary, trust_stat))
-                if progress:
-                    progress(1)
-            batcher.flush()
-            if sync:
-                present = {e.source for e in entries}
-                for record in self.index.documents():
-                    if under(record.source, roots) and _container(record.source) not in present:
-                        writer.remove(record.source)
-                        summary.removed += 1
-                for held in self.index.quarantined():
-                    if under(held.source, roots) and _container(held.source) not in present:
-                        writer.remove(held.source)  # forget why a file that is gone failed
-            summary.version = writer.commit()
+        # The store's writer lock is taken only while committing (see StagedChanges).
+        writer = StagedChanges(self.index)
+        batcher = _Batcher(self, writer, summary, progress)
+        if files:
+            with ConversionPool(s.workers, s.timeout_s, s.memory_mb, s.max_file_mb) as pool:
+                batcher.consume(self._file_items(pool, files))
+        for entry in collections:
+            batcher.consume(self._record_items(entry, writer, summary, trust_stat))
+            if progress:
+                progress(1)
+        batcher.flush()
+        if sync:
+            present = {e.source for e in entries}
+            for record in self.index.documents():
+                if under(record.source, roots) and _container(record.source) not in present:
+                    writer.remove(record.source)
+                    summary.removed += 1
+            for held in self.index.quarantined():
+                if under(held.source, roots) and _container(held.source) not in present:
+                    writer.remove(held.source)  # forget why a file that is gone failed
+        summary.version = writer.commit()
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
 
@@ -194,7 +196,7 @@ class Ingestor:
             yield _Pending(entry, outcome, chunks, replaces)
 
     def _record_items(
-        self, entry: FileEntry, writer: Writer, summary: Summary, trust_stat: bool
+        self, entry: FileEntry, writer: StagedChanges, summary: Summary, trust_stat: bool
     ) -> Iterator[_Item]:
         """Changed and new records of a collection; removes the records gone from it."""
         stored = {
@@ -248,7 +250,9 @@ class Ingestor:
             writer.remove(source)  # a line that was broken is fixed or gone
 
     @staticmethod
-    def record_failure(writer: Writer, entry: FileEntry, failed: Failed, summary: Summary) -> None:
+    def record_failure(
+        writer: StagedChanges, entry: FileEntry, failed: Failed, summary: Summary
+    ) -> None:
         if failed.skipped:
             summary.skipped += 1
             status = "skipped"
@@ -273,7 +277,7 @@ class _Batcher:
     """
 
     def __init__(
-        self, ingestor: Ingestor, writer: Writer, summary: Summary, progress: Progress | None
+        self, ingestor: Ingestor, writer: StagedChanges, summary: Summary, progress: Progress | None
     ) -> None:
         self._ing, self._writer, self._summary = ingestor, writer, summary
         self._progress = progress

@@ -36,7 +36,7 @@ from ingest.lexical import lexical_text
 from ingest.model import Chunk
 from ingest.versions import collect_garbage, write_version_dir
 
-__all__ = ["Writer"]
+__all__ = ["StagedChanges", "Writer"]
 
 
 def _acquire_lock(path: Path, timeout: float) -> int:
@@ -252,4 +252,44 @@ class Writer:
 
         # 4. Garbage-collect; a failure here costs disk space, never correctness.
         collect_garbage(owner._versions, owner.version, owner._keep)
+        return version
+
+
+class StagedChanges:
+    """Changes gathered without the writer lock, applied and committed under it in one go.
+
+    An ingest run converts and embeds for minutes; holding the store's single writer lock all that
+    time would make an API upload wait behind it and time out. Staging takes the lock only for the
+    moment of each commit, so other writers get their turn between an ingest run's commits.
+    """
+
+    def __init__(self, index: VectorIndex, lock_timeout_s: float = 30.0) -> None:
+        self._index = index
+        self._timeout = lock_timeout_s
+        self._ops: list[tuple[str, tuple[object, ...]]] = []
+
+    @property
+    def pending(self) -> int:
+        return len(self._ops)
+
+    def put(self, doc: DocumentRecord, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        # Copied: the caller may reuse its buffer before the commit.
+        self._ops.append(("put", (doc, tuple(chunks), np.array(vectors, np.float32, copy=True))))
+
+    def remove(self, source: str) -> None:
+        self._ops.append(("remove", (source,)))
+
+    def quarantine(self, source: str, content_hash: str | None, reason: str) -> None:
+        self._ops.append(("quarantine", (source, content_hash, reason)))
+
+    def commit(self) -> int:
+        """Take the lock, replay the staged changes in order, commit; returns the version."""
+        if not self._ops:
+            self._index.refresh()
+            return self._index.version
+        with self._index.writer(self._timeout) as writer:
+            for op, args in self._ops:
+                getattr(writer, op)(*args)
+            version = writer.commit()
+        self._ops.clear()
         return version

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from ingest.embed import Embedder
-from ingest.index import EmbeddingMismatch, VectorIndex
+from ingest.index import DocumentRecord, EmbeddingMismatch, VectorIndex
+from ingest.model import Chunk
 from ingest.pipeline import Summary, document_id
 from ingest.scan import source_of
 from ingest.watch import watch
@@ -267,3 +268,25 @@ def test_watch_follows_new_changed_and_deleted_files(
     assert {d.source for d in index.documents()} == {source_of(first), source_of(new)}
     [top] = index.search(embedder.encode([MARKER]), 1)[0]
     assert top.source == source_of(first) and MARKER in top.text
+
+
+def test_other_writers_commit_while_an_ingest_run_converts_and_embeds(
+    shared_data: Path, tmp_path: Path, index: VectorIndex, embedder: Embedder
+) -> None:
+    """The run holds the store's writer lock only while committing, so an upload gets a turn."""
+    small_docs(shared_data, tmp_path / "docs")
+    versions: list[int] = []
+
+    def meanwhile(_: int) -> None:
+        if versions:
+            return
+        with index.writer(timeout=1.0) as w:  # WriterBusy if the run held the lock throughout
+            doc = DocumentRecord("upload", "/uploads/note.md", "h", 1, 1, "markdown", None)
+            chunk = Chunk(0, 0, 4, "note", None, (), 1)
+            w.put(doc, [chunk], embedder.encode(["note"]))
+            versions.append(w.commit())
+
+    summary = make_ingestor(index, embedder).run([tmp_path / "docs"], progress=meanwhile)
+    assert versions and summary.added == 2 and summary.version > versions[0]
+    assert {d.source for d in index.documents()} >= {"/uploads/note.md"}
+    assert index.verify() == []
