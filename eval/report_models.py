@@ -71,8 +71,9 @@ def summary_markdown(sel: Sel) -> str:
         f"# Model selection on {run.get('dataset') or 'the dataset'}",
         "",
         f"{run['cases']} questions, each candidate with the serving configuration "
-        f"({cfg['template']}, k={cfg['retrieval_k']}, T={cfg['temperature']:g}, "
-        f"max_tokens={cfg['max_tokens']}), index v{run['index_version']}.",
+        f"({cfg['template']}, k={cfg['retrieval_k']} {cfg.get('retrieval_mode') or 'dense'}, "
+        f"T={cfg['temperature']:g}, max_tokens={cfg['max_tokens']}), "
+        f"index v{run['index_version']}.",
         "",
         f"**{verdict(sel)}**",
         "",

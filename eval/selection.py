@@ -28,7 +28,18 @@ from eval.sweep import baseline_config
 from ingest.embed import Embedder
 from service.settings import Settings
 
-CONFIG_KEYS = ("template", "temperature", "top_p", "top_k", "max_tokens", "retrieval_k", "seed")
+CONFIG_KEYS = (
+    "template",
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_tokens",
+    "retrieval_k",
+    "retrieval_mode",
+    "fusion",
+    "dense_weight",
+    "seed",
+)
 
 
 @dataclass(frozen=True)
