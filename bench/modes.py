@@ -54,7 +54,7 @@ def main() -> int:
         *[
             (f"hybrid {f} w={w:g}", RetrievalSettings(mode="hybrid", fusion=f, dense_weight=w))
             for f in ("rrf", "blend")
-            for w in (0.3, 0.5, 0.7)
+            for w in (0.3, 0.5, 0.6, 0.7)
         ],
     ]
     rows = []
