@@ -220,6 +220,11 @@ class Ingestor:
                 summary.unchanged += 1
                 continue
             item = FileEntry(entry.path, source, entry.size, entry.mtime_ns)
+            owner = writer.claim(rec.id, source)
+            if owner is not None:  # the _id is the document id: it must stay unique
+                reason = f"line {rec.line}: _id {rec.id!r} is already the document id of {owner}"
+                yield item, Failed(entry.path, rec.content_hash, reason)
+                continue
             doc = record_document(rec)
             chunks = self._chunk(doc)
             if not chunks:

@@ -267,6 +267,7 @@ class StagedChanges:
         self._index = index
         self._timeout = lock_timeout_s
         self._ops: list[tuple[str, tuple[object, ...]]] = []
+        self._owners: dict[str, str] = {}  # doc_id -> source of every put staged by this run
 
     @property
     def pending(self) -> int:
@@ -275,6 +276,18 @@ class StagedChanges:
     def put(self, doc: DocumentRecord, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         # Copied: the caller may reuse its buffer before the commit.
         self._ops.append(("put", (doc, tuple(chunks), np.array(vectors, np.float32, copy=True))))
+        self._owners[doc.doc_id] = doc.source
+
+    def claim(self, doc_id: str, source: str) -> str | None:
+        """Reserve ``doc_id`` for ``source`` before its put; returns the other owner if taken.
+
+        Owners are this run's claims and puts, then the store's committed documents.
+        """
+        owner = self._owners.get(doc_id) or self._index.source_of_doc_id(doc_id)
+        if owner not in (None, source):
+            return owner
+        self._owners[doc_id] = source
+        return None
 
     def remove(self, source: str) -> None:
         self._ops.append(("remove", (source,)))

@@ -349,6 +349,9 @@ class VectorIndex:
     def document(self, source: str) -> DocumentRecord | None:
         return self._store.document(source)
 
+    def source_of_doc_id(self, doc_id: str) -> str | None:
+        return self._store.source_of_doc_id(doc_id)
+
     def chunks(self, doc_id: str) -> list[Hit]:
         return self._store.chunks(doc_id)
 

@@ -114,3 +114,25 @@ def test_scifact_sample_keeps_ids(
     first = json.loads(lines[0])
     hits = index.search_lexical([first["title"]], 3)[0]
     assert hits[0].doc_id == first["_id"]
+
+
+def test_an_id_used_by_another_corpus_is_quarantined_not_fatal(
+    tmp_path: Path, index: VectorIndex, embedder: Embedder
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    write_jsonl(docs / "a.jsonl", [{"_id": "x1", "title": "Owls", "text": "Owls hunt at night."}])
+    write_jsonl(
+        docs / "b.jsonl",
+        [
+            {"_id": "x1", "title": "Bats", "text": "Bats use echolocation."},
+            {"_id": "x2", "title": "Moths", "text": "Moths fly towards light."},
+        ],
+    )
+    summary = make_ingestor(index, embedder).run([docs])
+    assert (summary.added, summary.quarantined) == (2, 1)
+    [held] = index.quarantined()
+    assert held.source == f"{source_of(docs / 'b.jsonl')}#x1"
+    assert "already the document id of" in held.reason and "a.jsonl#x1" in held.reason
+    assert {d.doc_id for d in index.documents()} == {"x1", "x2"}
+    assert index.search_lexical(["owls"], 1)[0][0].doc_id == "x1" and index.verify() == []
