@@ -30,13 +30,14 @@ def answer_case(
     cache: EvalCache,
     embedder: MemoEmbedder,
     llm: CachingLLM,
+    index_tag: str = "",
 ) -> tuple[Observation, dict[str, Any]]:
     """The observation to score and the row to record; ``serving`` is the configuration in force.
 
     ``embedder`` and ``llm`` are the run's cached wrappers and the index is wrapped here, per
     question, so a rerun or an overlapping configuration reuses retrievals and generations.
     """
-    index = CachedIndex(state.index, cache, case.question, serving.min_score)
+    index = CachedIndex(state.index, cache, case.question, serving.min_score, index_tag)
     params = rag.sampling_params(
         serving,
         temperature=config.temperature,
@@ -82,6 +83,8 @@ def answer_case(
         "retrieval_mode": config.retrieval_mode,
         "fusion": config.fusion,
         "dense_weight": config.dense_weight,
+        "chunk_size": config.chunk_size,
+        "chunk_overlap": config.chunk_overlap,
         "min_score": serving.min_score,
         "model": llm.name,
         "backend": state.backend,

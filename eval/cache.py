@@ -154,10 +154,11 @@ class CachedIndex:
     """
 
     def __init__(
-        self, index: VectorIndex, cache: EvalCache, question: str, min_score: float
+        self, index: VectorIndex, cache: EvalCache, question: str, min_score: float, tag: str = ""
     ) -> None:
         self._index, self._cache = index, cache
         self._question, self._min_score = question, min_score
+        self._tag = tag  # which index: re-chunked copies number their versions on their own
 
     @property
     def version(self) -> int:
@@ -179,6 +180,8 @@ class CachedIndex:
     def _cached(self, kind: str, k: int, run: Callable[[], list[Hit]]) -> list[Hit]:
         # Dense keys keep their original form so caches written before BM25 stay valid.
         question = self._question if kind == "dense" else f"{kind}\x00{self._question}"
+        if self._tag:
+            question = f"{self._tag}\x00{question}"
         args = (self._index.version, question, k, self._min_score)
         hits = self._cache.get_retrieval(*args)
         if hits is None:

@@ -142,7 +142,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         thresholds = parse_fail_under(args.fail_under)
         primary = known_metric(args.primary)
         cases = load_dataset(args.dataset)
-        sweep = load_sweep(args.sweep, serving_rag(settings))
+        sweep = load_sweep(args.sweep, serving_rag(settings), settings.chunk)
         if sweep.search.metric is not None:
             known_metric(sweep.search.metric)
         judge = judge_config(args.judge, settings.eval)

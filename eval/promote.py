@@ -44,6 +44,13 @@ def choose(results: dict[str, Any], config_id: str | None) -> dict[str, Any]:
 def promote(home: Path, run_dir: Path, config_id: str | None = None) -> tuple[int, dict[str, Any]]:
     results = load_results(run_dir)
     config = choose(results, config_id)
+    if config.get("chunk_size") is not None:
+        raise ValueError(
+            f"configuration {config['id']} reads a re-chunked index (chunk_size="
+            f"{config['chunk_size']}, chunk_overlap={config.get('chunk_overlap')}): chunking is "
+            "decided at ingest, so set chunk.size/chunk.overlap and re-ingest (ragtune ingest "
+            "--sync) instead of promoting it"
+        )
     params = {
         ours: config[theirs] for theirs, ours in _PARAMS.items() if config.get(theirs) is not None
     }

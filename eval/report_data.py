@@ -24,6 +24,8 @@ PARAM_NAMES = {
     "max_tokens": "max tokens",
     "retrieval_mode": "search",
     "dense_weight": "dense weight",
+    "chunk_size": "chunk",
+    "chunk_overlap": "overlap",
 }
 
 
@@ -133,7 +135,15 @@ class Run:
         )
         self.extras = [
             p
-            for p in ("top_p", "max_tokens", "retrieval_mode", "fusion", "dense_weight")
+            for p in (
+                "top_p",
+                "max_tokens",
+                "retrieval_mode",
+                "fusion",
+                "dense_weight",
+                "chunk_size",
+                "chunk_overlap",
+            )
             if len({str(c.get(p)) for c in self.configs}) > 1
         ]
         self.cases = list(dict.fromkeys(row_case(r) for r in self.rows))

@@ -91,8 +91,8 @@ def build_results(
 
 ROW_COLUMNS = (
     "config", "baseline", "case", "question", "template", "temperature", "top_p", "top_k",
-    "max_tokens", "seed", "retrieval_k", "retrieval_mode", "fusion", "dense_weight", "min_score", "model", "index_version", "sources",
-    "answer", "finish_reason", "cited", "called", "cached", "latency_s", "prompt_tokens",
+    "max_tokens", "seed", "retrieval_k", "retrieval_mode", "fusion", "dense_weight",
+    "chunk_size", "chunk_overlap", "min_score", "model", "index_version", "sources", "answer", "finish_reason", "cited", "called", "cached", "latency_s", "prompt_tokens",
     "completion_tokens",
 )  # fmt: skip
 

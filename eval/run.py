@@ -19,6 +19,7 @@ from typing import Any
 
 from eval.answer import answer_case
 from eval.cache import CacheStats, CachingLLM, EvalCache, MemoEmbedder, RowStore
+from eval.chunking import chunked_index
 from eval.dataset import Case
 from eval.judge import JudgeConfig, JudgeStats
 from eval.metrics import METRICS, answer_metrics, judge_metrics, retrieval_metrics
@@ -92,9 +93,26 @@ class _Context:
     store: RowStore
     judge: JudgeConfig | None
     progress: Progress | None
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     judge_stats: list[JudgeStats] = field(default_factory=list)
+    # (size, overlap) -> the app state answering from that re-chunked copy, and its cache tag
+    chunked: dict[tuple[int, int], tuple[AppState, str]] = field(default_factory=dict)
+    missing_files: int = 0
     done: int = 0
     planned: int = 0
+
+    def state_for(self, config: Config) -> tuple[AppState, str]:
+        """The state ``config`` answers from: the serving index, or a re-chunked copy of it."""
+        chunking = config.chunking
+        if chunking is None:
+            return self.state, ""
+        if chunking not in self.chunked:
+            copy = chunked_index(self.settings, self.state.embedder, self.state.index, *chunking)
+            self.stack.callback(copy.index.close)
+            self.missing_files = max(self.missing_files, copy.missing)
+            state = dataclasses.replace(self.state, index=copy.index)
+            self.chunked[chunking] = (state, copy.tag)
+        return self.chunked[chunking]
 
     def tick(self) -> None:
         self.done += 1
@@ -105,6 +123,8 @@ class _Context:
 def _evaluate(ctx: _Context, config: Config, cases: Sequence[Case]) -> None:
     """Answer and score ``cases`` under ``config`` in batches; rows are appended per batch."""
     todo = [c for c in cases if not ctx.store.done(config, c)]
+    if todo:
+        state, tag = ctx.state_for(config)
     for start in range(0, len(todo), BATCH):
         pairs = []
         for case in todo[start : start + BATCH]:
@@ -112,11 +132,12 @@ def _evaluate(ctx: _Context, config: Config, cases: Sequence[Case]) -> None:
                 answer_case(
                     config,
                     case,
-                    state=ctx.state,
+                    state=state,
                     serving=ctx.rag,
                     cache=ctx.cache,
                     embedder=ctx.embedder,
                     llm=ctx.llm,
+                    index_tag=tag,
                 )
             )
             ctx.tick()
@@ -222,6 +243,7 @@ def run_sweep(
             store=store,
             judge=judge,
             progress=progress,
+            stack=stack,
         )
         if search.method == "halving":
             metric = search.metric or primary_metric
@@ -241,6 +263,8 @@ def run_sweep(
                 "backend": state.backend,
                 "context_window": state.llm.context_window,
                 "index_version": state.index.version,
+                "chunked_indexes": {tag: s.index.version for s, tag in ctx.chunked.values()},
+                "unchunkable_files": ctx.missing_files,
                 "min_score": serving.min_score,
                 "serving_version": serving_version,
                 "judge": _judge_info(judge, ctx.judge_stats),

@@ -14,6 +14,8 @@ A sweep is TOML so a prompt engineer can keep it next to a template change and r
     retrieval_mode = ["dense", "hybrid"]   # dense | bm25 | hybrid
     fusion = ["rrf"]                       # rrf | blend (hybrid only)
     dense_weight = [0.3, 0.5]              # hybrid: weight of the dense side
+    chunk_size = [48, 64]                  # re-chunked copies of the indexed files (eval only)
+    chunk_overlap = [0]
 
     [search]
     method = "halving"            # "grid" (default): every configuration on every question
@@ -33,11 +35,12 @@ import json
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from eval.dataset import Case, load_toml
+from ingest.settings import ChunkSettings
 from service.settings import RagSettings
 
 DEFAULT_SEED = 0
@@ -51,6 +54,8 @@ AXES = (
     "retrieval_mode",
     "fusion",
     "dense_weight",
+    "chunk_size",
+    "chunk_overlap",
 )
 _CHOICES = {"retrieval_mode": ("dense", "bm25", "hybrid"), "fusion": ("rrf", "blend")}
 _SEARCH_KEYS = ("method", "metric", "eta", "min_questions")
@@ -78,6 +83,10 @@ class Config:
     retrieval_mode: str = "dense"
     fusion: str = "rrf"
     dense_weight: float = 0.5
+    # None: the serving index's chunking. Otherwise both are set and the configuration is
+    # answered from a re-chunked copy of the indexed files (eval.chunking).
+    chunk_size: int | None = None
+    chunk_overlap: int | None = None
     baseline: bool = field(default=False, compare=False)
 
     @property
@@ -85,7 +94,18 @@ class Config:
         """The parameters, without ``baseline``: what the id hashes and what results record."""
         out = asdict(self)
         del out["baseline"]
+        # Left out when unset, so configurations named before these axes keep their ids.
+        for key in ("chunk_size", "chunk_overlap"):
+            if out[key] is None:
+                del out[key]
         return out
+
+    @property
+    def chunking(self) -> tuple[int, int] | None:
+        """(size, overlap) of the index this configuration reads, None for the serving one."""
+        if self.chunk_size is None or self.chunk_overlap is None:
+            return None
+        return self.chunk_size, self.chunk_overlap
 
     @property
     def id(self) -> str:
@@ -98,6 +118,7 @@ class Config:
         return (
             f"{self.template} T={self.temperature:g} top_p={self.top_p:g} top_k={top_k} "
             f"max_tokens={self.max_tokens} k={self.retrieval_k} {self.retrieval_text()}"
+            + (f" chunks={self.chunk_size}/{self.chunk_overlap}" if self.chunking else "")
         )
 
     def retrieval_text(self) -> str:
@@ -173,6 +194,14 @@ def _check_value(axis: str, v: Any) -> Any:
         return v
     if isinstance(v, bool):
         raise SweepError(f"{where}: {v!r} is not a number")
+    if axis in ("chunk_size", "chunk_overlap"):
+        if not isinstance(v, int):
+            raise SweepError(f"{where}: {v!r} is not an integer")
+        if axis == "chunk_size" and not 16 <= v <= 254:
+            raise SweepError(f"{where}: {v!r} is out of range (16 <= chunk_size <= 254)")
+        if axis == "chunk_overlap" and v < 0:
+            raise SweepError(f"{where}: {v!r} must be >= 0")
+        return v
     if axis == "dense_weight":
         if not isinstance(v, int | float) or not 0 <= v <= 1:
             raise SweepError(f"{where}: {v!r} is not a weight between 0 and 1")
@@ -241,23 +270,42 @@ def _search(raw: Any) -> Search:
     )
 
 
-def expand(axes: Mapping[str, Sequence[Any]], base: Config) -> list[Config]:
+def _canonical_chunking(c: Config, serving: tuple[int, int]) -> Config:
+    """Both chunk fields set, or neither when they name the serving index's own chunking."""
+    if c.chunk_size is None and c.chunk_overlap is None:
+        return c
+    size = serving[0] if c.chunk_size is None else c.chunk_size
+    overlap = serving[1] if c.chunk_overlap is None else c.chunk_overlap
+    if overlap >= size:
+        raise SweepError(f"axes.chunk_overlap: {overlap} must be below chunk_size {size}")
+    if (size, overlap) == serving:
+        return replace(c, chunk_size=None, chunk_overlap=None)
+    return replace(c, chunk_size=size, chunk_overlap=overlap)
+
+
+def expand(
+    axes: Mapping[str, Sequence[Any]], base: Config, chunking: tuple[int, int] = (64, 0)
+) -> list[Config]:
     """The grid over ``axes`` with ``base`` filling the left-out ones, baseline first.
 
-    A grid point equal to the baseline's parameters is the baseline (one configuration, not two).
+    A grid point equal to the baseline's parameters is the baseline (one configuration, not two);
+    ``chunking`` is the serving index's (size, overlap), which chunk axes are measured against.
     """
     names = list(axes)
     configs = [base]
     seen = {base.id}
     for values in itertools.product(*(axes[n] for n in names)):
         c = Config(**{**base.params, **dict(zip(names, values, strict=True))})
+        c = _canonical_chunking(c, chunking)
         if c.id not in seen:
             seen.add(c.id)
             configs.append(c)
     return configs
 
 
-def parse_sweep(raw: Mapping[str, Any], rag: RagSettings) -> Sweep:
+def parse_sweep(
+    raw: Mapping[str, Any], rag: RagSettings, chunk: ChunkSettings | None = None
+) -> Sweep:
     """A sweep from an already-parsed TOML document (tests and callers without a file)."""
     unknown = sorted(set(raw) - {"axes", "search", "seed"})
     if unknown:
@@ -270,14 +318,16 @@ def parse_sweep(raw: Mapping[str, Any], rag: RagSettings) -> Sweep:
         raise SweepError(f"seed: {seed!r} must be a non-negative integer")
     axes = _axes(raw.get("axes", {}))
     search = _search(raw.get("search", {}))
-    return Sweep(configs=tuple(expand(axes, baseline_config(rag, seed))), search=search, seed=seed)
+    chunk = chunk or ChunkSettings()
+    configs = expand(axes, baseline_config(rag, seed), (chunk.size, chunk.overlap))
+    return Sweep(configs=tuple(configs), search=search, seed=seed)
 
 
-def load_sweep(path: Path | None, rag: RagSettings) -> Sweep:
+def load_sweep(path: Path | None, rag: RagSettings, chunk: ChunkSettings | None = None) -> Sweep:
     """The sweep in ``path``; without a file, the baseline alone (an evaluation of what serves)."""
     if path is None:
-        return parse_sweep({}, rag)
-    return load_toml(path, lambda raw: parse_sweep(raw, rag), SweepError)
+        return parse_sweep({}, rag, chunk)
+    return load_toml(path, lambda raw: parse_sweep(raw, rag, chunk), SweepError)
 
 
 def halving_rungs(n_configs: int, n_questions: int, search: Search) -> list[tuple[int, int]]:

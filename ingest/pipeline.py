@@ -19,7 +19,13 @@ from ingest.embed import Embedder
 from ingest.index import DocumentRecord, VectorIndex
 from ingest.model import Chunk, Document
 from ingest.pool import ConversionPool, Converted, Failed
-from ingest.records import in_collection, read_records, record_document, record_source
+from ingest.records import (
+    container_of,
+    in_collection,
+    read_records,
+    record_document,
+    record_source,
+)
 from ingest.scan import FileEntry, file_hash, scan, under
 from ingest.settings import ChunkSettings, IngestSettings
 from ingest.writer import StagedChanges
@@ -164,11 +170,11 @@ class Ingestor:
         if sync:
             present = {e.source for e in entries}
             for record in self.index.documents():
-                if under(record.source, roots) and _container(record.source) not in present:
+                if under(record.source, roots) and container_of(record.source) not in present:
                     writer.remove(record.source)
                     summary.removed += 1
             for held in self.index.quarantined():
-                if under(held.source, roots) and _container(held.source) not in present:
+                if under(held.source, roots) and container_of(held.source) not in present:
                     writer.remove(held.source)  # forget why a file that is gone failed
         summary.version = writer.commit()
         summary.seconds = round(time.perf_counter() - started, 3)
@@ -268,12 +274,6 @@ class Ingestor:
         summary.problems.append({"source": entry.source, "status": status, "reason": failed.reason})
 
 
-def _container(source: str) -> str:
-    """The file a source lives in: itself, or the collection a record source names."""
-    head, sep, _ = source.partition(".jsonl#")
-    return head + ".jsonl" if sep else source
-
-
 class _Batcher:
     """Groups chunks of several documents into encoder batches and commits at the cadence.
 
@@ -297,7 +297,7 @@ class _Batcher:
                 if (
                     self._progress
                     and not item[0].records
-                    and _container(item[0].source) == item[0].source
+                    and container_of(item[0].source) == item[0].source
                 ):
                     self._progress(1)
                 continue

@@ -39,6 +39,12 @@ def in_collection(source: str, collection: str) -> bool:
     return source.startswith(collection + "#")
 
 
+def container_of(source: str) -> str:
+    """The file a source lives in: itself, or the collection a record source names."""
+    head, sep, _ = source.partition(".jsonl#")
+    return head + ".jsonl" if sep else source
+
+
 def read_records(path: Path) -> tuple[list[Record], list[tuple[str, str]]]:
     """The records of ``path`` and (label, reason) for each line that is not a usable record."""
     records: list[Record] = []

@@ -22,7 +22,8 @@ from eval.results import ROW_COLUMNS
 from eval.run import RunResult, run_sweep
 from eval.sweep import Config, SweepError, baseline_config, halving_rungs, load_sweep, parse_sweep
 from ingest.embed import Embedder
-from ingest.settings import EmbedSettings
+from ingest.index import VectorIndex
+from ingest.settings import ChunkSettings, EmbedSettings
 from service.settings import RagSettings, Settings
 from tests.service.conftest import ScriptedLLM
 
@@ -429,3 +430,48 @@ def test_retrieval_axes_parse_and_validate() -> None:
         parse_sweep({"axes": {"retrieval_mode": ["sparse"]}}, RagSettings())
     with pytest.raises(SweepError, match="between 0 and 1"):
         parse_sweep({"axes": {"dense_weight": [1.5]}}, RagSettings())
+
+
+def test_chunk_axes_are_canonical_against_the_serving_chunking() -> None:
+    rag, chunk = RagSettings(), ChunkSettings(size=64, overlap=0)
+    same = parse_sweep({"axes": {"chunk_size": [64], "chunk_overlap": [0]}}, rag, chunk)
+    assert len(same.configs) == 1 and same.configs[0].chunking is None  # the serving index
+    sweep = parse_sweep({"axes": {"chunk_size": [48, 64], "chunk_overlap": [0, 8]}}, rag, chunk)
+    assert {c.chunking for c in sweep.configs} == {None, (48, 0), (48, 8), (64, 8)}
+    assert "chunks=48/8" in next(c for c in sweep.configs if c.chunking == (48, 8)).label()
+    only_overlap = parse_sweep({"axes": {"chunk_overlap": [16]}}, rag, chunk).configs[1]
+    assert only_overlap.chunking == (64, 16)
+    with pytest.raises(SweepError, match="must be below chunk_size 16"):
+        parse_sweep({"axes": {"chunk_size": [16], "chunk_overlap": [16]}}, rag, chunk)
+    with pytest.raises(SweepError, match="16 <= chunk_size <= 254"):
+        parse_sweep({"axes": {"chunk_size": [8]}}, rag, chunk)
+
+
+def test_chunk_axes_answer_from_a_rechunked_copy(
+    settings: Settings, cases: list[Case], embedder: Embedder, tmp_path: Path
+) -> None:
+    configs = parse_sweep({"axes": {"chunk_size": [48, 64]}}, settings.rag, settings.chunk).configs
+    assert len(configs) == 2  # 64 is what the serving index was built with: the baseline
+    [c48] = [c for c in configs if not c.baseline]
+    r1 = run(settings, cases, configs, tmp_path / "a", ScriptedLLM(), embedder)
+    copy = settings.home / "eval" / "indexes" / "chunk48-overlap0"
+    assert r1.results["run"]["chunked_indexes"] == {"chunk48-overlap0": 1}
+    assert r1.results["run"]["unchunkable_files"] == 0
+    assert {r["chunk_size"] for r in r1.rows if r["config"] == c48.id} == {48}
+    assert {r["chunk_size"] for r in r1.rows if r["config"] != c48.id} == {None}
+    serving = VectorIndex.open(settings.index_dir, embed_model=embedder.name, dim=embedder.dim)
+    smaller = VectorIndex.open(copy, embed_model=embedder.name, dim=embedder.dim)
+    try:
+        assert smaller.stats()["documents"] == serving.stats()["documents"] == 2
+        assert smaller.stats()["chunks"] > serving.stats()["chunks"]  # same files, smaller pieces
+    finally:
+        serving.close()
+        smaller.close()
+    # A second run neither re-ingests the copy nor searches again: both were done.
+    r2 = run(settings, cases, configs, tmp_path / "b", ScriptedLLM(), embedder)
+    assert r2.results["run"]["chunked_indexes"] == {"chunk48-overlap0": 1}
+    assert r2.cache.retrieval_misses == 0 and r2.cache.generation_misses == 0
+    with pytest.raises(ValueError, match="re-ingest"):
+        from eval.promote import promote
+
+        promote(settings.home, tmp_path / "a", c48.id)
