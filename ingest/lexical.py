@@ -71,6 +71,7 @@ class LexicalIndex:
         self._bm25 = bm25
         # The empty-text token; a query made only of it (or of unknown words) matches nothing.
         self._empty_id = tokenizer.word_to_id.get("")
+        self._stopwords = frozenset(tokenizer.stopwords or ())
 
     @classmethod
     def empty(cls) -> LexicalIndex:
@@ -84,6 +85,11 @@ class LexicalIndex:
 
     def __len__(self) -> int:
         return int(self._ids.size)
+
+    def vocabulary_entries(self) -> int:
+        """Entries in the tokenizer's dictionaries (a query must never add to them)."""
+        t = self._tokenizer
+        return len(t.word_to_stem) + len(t.stem_to_sid) + len(t.word_to_id)
 
     @property
     def ids(self) -> np.ndarray:
@@ -146,10 +152,21 @@ class LexicalIndex:
     # --- searching -----------------------------------------------------------------------
 
     def query_ids(self, query: str) -> list[int]:
-        ids = self._tokenizer.tokenize(
-            [query], update_vocab=False, show_progress=False, return_as="ids"
-        )[0]
-        return sorted({int(t) for t in ids if t != self._empty_id})
+        """Vocabulary ids of the query's terms, tokenized as the chunks were.
+
+        Read-only on purpose: bm25s' own ``tokenize`` records every new word it stems, even with
+        ``update_vocab=False``, so a long-running server would grow a dict with every query.
+        """
+        t = self._tokenizer
+        stop = self._stopwords
+        out: set[int] = set()
+        for word in t.splitter(query.lower()):
+            known = t.word_to_id.get(word)
+            if known is None and word not in stop:
+                known = t.stem_to_sid.get(t.stemmer(word))
+            if known is not None and known != self._empty_id:
+                out.add(int(known))
+        return sorted(out)
 
     def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Chunk ids and BM25 scores of the best ``k`` chunks sharing a term with ``query``."""

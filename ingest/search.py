@@ -175,8 +175,16 @@ def retrieve(
         return []
     if qvec is not None and min_score is not None:
         dense = lists[0] if options.mode != "bm25" else ([], [])
-        cosines = _cosines(index, qvec[0], ids, dense)
-        keep = {i for i, c in zip(ids, cosines.tolist(), strict=True) if c >= min_score}
+        # Without MMR only the first k survivors matter: check cosines in slices, best first.
+        need = len(ids) if options.mmr else k
+        keep: set[int] = set()
+        for start in range(0, len(ids), 4 * k):
+            part = ids[start : start + 4 * k]
+            cosines = _cosines(index, qvec[0], part, dense)
+            keep |= {i for i, c in zip(part, cosines.tolist(), strict=True) if c >= min_score}
+            if len(keep) >= need:
+                ids, scores = ids[: start + len(part)], scores[: start + len(part)]
+                break
         ids, scores = _keep((ids, scores), keep)
     if options.mmr and qvec is not None and ids:
         vecs = index.vectors(ids)

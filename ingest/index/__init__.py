@@ -312,6 +312,10 @@ class VectorIndex:
     def vectors(self, ids: list[int]) -> np.ndarray:
         """Stored vectors of ``ids`` (rows of NaN for ids not in the loaded version)."""
         index = self._current().index
+        if not ids:
+            return np.zeros((0, self._dim), np.float32)
+        with contextlib.suppress(RuntimeError):  # one call when every id is there (the usual)
+            return np.asarray(index.reconstruct_batch(np.asarray(ids, np.int64)), np.float32)
         out = np.full((len(ids), self._dim), np.nan, np.float32)
         for row, i in enumerate(ids):
             # RuntimeError: deleted by a commit this reader has not loaded yet.

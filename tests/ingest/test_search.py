@@ -146,3 +146,18 @@ def test_min_score_is_cosine_in_every_mode(store: VectorIndex, embedder: Embedde
 def test_unknown_filter_is_an_error(store: VectorIndex, embedder: Embedder) -> None:
     with pytest.raises(ValueError, match="unknown filter colour"):
         retrieve(embedder, store, "x", 3, RetrievalSettings(), filters={"colour": "red"})
+
+
+def test_queries_do_not_grow_the_bm25_vocabulary() -> None:
+    """bm25s' tokenize records every new word it stems; a server must not grow per query."""
+    from ingest.lexical import LexicalIndex
+
+    lex = LexicalIndex.empty().updated(
+        np.zeros(0, np.int64), [(1, "Cats purr when content"), (2, "Dogs are running fast")]
+    )
+    before = lex.vocabulary_entries()
+    for i in range(50):
+        lex.search(f"novel{i} words{i} running dogs", 5)
+    assert lex.vocabulary_entries() == before
+    assert lex.search("Running DOGS!", 5)[0].tolist() == [2]  # same terms as the chunks got
+    assert lex.search("the and of", 5)[0].size == 0  # stopwords only
