@@ -88,17 +88,8 @@ async def chat_completions(req: ChatCompletionRequest, state: State) -> Any:
     plan = await run_in_threadpool(_plan, req, state, question)
     rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if req.stream:
-        gen = _Generation(plan, state)
-        # Headers wait for the first delta, so a busy or unreachable model is a real 503 (with
-        # Retry-After) rather than an error event inside a 200 stream; the first token is not
-        # delayed by this, only the empty role chunk that precedes it.
-        first = await gen.box.take()
-        failure = next((i for i in first if isinstance(i, BaseException)), None)
-        if failure is not None:
-            gen.cancel.set()
-            raise failure
         return StreamingResponse(
-            _sse(gen, first, plan, state, rid, created),
+            _sse(plan, state, rid, created),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -148,35 +139,25 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
     }
 
 
-class _Generation:
-    """A streamed generation running in a worker thread; deltas cross to the loop in batches."""
-
-    def __init__(self, plan: rag.Plan, state: AppState) -> None:
-        self.cancel = threading.Event()
-        self.box = Mailbox(asyncio.get_running_loop())
-        self._plan, self._llm = plan, state.llm
-        asyncio.get_running_loop().run_in_executor(None, self._produce)  # ends once cancel is set
-
-    def _produce(self) -> None:
-        try:
-            for delta in rag.stream(self._plan, self._llm, self.cancel):
-                self.box.put(delta)
-                if self.cancel.is_set():
-                    break
-        except BaseException as e:  # handed to the event loop: a 503 before headers, else an event
-            self.box.put(e, urgent=True)
-        finally:
-            self.box.put(None, urgent=True)
-
-
-async def _sse(
-    gen: _Generation, first: list[Any], plan: rag.Plan, state: AppState, rid: str, created: int
-) -> AsyncIterator[str]:
-    """Deltas of ``gen`` (``first`` already taken); citations and ragtune info ride on the last chunk.
+async def _sse(plan: rag.Plan, state: AppState, rid: str, created: int) -> AsyncIterator[str]:
+    """Deltas from a generation thread; citations and ragtune info ride on the last chunk.
 
     The generator is closed when the client disconnects; ``finally`` then sets ``cancel`` and the
     backend stops generating between two tokens.
     """
+    cancel = threading.Event()
+    box = Mailbox(asyncio.get_running_loop())
+
+    def produce() -> None:
+        try:
+            for delta in rag.stream(plan, state.llm, cancel):
+                box.put(delta)
+                if cancel.is_set():
+                    break
+        except BaseException as e:  # handed to the event loop, reported as an SSE error
+            box.put(e, urgent=True)
+        finally:
+            box.put(None, urgent=True)
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         body = {
@@ -189,16 +170,15 @@ async def _sse(
         }
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
+    asyncio.get_running_loop().run_in_executor(None, produce)  # ends once cancel is set
     try:
         yield chunk({"role": "assistant", "content": ""})
         parts: list[str] = []
         last: Delta | None = None
         done = False
-        pending: list[Any] | None = first
         while not done:
             text = ""
-            items, pending = (pending if pending is not None else await gen.box.take()), None
-            for item in items:
+            for item in await box.take():
                 if item is None:
                     done = True
                     break
@@ -212,7 +192,7 @@ async def _sse(
                 parts.append(text)
                 yield chunk({"content": text})
             if not done:
-                await gen.box.linger()
+                await box.linger()
         answer = "".join(parts).strip()
         finish = (last.finish_reason if last else None) or "stop"
         usage = _usage(last.prompt_tokens, last.completion_tokens) if last else _usage(0, 0)
@@ -231,4 +211,4 @@ async def _sse(
         yield chunk({}, finish, usage=usage, citations=cited, ragtune=info)
         yield "data: [DONE]\n\n"
     finally:
-        gen.cancel.set()
+        cancel.set()

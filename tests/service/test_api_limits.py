@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -207,20 +206,3 @@ def test_backend_down_gives_503_within_the_timeout(settings: Settings, embedder:
         err = assert_openai_error(resp, 503)
         assert err["code"] == "model_unavailable" and resp.headers["Retry-After"]
         assert time.perf_counter() - started < 5
-
-
-def test_streaming_request_for_a_busy_model_gets_a_503_status(
-    settings: Settings, embedder: Embedder
-) -> None:
-    """Headers wait for the first delta, so overload is a status code, not an event in a 200."""
-    from service.llm.base import LLMBusy
-
-    class BusyLLM(ScriptedLLM):
-        def stream(self, prompt: Any, params: Any, cancel: Any = None) -> Any:
-            raise LLMBusy("model busy: 4 request(s) already waiting (queue_size=4)")
-            yield  # pragma: no cover - a generator that fails on first use
-
-    with TestClient(create_app(settings, llm=BusyLLM(), embedder=embedder)) as c:
-        resp = ask(c, stream=True)
-        err = assert_openai_error(resp, 503)
-        assert err["code"] == "model_busy" and resp.headers["Retry-After"] == "5"
