@@ -34,17 +34,12 @@ def chunked_index(
     tag = f"chunk{size}-overlap{overlap}"
     files = sorted({container_of(d.source) for d in serving.documents()})
     present = [Path(f) for f in files if Path(f).is_file()]
-    s = settings.index
-    index = VectorIndex.open(
+    index = VectorIndex.from_settings(
         settings.home / "eval" / "indexes" / tag,
+        settings.index,
         embed_model=embedder.name,
         dim=embedder.dim,
-        kind=s.kind,
-        nlist=s.nlist,
-        nprobe=s.nprobe,
-        approx_above=s.approx_above,
         keep_versions=1,
-        mmap=s.mmap,
     )
     try:
         chunk = settings.chunk.model_copy(update={"size": size, "overlap": overlap})

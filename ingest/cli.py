@@ -85,23 +85,12 @@ def open_index(
     """The configured store; ``identity`` (model, dim) stands in for an encoder not loaded."""
     from ingest.index import VectorIndex
 
-    s = cfg.index
     if identity is None:
         if embedder is None:
             raise ValueError("open_index needs an embedder or the store's recorded identity")
         identity = (embedder.name, embedder.dim)
     model, dim = identity
-    return VectorIndex.open(
-        cfg.index_dir,
-        embed_model=model,
-        dim=dim,
-        kind=s.kind,
-        nlist=s.nlist,
-        nprobe=s.nprobe,
-        approx_above=s.approx_above,
-        keep_versions=s.keep_versions,
-        mmap=s.mmap,
-    )
+    return VectorIndex.from_settings(cfg.index_dir, cfg.index, embed_model=model, dim=dim)
 
 
 def cmd_ingest(args: argparse.Namespace, cfg: IngestConfig) -> int:

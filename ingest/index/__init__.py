@@ -32,6 +32,7 @@ from ingest.index.structures import (
     structure_of,
 )
 from ingest.lexical import LexicalIndex
+from ingest.settings import IndexSettings
 from ingest.versions import VersionFileError, read_manifest, verify_files, vname
 
 if TYPE_CHECKING:
@@ -169,6 +170,29 @@ class VectorIndex:
         except BaseException:
             store.close()
             raise
+
+    @classmethod
+    def from_settings(
+        cls,
+        root: Path,
+        settings: IndexSettings,
+        *,
+        embed_model: str,
+        dim: int,
+        keep_versions: int | None = None,
+    ) -> VectorIndex:
+        """``open`` with the structure options of an ``index`` settings section."""
+        return cls.open(
+            root,
+            embed_model=embed_model,
+            dim=dim,
+            kind=settings.kind,
+            nlist=settings.nlist,
+            nprobe=settings.nprobe,
+            approx_above=settings.approx_above,
+            keep_versions=keep_versions or settings.keep_versions,
+            mmap=settings.mmap,
+        )
 
     @classmethod
     def recorded_identity(cls, root: Path) -> tuple[str, int] | None:
