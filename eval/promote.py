@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from eval.sweep import RETRIEVAL_PARAMS
 from service.serving import ServingStore
 
 # results.json parameter names -> serving (RagSettings) names
@@ -17,8 +18,6 @@ _PARAMS = {
     "max_tokens": "max_tokens",
     "retrieval_k": "k",
 }
-# results.json parameter names -> RetrievalSettings names (promoted as one "retrieval" table)
-_RETRIEVAL = {"retrieval_mode": "mode", "fusion": "fusion", "dense_weight": "dense_weight"}
 
 
 def load_results(run_dir: Path) -> dict[str, Any]:
@@ -54,7 +53,10 @@ def promote(home: Path, run_dir: Path, config_id: str | None = None) -> tuple[in
     params = {
         ours: config[theirs] for theirs, ours in _PARAMS.items() if config.get(theirs) is not None
     }
-    retrieval = {ours: config[t] for t, ours in _RETRIEVAL.items() if config.get(t) is not None}
+    # promoted as one partial "retrieval" table over the serving settings
+    retrieval = {
+        ours: config[t] for t, ours in RETRIEVAL_PARAMS.items() if config.get(t) is not None
+    }
     if retrieval:
         params["retrieval"] = retrieval
     provenance = {

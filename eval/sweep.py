@@ -57,6 +57,8 @@ AXES = (
     "chunk_size",
     "chunk_overlap",
 )
+# Config field -> RetrievalSettings field: the sweep's, the rows' and promotion's one mapping.
+RETRIEVAL_PARAMS = {"retrieval_mode": "mode", "fusion": "fusion", "dense_weight": "dense_weight"}
 _CHOICES = {"retrieval_mode": ("dense", "bm25", "hybrid"), "fusion": ("rrf", "blend")}
 _SEARCH_KEYS = ("method", "metric", "eta", "min_questions")
 
@@ -128,11 +130,7 @@ class Config:
 
     def retrieval_overrides(self) -> dict[str, Any]:
         """The retrieval settings this configuration fixes (mode, fusion, dense weight)."""
-        return {
-            "mode": self.retrieval_mode,
-            "fusion": self.fusion,
-            "dense_weight": self.dense_weight,
-        }
+        return {ours: getattr(self, theirs) for theirs, ours in RETRIEVAL_PARAMS.items()}
 
 
 @dataclass(frozen=True)
@@ -173,10 +171,8 @@ def baseline_config(rag: RagSettings, seed: int | None = DEFAULT_SEED) -> Config
         top_k=rag.top_k,
         max_tokens=rag.max_tokens,
         retrieval_k=rag.k,
-        retrieval_mode=rag.retrieval.mode,
-        fusion=rag.retrieval.fusion,
-        dense_weight=float(rag.retrieval.dense_weight),
         seed=seed,
+        **{theirs: getattr(rag.retrieval, ours) for theirs, ours in RETRIEVAL_PARAMS.items()},
         baseline=True,
     )
 

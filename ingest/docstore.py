@@ -192,8 +192,16 @@ class DocStore:
 
     # --- reads ----------------------------------------------------------------------------
 
-    def documents(self) -> list[DocumentRecord]:
-        rows = self._all("SELECT * FROM documents ORDER BY source")
+    def documents(self, prefix: str = "") -> list[DocumentRecord]:
+        """All documents, or those whose source starts with ``prefix`` (a range scan on the
+        source index, so a watcher polling one record collection does not read every row)."""
+        if not prefix:
+            rows = self._all("SELECT * FROM documents ORDER BY source")
+        else:
+            rows = self._all(
+                "SELECT * FROM documents WHERE source >= ? AND source < ? ORDER BY source",
+                (prefix, prefix + "\U0010ffff"),
+            )
         return [DocumentRecord(*row) for row in rows]
 
     def document(self, source: str) -> DocumentRecord | None:

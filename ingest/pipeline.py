@@ -205,9 +205,7 @@ class Ingestor:
         self, entry: FileEntry, writer: StagedChanges, summary: Summary, trust_stat: bool
     ) -> Iterator[_Item]:
         """Changed and new records of a collection; removes the records gone from it."""
-        stored = {
-            d.source: d for d in self.index.documents() if in_collection(d.source, entry.source)
-        }
+        stored = {d.source: d for d in self.index.documents(record_source(entry.source, ""))}
         stat = (entry.size, entry.mtime_ns)
         if trust_stat and stored and all((d.size, d.mtime_ns) == stat for d in stored.values()):
             summary.unchanged += len(stored)

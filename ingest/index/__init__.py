@@ -371,8 +371,8 @@ class VectorIndex:
                 problems.append(f"{name}: {extra} ids not in SQLite, {missing} SQLite ids missing")
         return problems
 
-    def documents(self) -> list[DocumentRecord]:
-        return self._store.documents()
+    def documents(self, prefix: str = "") -> list[DocumentRecord]:
+        return self._store.documents(prefix)
 
     def document(self, source: str) -> DocumentRecord | None:
         return self._store.document(source)
