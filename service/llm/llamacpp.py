@@ -78,6 +78,8 @@ class LlamaCppLLM:
         self._gate = Gate(queue_size, queue_timeout_s)
         self._bos: list[int] = [llama.token_bos()] if llama._model.add_bos_token() else []
         self._closed = False
+        # Cached positions a fresh evaluation would reproduce exactly (see _reusable_prefix).
+        self._aligned = 0
 
     @classmethod
     def load(cls, settings: LLMSettings, *, seed: int | None = None) -> LlamaCppLLM:
@@ -166,6 +168,31 @@ class LlamaCppLLM:
             )
         return self._generate(tokens, params, cancel)
 
+    def _keep_cache(self, tokens: list[int]) -> None:
+        """Keep only the cached prefix that evaluating ``tokens`` afresh would reproduce exactly.
+
+        llama-cpp-python reuses every cached token the prompt starts with and evaluates the rest,
+        so the same prompt was evaluated in different batches depending on what came before it:
+        all but its last token reused after an identical request, a template's prefix after
+        another question. Batched and single-token evaluation round differently, and at
+        temperature 0 that flipped answers (an identical request gave another answer, or an
+        empty one). A prompt is always evaluated in ``n_batch`` blocks from position 0, so the
+        cache keeps whole blocks that were evaluated full: those are exactly what a fresh
+        evaluation computes, and the rest is evaluated from the same block boundary as fresh.
+        """
+        llama = self._llama
+        block = llama.n_batch
+        keep = min(self._aligned, len(tokens) - 1, llama.n_tokens)
+        cached = llama.input_ids
+        common = 0
+        while common < keep and cached[common] == tokens[common]:
+            common += 1
+        keep = common // block * block
+        if keep < llama.n_tokens:
+            llama.n_tokens = keep  # generate() then reuses at most these and evaluates the rest
+            llama._requires_eval = True
+        self._aligned = len(tokens) // block * block
+
     def _generate(
         self, tokens: list[int], params: SamplingParams, cancel: threading.Event | None
     ) -> Generator[Delta, None, None]:
@@ -181,6 +208,7 @@ class LlamaCppLLM:
             if self._closed:  # closed while this request waited for its turn
                 raise LLMUnavailable("the llama.cpp model is closed")
             timings["queue"] = time.monotonic() - start
+            self._keep_cache(tokens)
             chunks = self._llama.create_completion(
                 tokens,
                 **sampling_kwargs(params),
