@@ -37,6 +37,7 @@ from ingest.search import retrieve  # noqa: E402
 from ingest.settings import (  # noqa: E402
     ChunkSettings,
     EmbedSettings,
+    IndexSettings,
     IngestSettings,
     RetrievalSettings,
 )
@@ -91,7 +92,9 @@ def doc_ranking(hits: list, depth: int) -> list[str]:
 def ingest(
     data: Path, home: Path, embedder: Embedder, chunk: ChunkSettings
 ) -> tuple[VectorIndex, dict]:
-    index = VectorIndex.open(home / "index", embed_model=embedder.name, dim=embedder.dim)
+    index = VectorIndex.open(
+        home / "index", IndexSettings(), embed_model=embedder.name, dim=embedder.dim
+    )
     ingest_settings = IngestSettings(workers=1, commit_every=100_000, commit_interval_s=3600)
     t = time.perf_counter()
     summary = Ingestor(index, embedder, chunk, ingest_settings).run([data / "corpus.jsonl"])

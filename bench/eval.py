@@ -80,7 +80,9 @@ def main() -> int:
         home = args.keep or Path(tmp)
         settings = Settings(home=home)
         embedder = load_embedder(settings.embed)
-        index = VectorIndex.open(settings.index_dir, embed_model=embedder.name, dim=embedder.dim)
+        index = VectorIndex.open(
+            settings.index_dir, settings.index, embed_model=embedder.name, dim=embedder.dim
+        )
         Ingestor(index, embedder, ChunkSettings(), IngestSettings()).run([DATA / "corpus"])
         index.close()
         runs = home / "eval" / "runs"

@@ -34,7 +34,7 @@ from ingest.embed import load_embedder  # noqa: E402
 from ingest.index import VectorIndex  # noqa: E402
 from ingest.pipeline import Ingestor, embed_text  # noqa: E402
 from ingest.scan import scan  # noqa: E402
-from ingest.settings import ChunkSettings, EmbedSettings, IngestSettings  # noqa: E402
+from ingest.settings import ChunkSettings, EmbedSettings, IndexSettings, IngestSettings  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 K = 5
@@ -67,7 +67,9 @@ def source_stats(root: Path) -> tuple[int, int]:
 def run_ragtune(home: Path) -> tuple[dict, list[str], object, object]:
     embedder = load_embedder(EmbedSettings())
     embedder.encode(["warm-up"])
-    index = VectorIndex.open(home / "index", embed_model=embedder.name, dim=embedder.dim)
+    index = VectorIndex.open(
+        home / "index", IndexSettings(), embed_model=embedder.name, dim=embedder.dim
+    )
     ingestor = Ingestor(index, embedder, ChunkSettings(), IngestSettings())
     t = time.perf_counter()
     summary = ingestor.run([DATA / "bench"])

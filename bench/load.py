@@ -25,6 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from ingest.index import DocumentRecord, VectorIndex  # noqa: E402
 from ingest.model import Chunk  # noqa: E402
+from ingest.settings import IndexSettings  # noqa: E402
+from ingest.writer import Writer  # noqa: E402
 
 DIM = 384
 PER_DOC = 1000
@@ -52,10 +54,11 @@ sys.path.insert(0, sys.argv[4])
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * 4096
 from ingest.index import VectorIndex
+from ingest.settings import IndexSettings
 before = rss()
 t = time.perf_counter()
-idx = VectorIndex.open(Path(sys.argv[1]), embed_model="bench", dim=int(sys.argv[2]),
-                       kind=sys.argv[5], mmap=sys.argv[3] == "1")
+idx = VectorIndex.open(Path(sys.argv[1]), IndexSettings(kind=sys.argv[5], mmap=sys.argv[3] == "1"),
+                       embed_model="bench", dim=int(sys.argv[2]))
 opened = time.perf_counter() - t
 after_open = rss()
 q = np.random.default_rng(1).standard_normal((1, int(sys.argv[2]))).astype("float32")
@@ -69,10 +72,10 @@ print(json.dumps({"open_s": opened, "rss_open_mb": (after_open - before) / 2**20
 
 
 def build(root: Path, n: int, kind: str) -> float:
-    idx = VectorIndex.open(root, embed_model="bench", dim=DIM, kind=kind)
+    idx = VectorIndex.open(root, IndexSettings(kind=kind), embed_model="bench", dim=DIM)
     rng = np.random.default_rng(0)
     t = time.perf_counter()
-    with idx.writer(timeout=5) as w:
+    with Writer.acquire(idx, timeout=5) as w:
         for d in range(0, n, PER_DOC):
             m = min(PER_DOC, n - d)
             v = rng.standard_normal((m, DIM)).astype(np.float32)

@@ -25,6 +25,7 @@ from ingest.search import retrieve  # noqa: E402
 from ingest.settings import (  # noqa: E402
     ChunkSettings,
     EmbedSettings,
+    IndexSettings,
     IngestSettings,
     RetrievalSettings,
 )
@@ -43,7 +44,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "modes.json")
     args = ap.parse_args()
     embedder = load_embedder(EmbedSettings())
-    index = VectorIndex.open(args.home / "index", embed_model=embedder.name, dim=embedder.dim)
+    index = VectorIndex.open(
+        args.home / "index", IndexSettings(), embed_model=embedder.name, dim=embedder.dim
+    )
     settings = IngestSettings(commit_every=100_000, commit_interval_s=3600)
     Ingestor(index, embedder, ChunkSettings(), settings).run([DATA / "corpus", DATA / "bench"])
     lines = (DATA / "qa" / "dev.jsonl").read_text().splitlines()

@@ -55,8 +55,8 @@ from openai import OpenAI
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ingest.cli import open_index  # noqa: E402
 from ingest.embed import Embedder, load_embedder  # noqa: E402
+from ingest.index import VectorIndex  # noqa: E402
 from ingest.pipeline import Ingestor  # noqa: E402
 from prompts.registry import TemplateRegistry, builtin_dir  # noqa: E402
 from service import rag  # noqa: E402
@@ -83,7 +83,9 @@ def questions(limit: int | None) -> list[str]:
 
 def build_home(settings: Settings, embedder: Embedder) -> int:
     """Ingest the corpus into ``settings.home`` with the real pipeline; returns the chunk count."""
-    index = open_index(settings, embedder)
+    index = VectorIndex.open(
+        settings.index_dir, settings.index, embed_model=embedder.name, dim=embedder.dim
+    )
     try:
         return (
             Ingestor(index, embedder, settings.chunk, settings.ingest).run([DATA / "corpus"]).chunks
@@ -240,7 +242,9 @@ def compare(
     max_tokens: int,
 ) -> tuple[list[dict], list[float]]:
     """Direct and service answers per question, alternating which goes first."""
-    index = open_index(settings, embedder)
+    index = VectorIndex.open(
+        settings.index_dir, settings.index, embed_model=embedder.name, dim=embedder.dim
+    )
     llm = LlamaCppLLM(llama, name=model)  # for token counts and the context window only
     registry = TemplateRegistry([builtin_dir(), settings.home / "prompts"])
     params = rag.sampling_params(settings.rag, temperature=0, max_tokens=max_tokens, seed=SEED)

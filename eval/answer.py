@@ -8,14 +8,13 @@ results.csv's columns and the report's per-question table.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from eval.cache import CachedIndex, CachingLLM, EvalCache, MemoEmbedder
 from eval.dataset import Case
 from eval.metrics import Observation
 from eval.sweep import Config
 from ingest import search
-from ingest.index import VectorIndex
 from service import rag
 from service.deps import AppState
 from service.settings import RagSettings
@@ -49,7 +48,7 @@ def answer_case(
     plan = rag.plan_answer(
         question=case.question,
         embedder=embedder,
-        index=cast(VectorIndex, index),
+        index=index,
         llm=llm,
         registry=state.registry,
         rag=serving,

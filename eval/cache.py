@@ -6,8 +6,9 @@ backends are deterministic even at temperature > 0, so serving a cached answer i
 call would have returned. The latency and token counts stored are the original, uncached
 measurements, so reports of a cached rerun still show what the model costs.
 
-The cache plugs into ``service.rag`` from outside: ``CachedIndex`` stands in for the index for
-one question and ``CachingLLM`` for the model, so ``plan_answer`` and ``generate`` run unchanged.
+The cache plugs into ``service.rag`` from outside: ``CachedIndex`` is an ``IndexReader`` for one
+question and ``CachingLLM`` stands in for the model, so ``plan_answer`` and ``generate`` run
+unchanged. Searches are cached as ranked chunk ids; rows are always read from the store.
 ``RowStore`` is the other half of "pay only for what changed": a run's finished rows, so a killed
 run resumes without even looking up the cache for what it already scored.
 """
@@ -21,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ import numpy as np
 from eval.dataset import Case
 from eval.sweep import Config
 from ingest.embed import Embedder
-from ingest.index import Hit, Ranked, VectorIndex
+from ingest.index import DocumentRecord, Hit, IndexReader, QuarantineRecord, Ranked
 from service.llm.base import LLM, Completion, Delta, Prompt, SamplingParams
 
 _SCHEMA = """
@@ -86,7 +88,8 @@ class EvalCache:
 
     def get_retrieval(
         self, index_version: int, question: str, k: int, min_score: float
-    ) -> list[Hit] | None:
+    ) -> Ranked | None:
+        """The cached (chunk ids, scores) of one search, best first; None if never run."""
         with self._lock:
             row = self._db.execute(
                 "SELECT hits FROM retrieval WHERE index_version=? AND question=? AND k=? "
@@ -97,12 +100,16 @@ class EvalCache:
             self.stats.retrieval_misses += 1
             return None
         self.stats.retrieval_hits += 1
-        return [Hit(**{**h, "heading": tuple(h["heading"])}) for h in json.loads(row[0])]
+        stored = json.loads(row[0])
+        if isinstance(stored, list):  # written before ids were cached: whole rows, in order
+            return [h["chunk_id"] for h in stored], [h["score"] for h in stored]
+        return list(stored["ids"]), list(stored["scores"])
 
     def put_retrieval(
-        self, index_version: int, question: str, k: int, min_score: float, hits: Sequence[Hit]
+        self, index_version: int, question: str, k: int, min_score: float, ranked: Ranked
     ) -> None:
-        blob = json.dumps([asdict(h) for h in hits], ensure_ascii=False)
+        ids, scores = ranked
+        blob = json.dumps({"ids": list(ids), "scores": list(scores)})
         with self._lock, self._db:
             self._db.execute(
                 "INSERT OR REPLACE INTO retrieval VALUES (?, ?, ?, ?, ?, ?)",
@@ -146,15 +153,18 @@ class EvalCache:
         self._db.close()
 
 
-class CachedIndex:
-    """The index as ``rag.retrieve`` sees it while answering one question, searches cached.
+class CachedIndex(IndexReader):
+    """An ``IndexReader`` for answering one question: its searches cached, its rows read live.
 
     Dense and BM25 searches are cached separately by their inputs (fusion, MMR and ``min_score``
-    apply afterwards), so every fusion weight reuses the same two searches.
+    apply afterwards), so every fusion weight reuses the same two searches. Only ranked chunk
+    ids are cached; ``hits()`` reads the rows from the store, so a cached retrieval returns what
+    an uncached one would (tests/eval/test_cache_contract.py holds it to that). The dense key is
+    the question's text: the query vector is its embedding under the run's embedder.
     """
 
     def __init__(
-        self, index: VectorIndex, cache: EvalCache, question: str, min_score: float, tag: str = ""
+        self, index: IndexReader, cache: EvalCache, question: str, min_score: float, tag: str = ""
     ) -> None:
         self._index, self._cache = index, cache
         self._question, self._min_score = question, min_score
@@ -164,37 +174,46 @@ class CachedIndex:
     def version(self) -> int:
         return self._index.version
 
-    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
-        return [self._cached("dense", k, lambda: self._index.search(queries, k)[0])]
-
-    def search_lexical(self, queries: list[str], k: int) -> list[list[Hit]]:
-        return [self._cached("bm25", k, lambda: self._index.search_lexical(queries, k)[0])]
-
-    # retrieve() ranks ids first; the eval serves those from the same cached searches.
     def search_ids(self, queries: np.ndarray, k: int) -> list[Ranked]:
-        return [_ranked(hits) for hits in self.search(queries, k)]
+        if len(queries) != 1:
+            raise ValueError(f"a CachedIndex searches its one question, got {len(queries)}")
+        # Dense keys keep their original form so caches written before BM25 stay valid.
+        return [self._cached(self._question, k, lambda: self._index.search_ids(queries, k)[0])]
 
     def search_lexical_ids(self, queries: list[str], k: int) -> list[Ranked]:
-        return [_ranked(hits) for hits in self.search_lexical(queries, k)]
+        return [self._cached(f"bm25\x00{q}", k, partial(self._lexical, q, k)) for q in queries]
 
-    def _cached(self, kind: str, k: int, run: Callable[[], list[Hit]]) -> list[Hit]:
-        # Dense keys keep their original form so caches written before BM25 stay valid.
-        question = self._question if kind == "dense" else f"{kind}\x00{self._question}"
+    def _lexical(self, query: str, k: int) -> Ranked:
+        return self._index.search_lexical_ids([query], k)[0]
+
+    def _cached(self, key: str, k: int, run: Callable[[], Ranked]) -> Ranked:
         if self._tag:
-            question = f"{self._tag}\x00{question}"
-        args = (self._index.version, question, k, self._min_score)
-        hits = self._cache.get_retrieval(*args)
-        if hits is None:
-            hits = run()
-            self._cache.put_retrieval(*args, hits)
-        return hits
+            key = f"{self._tag}\x00{key}"
+        args = (self._index.version, key, k, self._min_score)
+        ranked = self._cache.get_retrieval(*args)
+        if ranked is None:
+            ranked = run()
+            self._cache.put_retrieval(*args, ranked)
+        return ranked
 
-    def __getattr__(self, name: str) -> Any:  # document(), chunks(): read-only pass-through
-        return getattr(self._index, name)
+    # Reads go to the store: rows are never cached, so they cannot go stale.
+    def hits(self, ids: list[int], scores: list[float]) -> list[Hit]:
+        return self._index.hits(ids, scores)
 
+    def vectors(self, ids: list[int]) -> np.ndarray:
+        return self._index.vectors(ids)
 
-def _ranked(hits: list[Hit]) -> Ranked:
-    return [h.chunk_id for h in hits], [h.score for h in hits]
+    def document(self, source: str) -> DocumentRecord | None:
+        return self._index.document(source)
+
+    def documents(self, prefix: str = "") -> list[DocumentRecord]:
+        return self._index.documents(prefix)
+
+    def chunks(self, doc_id: str) -> list[Hit]:
+        return self._index.chunks(doc_id)
+
+    def quarantined(self) -> list[QuarantineRecord]:
+        return self._index.quarantined()
 
 
 class MemoEmbedder:

@@ -34,12 +34,11 @@ def chunked_index(
     tag = f"chunk{size}-overlap{overlap}"
     files = sorted({container_of(d.source) for d in serving.documents()})
     present = [Path(f) for f in files if Path(f).is_file()]
-    index = VectorIndex.from_settings(
+    index = VectorIndex.open(
         settings.home / "eval" / "indexes" / tag,
-        settings.index,
+        settings.index.model_copy(update={"keep_versions": 1}),  # a copy needs no history
         embed_model=embedder.name,
         dim=embedder.dim,
-        keep_versions=1,
     )
     try:
         chunk = settings.chunk.model_copy(update={"size": size, "overlap": overlap})

@@ -22,8 +22,7 @@ from ingest.settings import (
 )
 
 if TYPE_CHECKING:
-    from ingest.embed import Embedder
-    from ingest.index import Hit, VectorIndex
+    from ingest.index import Hit
     from ingest.pipeline import Ingestor, Summary
 
 
@@ -79,22 +78,9 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.set_defaults(handler=cmd_docs)
 
 
-def open_index(
-    cfg: IngestConfig, embedder: Embedder | None, identity: tuple[str, int] | None = None
-) -> VectorIndex:
-    """The configured store; ``identity`` (model, dim) stands in for an encoder not loaded."""
-    from ingest.index import VectorIndex
-
-    if identity is None:
-        if embedder is None:
-            raise ValueError("open_index needs an embedder or the store's recorded identity")
-        identity = (embedder.name, embedder.dim)
-    model, dim = identity
-    return VectorIndex.from_settings(cfg.index_dir, cfg.index, embed_model=model, dim=dim)
-
-
 def cmd_ingest(args: argparse.Namespace, cfg: IngestConfig) -> int:
     from ingest.embed import load_embedder
+    from ingest.index import VectorIndex
     from ingest.pipeline import Ingestor
     from ingest.watch import watch
 
@@ -106,7 +92,7 @@ def cmd_ingest(args: argparse.Namespace, cfg: IngestConfig) -> int:
     if args.workers:
         settings = settings.model_copy(update={"workers": args.workers})
     embedder = load_embedder(cfg.embed)
-    index = open_index(cfg, embedder)
+    index = VectorIndex.open(cfg.index_dir, cfg.index, embed_model=embedder.name, dim=embedder.dim)
     ingestor = Ingestor(index, embedder, cfg.chunk, settings)
     try:
         if args.watch:
@@ -181,6 +167,7 @@ def hit_json(hit: Hit) -> dict[str, object]:
 
 def cmd_search(args: argparse.Namespace, cfg: IngestConfig) -> int:
     from ingest.embed import load_embedder
+    from ingest.index import VectorIndex
     from ingest.search import retrieve
 
     if args.k < 1:
@@ -192,7 +179,7 @@ def cmd_search(args: argparse.Namespace, cfg: IngestConfig) -> int:
         print(f"ragtune search: {e}", file=sys.stderr)
         return 2
     embedder = load_embedder(cfg.embed)
-    index = open_index(cfg, embedder)
+    index = VectorIndex.open(cfg.index_dir, cfg.index, embed_model=embedder.name, dim=embedder.dim)
     try:
         hits = retrieve(embedder, index, args.query, args.k, options, filters=filters)
     finally:
@@ -242,7 +229,8 @@ def cmd_docs(args: argparse.Namespace, cfg: IngestConfig) -> int:
         docs, held, problems = [], [], []
     else:
         # The encoder is not needed to list documents: open with the identity on record.
-        index = open_index(cfg, None, identity)
+        model, dim = identity
+        index = VectorIndex.open(cfg.index_dir, cfg.index, embed_model=model, dim=dim)
         try:
             docs, held = index.documents(), index.quarantined()
             problems = index.verify() if args.check else []

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ingest.index import Hit, Ranked
+from ingest.index import Hit, IndexReader, Ranked
 from ingest.settings import RetrievalSettings
 
 __all__ = [
@@ -35,14 +35,6 @@ OVERFETCH = 8  # filtered searches fetch this many times the depth before filter
 
 class _Encoder(Protocol):
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-class _Index(Protocol):
-    def search_ids(self, queries: np.ndarray, k: int) -> list[Ranked]: ...
-    def search_lexical_ids(self, queries: list[str], k: int) -> list[Ranked]: ...
-    def hits(self, ids: list[int], scores: list[float]) -> list[Hit]: ...
-    def vectors(self, ids: list[int]) -> np.ndarray: ...
-    def document(self, source: str) -> object | None: ...
 
 
 # --- fusion math ---------------------------------------------------------------------------
@@ -118,7 +110,7 @@ def check_filters(filters: Filters | None) -> None:
         raise ValueError(f"unknown filter {', '.join(unknown)} (use {', '.join(FILTER_KEYS)})")
 
 
-def matches(hit: Hit, filters: Filters, index: _Index) -> bool:
+def matches(hit: Hit, filters: Filters, index: IndexReader) -> bool:
     """Whether ``hit`` passes every filter: source (path or folder prefix), doc_id, kind."""
     for key, wanted in filters.items():
         values = [wanted] if isinstance(wanted, str) else list(wanted)
@@ -128,7 +120,7 @@ def matches(hit: Hit, filters: Filters, index: _Index) -> bool:
             ok = hit.doc_id in values
         else:
             record = index.document(hit.source)
-            ok = record is not None and getattr(record, "kind", None) in values
+            ok = record is not None and record.kind in values
         if not ok:
             return False
     return True
@@ -139,7 +131,7 @@ def matches(hit: Hit, filters: Filters, index: _Index) -> bool:
 
 def retrieve(
     embedder: _Encoder,
-    index: _Index,
+    index: IndexReader,
     query: str,
     k: int,
     options: RetrievalSettings,
@@ -216,7 +208,7 @@ def _fuse(dense: Ranked, lexical: Ranked, options: RetrievalSettings) -> Ranked:
     return order, [fused[i] for i in order]
 
 
-def _cosines(index: _Index, qvec: np.ndarray, ids: list[int], dense: Ranked) -> np.ndarray:
+def _cosines(index: IndexReader, qvec: np.ndarray, ids: list[int], dense: Ranked) -> np.ndarray:
     """Cosine of each id to the query: from the dense search where it ranked, else its vector."""
     known = dict(zip(*dense, strict=True))
     missing = [i for i in ids if i not in known]

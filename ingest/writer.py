@@ -3,9 +3,10 @@
 A commit builds the next FAISS index on a copy, writes it as a complete new version directory
 (tmp, fsync, rename, fsync parent) and only then flips ``meta.current_version`` in the same SQLite
 transaction that writes the rows, so a kill -9 at any instant leaves either the old version or the
-new one, never a mix. FAISS itself stays behind ``ingest.index.structures``, the only module that
-imports faiss. This module imports ``ingest.index``; that one imports this only inside functions,
-so there is no cycle at import time.
+new one, never a mix. The writer sits above the store: it builds on ``VectorIndex``'s public
+snapshot/publish methods (``snapshot``, ``Snapshot.derive``, ``write_version``, ``publish``) and
+never touches FAISS or the version directory's layout, and ``ingest.index`` does not import it.
+Take one with ``Writer.acquire(index)``.
 """
 
 from __future__ import annotations
@@ -22,19 +23,9 @@ import numpy as np
 
 from ingest.docstore import CommitBatch, DocumentRecord, PendingPut
 from ingest.faults import fault_point
-from ingest.index import (
-    INDEX_FILE,
-    LEXICAL_DIR,
-    IndexCorrupt,
-    IndexStoreError,
-    VectorIndex,
-    WriterBusy,
-    _Snapshot,
-)
-from ingest.index.structures import apply_changes, structure_of, write_index
+from ingest.index import IndexCorrupt, IndexStoreError, VectorIndex, WriterBusy
 from ingest.lexical import lexical_text
 from ingest.model import Chunk
-from ingest.versions import collect_garbage, write_version_dir
 
 __all__ = ["StagedChanges", "Writer"]
 
@@ -71,24 +62,24 @@ class Writer:
     """
 
     def __init__(self, owner: VectorIndex, lock_fd: int) -> None:
+        """Use ``acquire``: this assumes the lock is held and ``owner`` is up to date."""
         self._owner = owner
-        self._store = owner._store
+        self._store = owner.docstore
         self._fd: int | None = lock_fd
         self._next_id = int(self._store.meta()["next_chunk_id"])
         self._reset()
 
     @classmethod
-    def acquire(cls, owner: VectorIndex, timeout: float) -> Self:
-        """Take ``owner``'s writer lock and start from its latest committed version.
+    def acquire(cls, owner: VectorIndex, timeout: float = 30.0) -> Self:
+        """Take ``owner``'s single writer lock and start from its latest committed version.
 
-        Backs ``VectorIndex.writer()``; the lock is released again if anything after taking it
-        fails, so a failed start never blocks the next writer.
+        The lock is released again if anything after taking it fails, so a failed start never
+        blocks the next writer.
         """
-        fd = _acquire_lock(owner._root / "LOCK", timeout)
+        fd = _acquire_lock(owner.root / "LOCK", timeout)
         try:
             owner.refresh()
-            # Orphans of a writer killed mid-commit.
-            collect_garbage(owner._versions, owner.version, owner._keep)
+            owner.collect_garbage()  # orphans of a writer killed mid-commit
             return cls(owner, fd)
         except BaseException:
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -123,7 +114,7 @@ class Writer:
 
     def _check(self) -> None:
         if self._fd is None:
-            raise IndexStoreError("this writer is closed; take a new one with index.writer()")
+            raise IndexStoreError("this writer is closed; take a new one with Writer.acquire()")
 
     @property
     def pending(self) -> int:
@@ -132,7 +123,7 @@ class Writer:
     def put(self, doc: DocumentRecord, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Stage ``doc`` (identified by its source), replacing any earlier version of it."""
         self._check()
-        dim = self._owner._dim
+        dim = self._owner.dim
         vecs = np.array(vectors, dtype=np.float32, copy=True)  # caller may reuse its buffer
         if vecs.shape != (len(chunks), dim):
             raise ValueError(f"vectors must have shape ({len(chunks)}, {dim}), got {vecs.shape}")
@@ -188,8 +179,6 @@ class Writer:
         stale = np.array(store.chunk_ids_of_sources(touched), dtype=np.int64)
 
         # 1. Copy-on-write: readers in this process keep searching owner's snapshot meanwhile.
-        snap = owner._current()
-        index = owner._private_copy(snap)
         adds = None
         puts = list(self._puts.values())
         if puts:
@@ -197,41 +186,25 @@ class Writer:
                 np.concatenate([p.vectors for p in puts]),
                 np.concatenate([p.ids for p in puts]),
             )
-        apply_changes(index, stale, adds)
-        index = owner._restructure(index)
         texts = [
             (int(i), lexical_text(c.heading, c.text))
             for p in puts
             for i, c in zip(p.ids.tolist(), p.chunks, strict=True)
         ]
-        lexical = snap.lexical.updated(stale, texts)
+        snap = owner.snapshot().derive(stale, adds, texts, owner.settings)
         n_docs += len(self._puts) - n_replaced
         n_chunks += sum(len(p.chunks) for p in puts) - int(stale.size)
-        if index.ntotal != n_chunks or len(lexical) != n_chunks:
+        if snap.ntotal != n_chunks or len(snap.lexical) != n_chunks:
             # FAISS, BM25 and SQLite would drift apart: stop before anything is published.
             raise IndexCorrupt(
-                f"FAISS would hold {index.ntotal} and BM25 {len(lexical)} for {n_chunks} chunks"
+                f"FAISS would hold {snap.ntotal} and BM25 {len(snap.lexical)} for {n_chunks} chunks"
             )
 
         # 2. Write the version directory (tmp, fsync, rename, fsync parent).
-        def write(vdir: Path) -> None:
-            write_index(index, vdir / INDEX_FILE)
-            lexical.save(vdir / LEXICAL_DIR)
-
         created_at = time.time()
-        manifest = {
-            "version": version,
-            "created_at": created_at,
-            "embed_model": owner._embed_model,
-            "dim": owner._dim,
-            "index_kind": owner._kind,
-            "structure": structure_of(index),
-            "ntotal": int(index.ntotal),
-            "n_documents": n_docs,
-            "n_chunks": n_chunks,
-        }
-        files = write_version_dir(owner._versions, version, write, manifest)
-        digest = files[INDEX_FILE]["sha256"]
+        digest = owner.write_version(
+            snap, created_at=created_at, n_documents=n_docs, n_chunks=n_chunks
+        )
 
         # 3. The switch: rows and current_version in one SQLite transaction.
         batch = CommitBatch(
@@ -241,17 +214,17 @@ class Writer:
             removes=sorted(self._removes),
             quarantines=dict(self._quarantines),
             next_chunk_id=self._next_id,
-            ntotal=int(index.ntotal),
+            ntotal=snap.ntotal,
             sha256=digest,
         )
         store.apply(batch, lambda: fault_point("commit-sqlite-open"))
         # The new version serves from memory: it is what we just built, and the next commit
         # clones it instead of re-reading the file.
-        owner._install(_Snapshot(index, lexical, version, None))
+        owner.publish(snap)
         self._reset()
 
         # 4. Garbage-collect; a failure here costs disk space, never correctness.
-        collect_garbage(owner._versions, owner.version, owner._keep)
+        owner.collect_garbage()
         return version
 
 
@@ -300,7 +273,7 @@ class StagedChanges:
         if not self._ops:
             self._index.refresh()
             return self._index.version
-        with self._index.writer(self._timeout) as writer:
+        with Writer.acquire(self._index, self._timeout) as writer:
             for op, args in self._ops:
                 getattr(writer, op)(*args)
             version = writer.commit()

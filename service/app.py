@@ -16,8 +16,8 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ingest.cli import open_index
 from ingest.embed import Embedder, load_embedder
+from ingest.index import VectorIndex
 from prompts.registry import TemplateRegistry, builtin_dir
 from service import errors
 from service.deps import AppState
@@ -78,7 +78,9 @@ def _build_state(
     settings: Settings, llm: LLM | None, embedder: Embedder | None, metrics: Metrics | None = None
 ) -> AppState:
     embedder = embedder or load_embedder(settings.embed)
-    index = open_index(settings, embedder)
+    index = VectorIndex.open(
+        settings.index_dir, settings.index, embed_model=embedder.name, dim=embedder.dim
+    )
     model = llm or load_llm(settings.llm)
     registry = TemplateRegistry([builtin_dir(), settings.home / "prompts"])
     registry.get(settings.rag.template)  # fail at start-up, not on the first request

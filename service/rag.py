@@ -16,7 +16,7 @@ from typing import Any
 
 from ingest import search
 from ingest.embed import Embedder
-from ingest.index import Hit, VectorIndex
+from ingest.index import Hit, IndexReader
 from ingest.settings import RetrievalSettings
 from prompts.fewshot import ExampleBank
 from prompts.registry import Example, Template, TemplateRegistry
@@ -29,7 +29,7 @@ _CITE = re.compile(r"\[(\d{1,3})\]")
 
 def retrieve(
     embedder: Embedder,
-    index: VectorIndex,
+    index: IndexReader,
     query: str,
     k: int,
     *,
@@ -93,7 +93,7 @@ def plan_answer(
     *,
     question: str,
     embedder: Embedder,
-    index: VectorIndex,
+    index: IndexReader,
     llm: LLM,
     registry: TemplateRegistry,
     rag: RagSettings,

@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 from ingest.embed import Embedder, counting_tokenizer, default_model_path, load_embedder
 from ingest.index import VectorIndex
 from ingest.pipeline import Ingestor
-from ingest.settings import ChunkSettings, EmbedSettings, IngestSettings
+from ingest.settings import ChunkSettings, EmbedSettings, IndexSettings, IngestSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,7 +64,7 @@ def cli_env(embed_settings: EmbedSettings, embedder: Embedder) -> dict[str, str]
 
 def open_store(root: Path, embedder: Embedder) -> VectorIndex:
     """The index the CLI would open under ``--home root/..`` (``root`` is the index directory)."""
-    return VectorIndex.open(root, embed_model=embedder.name, dim=embedder.dim)
+    return VectorIndex.open(root, IndexSettings(), embed_model=embedder.name, dim=embedder.dim)
 
 
 def make_ingestor(

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from ingest.convert import detect_kind
 from ingest.model import UnsupportedFile
 from ingest.pipeline import Ingestor
+from ingest.writer import Writer
 from service.deps import AppState, State
 from service.errors import ApiError
 
@@ -101,7 +102,7 @@ async def delete_document(doc_id: str, state: State) -> dict[str, Any]:
 
 
 def _remove(state: AppState, source: str) -> None:
-    with state.index.writer() as writer:
+    with Writer.acquire(state.index) as writer:
         writer.remove(source)
         writer.commit()
     uploads = (state.settings.home / "uploads").resolve()

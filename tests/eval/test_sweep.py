@@ -459,8 +459,9 @@ def test_chunk_axes_answer_from_a_rechunked_copy(
     assert r1.results["run"]["unchunkable_files"] == 0
     assert {r["chunk_size"] for r in r1.rows if r["config"] == c48.id} == {48}
     assert {r["chunk_size"] for r in r1.rows if r["config"] != c48.id} == {None}
-    serving = VectorIndex.open(settings.index_dir, embed_model=embedder.name, dim=embedder.dim)
-    smaller = VectorIndex.open(copy, embed_model=embedder.name, dim=embedder.dim)
+    model, dim = embedder.name, embedder.dim
+    serving = VectorIndex.open(settings.index_dir, settings.index, embed_model=model, dim=dim)
+    smaller = VectorIndex.open(copy, settings.index, embed_model=model, dim=dim)
     try:
         assert smaller.stats()["documents"] == serving.stats()["documents"] == 2
         assert smaller.stats()["chunks"] > serving.stats()["chunks"]  # same files, smaller pieces

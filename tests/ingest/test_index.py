@@ -25,6 +25,8 @@ from ingest.index import (
     WriterBusy,
 )
 from ingest.model import Chunk
+from ingest.settings import IndexSettings
+from ingest.writer import Writer
 
 REPO = Path(__file__).resolve().parents[2]
 DIM = 16
@@ -52,11 +54,11 @@ def make_doc(
 
 
 def open_index(root: Path, embed_model: str = MODEL, **kw: Any) -> VectorIndex:
-    return VectorIndex.open(root, embed_model=embed_model, dim=DIM, **kw)
+    return VectorIndex.open(root, IndexSettings(**kw), embed_model=embed_model, dim=DIM)
 
 
 def commit_doc(idx: VectorIndex, source: str, n: int, seed: int, content_hash: str = "h1") -> int:
-    with idx.writer() as w:
+    with Writer.acquire(idx) as w:
         w.put(*make_doc(source, n, seed, content_hash))
         return w.commit()
 
@@ -136,7 +138,7 @@ def test_reput_replaces_old_chunks(idx: VectorIndex) -> None:
 def test_remove(idx: VectorIndex) -> None:
     commit_doc(idx, "a.md", 3, seed=1)
     commit_doc(idx, "b.md", 2, seed=2)
-    with idx.writer() as w:
+    with Writer.acquire(idx) as w:
         assert w.remove("nope.md") is False and w.pending == 0
         assert w.commit() == 2  # nothing pending: no new version
         assert w.remove("a.md") is True
@@ -149,7 +151,7 @@ def test_remove(idx: VectorIndex) -> None:
 
 def test_quarantine_keeps_last_good_version_and_put_clears_it(idx: VectorIndex) -> None:
     commit_doc(idx, "a.md", 2, seed=1)
-    with idx.writer() as w:
+    with Writer.acquire(idx) as w:
         w.quarantine("a.md", "h2", "pdf is encrypted")
         w.quarantine("broken.pdf", None, "unreadable")
         assert w.pending == 2
@@ -165,14 +167,14 @@ def test_quarantine_keeps_last_good_version_and_put_clears_it(idx: VectorIndex) 
 
 def test_exit_without_commit_discards(idx: VectorIndex) -> None:
     commit_doc(idx, "a.md", 2, seed=1)
-    with idx.writer() as w:
+    with Writer.acquire(idx) as w:
         w.put(*make_doc("b.md", 2, seed=2))
         w.remove("a.md")
-    with pytest.raises(RuntimeError), idx.writer() as w:
+    with pytest.raises(RuntimeError), Writer.acquire(idx) as w:
         w.put(*make_doc("c.md", 2, seed=3))
         raise RuntimeError("boom")
     assert idx.version == 1 and [d.source for d in idx.documents()] == ["a.md"]
-    with idx.writer() as w:
+    with Writer.acquire(idx) as w:
         assert w.pending == 0
     assert sources_found(idx, unit_vectors(2, 2)) == {"a.md"}
 
@@ -183,7 +185,7 @@ def test_embedding_mismatch(root: Path, idx: VectorIndex) -> None:
         open_index(root, embed_model="other-model")
     assert MODEL in str(info.value)
     with pytest.raises(EmbeddingMismatch, match="dim=8"):
-        VectorIndex.open(root, embed_model=MODEL, dim=8)
+        VectorIndex.open(root, IndexSettings(), embed_model=MODEL, dim=8)
 
 
 def test_corrupt_index_file_is_detected(root: Path, idx: VectorIndex) -> None:
@@ -219,8 +221,12 @@ HOLD_LOCK = """
 import sys, time
 from pathlib import Path
 from ingest.index import VectorIndex
-idx = VectorIndex.open(Path(sys.argv[1]), embed_model=sys.argv[3], dim=int(sys.argv[4]))
-with idx.writer():
+from ingest.settings import IndexSettings
+from ingest.writer import Writer
+idx = VectorIndex.open(
+    Path(sys.argv[1]), IndexSettings(), embed_model=sys.argv[3], dim=int(sys.argv[4])
+)
+with Writer.acquire(idx):
     Path(sys.argv[2]).write_text("held")
     time.sleep(120)
 """
@@ -233,10 +239,10 @@ def test_writer_busy_when_another_process_holds_the_lock(root: Path, idx: Vector
     try:
         _wait_for(sig, proc)
         with pytest.raises(WriterBusy, match=str(proc.pid)):
-            idx.writer(timeout=0.3)
+            Writer.acquire(idx, timeout=0.3)
     finally:
         _kill(proc)
-    with idx.writer(timeout=5.0) as w:  # the kernel dropped the dead holder's lock
+    with Writer.acquire(idx, timeout=5.0) as w:  # the kernel dropped the dead holder's lock
         assert w.pending == 0
 
 
@@ -301,7 +307,7 @@ def test_ivf_switches_at_threshold_and_remove_still_works(tmp_path: Path) -> Non
         assert idx.stats()["structure"] == "ivf" and idx.stats()["ntotal"] == 160
         b = unit_vectors(60, 2)
         assert [row[0].text for row in idx.search(b[:5], 1)] == [f"b.md #{i}" for i in range(5)]
-        with idx.writer() as w:
+        with Writer.acquire(idx) as w:
             w.remove("a.md")
             w.put(*make_doc("c.md", 3, seed=3))
             assert w.commit() == 3
@@ -323,13 +329,15 @@ from pathlib import Path
 import numpy as np
 from ingest.index import DocumentRecord, VectorIndex
 from ingest.model import Chunk
+from ingest.settings import IndexSettings
+from ingest.writer import Writer
 root, source, vectors_path, model = sys.argv[1:5]
 vectors = np.load(vectors_path, allow_pickle=False)
-idx = VectorIndex.open(Path(root), embed_model=model, dim=vectors.shape[1])
+idx = VectorIndex.open(Path(root), IndexSettings(), embed_model=model, dim=vectors.shape[1])
 doc = DocumentRecord(doc_id=f"id-{source}", source=source, content_hash="h1", size=100,
                      mtime_ns=1, kind="markdown", title=None)
 chunks = [Chunk(i, 0, 1, f"{source} #{i}", None, (), 1) for i in range(len(vectors))]
-with idx.writer() as w:
+with Writer.acquire(idx) as w:
     w.put(doc, chunks, vectors)
     w.commit()
 """
@@ -367,7 +375,7 @@ def test_sigkill_mid_commit_leaves_previous_version(tmp_path: Path, point: str) 
         assert idx.stats()["ntotal"] == 3 and idx.stats()["chunks"] == 3
         assert sources_found(idx, unit_vectors(4, 2)) == {"a.md"}
         assert lexical_sources(idx, "md") == {"a.md"} and idx.verify() == []
-        with idx.writer() as w:
+        with Writer.acquire(idx) as w:
             assert version_dirs(root) == ["v00000001"]  # orphans removed on writer start
             w.put(*make_doc("b.md", 4, seed=2))
             assert w.commit() == 2
@@ -393,7 +401,7 @@ def test_bm25_follows_add_update_delete_and_reopen(root: Path) -> None:
         commit_doc(idx, "alpha.md", 4, seed=3, content_hash="h2")  # update: new chunk ids
         new = {h.chunk_id for h in idx.search_lexical(["alpha"], 10)[0]}
         assert len(new) == 4 and old.isdisjoint(new) and idx.verify() == []
-        with idx.writer() as w:
+        with Writer.acquire(idx) as w:
             w.remove("beta.md")
             w.commit()
         assert lexical_sources(idx, "beta") == set() and idx.stats()["lexical"] == 4
@@ -455,7 +463,7 @@ def test_auto_kind_goes_approximate_above_the_threshold_and_back(root: Path) -> 
         assert [row[0].text for row in idx.search(b[:5], 1)] == [f"b.md #{i}" for i in range(5)]
         # 8-bit codes: stored vectors come back to within quantization error.
         assert idx.vectors([idx.search(b[:1], 1)[0][0].chunk_id]) == pytest.approx(b[:1], abs=0.02)
-        with idx.writer() as w:  # 100 left < 400 / 2: exact again
+        with Writer.acquire(idx) as w:  # 100 left < 400 / 2: exact again
             w.remove("a.md")
             w.remove("b.md")
             w.put(*make_doc("c.md", 100, seed=3))

@@ -13,7 +13,9 @@ from ingest.index import DocumentRecord, EmbeddingMismatch, VectorIndex
 from ingest.model import Chunk
 from ingest.pipeline import Summary, document_id
 from ingest.scan import source_of
+from ingest.settings import IndexSettings
 from ingest.watch import watch
+from ingest.writer import Writer
 from tests.conftest import (
     copy_files,
     corpus_files,
@@ -221,9 +223,11 @@ def test_store_refuses_another_embedding_model(
     small_docs(shared_data, tmp_path / "docs")
     assert make_ingestor(index, embedder).run([tmp_path / "docs"]).added == 2
     with pytest.raises(EmbeddingMismatch, match="other/model"):
-        VectorIndex.open(tmp_path / "index", embed_model="other/model", dim=embedder.dim)
+        VectorIndex.open(
+            tmp_path / "index", IndexSettings(), embed_model="other/model", dim=embedder.dim
+        )
     with pytest.raises(EmbeddingMismatch):
-        VectorIndex.open(tmp_path / "index", embed_model=embedder.name, dim=768)
+        VectorIndex.open(tmp_path / "index", IndexSettings(), embed_model=embedder.name, dim=768)
 
 
 def test_watch_follows_new_changed_and_deleted_files(
@@ -280,7 +284,8 @@ def test_other_writers_commit_while_an_ingest_run_converts_and_embeds(
     def meanwhile(_: int) -> None:
         if versions:
             return
-        with index.writer(timeout=1.0) as w:  # WriterBusy if the run held the lock throughout
+        # WriterBusy if the run held the lock throughout
+        with Writer.acquire(index, timeout=1.0) as w:
             doc = DocumentRecord("upload", "/uploads/note.md", "h", 1, 1, "markdown", None)
             chunk = Chunk(0, 0, 4, "note", None, (), 1)
             w.put(doc, [chunk], embedder.encode(["note"]))
