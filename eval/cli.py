@@ -9,21 +9,16 @@ where it assembles the parser; ``python -m eval.cli`` runs them on their own.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from eval.cli_common import EXIT_USAGE, ProgressBar, UsageError, default_out
+from eval.cli_models import add_models
+from eval.cli_serving import add_serving_actions
 from eval.run import DEFAULT_PRIMARY
 from service.settings import Settings
-
-EXIT_USAGE = 2  # what argparse itself returns for a bad command line
-
-
-class UsageError(ValueError):
-    """A command-line value that cannot be used; reported on one line, exit status 2."""
 
 
 def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -31,9 +26,6 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p = sub.add_parser("eval", help="evaluate answers and tune the serving configuration")
     actions = p.add_subparsers(dest="eval_command", required=True, metavar="ACTION")
     add_run(actions, common)
-    from eval.cli_models import add_models
-    from eval.cli_serving import add_serving_actions
-
     add_models(actions, common)
     add_serving_actions(actions, common)
 
@@ -121,17 +113,6 @@ def check_fail_under(results: Mapping[str, Any], thresholds: Mapping[str, float]
     return failures
 
 
-def default_out(settings: Settings, dataset: Path, ids: Sequence[str], extra: Any) -> Path:
-    """A folder named by what decides the rows, so rerunning the same command resumes.
-
-    It goes under settings' ``eval.runs_dir``, else ``HOME/eval/runs``.
-    """
-    h = hashlib.sha256(dataset.read_bytes())
-    h.update(json.dumps([sorted(ids), extra], sort_keys=True, default=str).encode())
-    runs = settings.eval.runs_dir or settings.home / "eval" / "runs"
-    return runs / f"{dataset.stem}-{h.hexdigest()[:8]}"
-
-
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from eval.dataset import DatasetError, load_dataset
     from eval.judge import judge_config
@@ -177,27 +158,6 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     for f in failures:
         print(f"ragtune eval run: fail-under: {f}", file=sys.stderr)
     return 1 if failures else 0
-
-
-class ProgressBar:
-    """A tqdm bar with ETA whose total follows the runner's plan (halving revises it)."""
-
-    def __enter__(self) -> ProgressBar:
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=0, unit="answer", desc="eval", dynamic_ncols=True)
-        return self
-
-    def update(self, done: int, total: int) -> None:
-        if self._bar.total != total:
-            self._bar.total = total
-        self._bar.update(done - self._bar.n)
-
-    def describe(self, text: str) -> None:
-        self._bar.set_description(text)
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
