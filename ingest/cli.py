@@ -22,8 +22,7 @@ from ingest.settings import (
 )
 
 if TYPE_CHECKING:
-    from ingest.embed import Embedder
-    from ingest.index import Hit, VectorIndex
+    from ingest.index import Hit
     from ingest.pipeline import Ingestor, Summary
 
 
@@ -79,23 +78,10 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.set_defaults(handler=cmd_docs)
 
 
-def open_index(
-    cfg: IngestConfig, embedder: Embedder | None, identity: tuple[str, int] | None = None
-) -> VectorIndex:
-    """The configured store; ``identity`` (model, dim) stands in for an encoder not loaded."""
-    from ingest.index import VectorIndex
-
-    if identity is None:
-        if embedder is None:
-            raise ValueError("open_index needs an embedder or the store's recorded identity")
-        identity = (embedder.name, embedder.dim)
-    model, dim = identity
-    return VectorIndex.from_settings(cfg.index_dir, cfg.index, embed_model=model, dim=dim)
-
-
 def cmd_ingest(args: argparse.Namespace, cfg: IngestConfig) -> int:
     from ingest.embed import load_embedder
     from ingest.pipeline import Ingestor
+    from ingest.search import open_index
     from ingest.watch import watch
 
     missing = [str(p) for p in args.paths if not p.exists()]
@@ -181,7 +167,7 @@ def hit_json(hit: Hit) -> dict[str, object]:
 
 def cmd_search(args: argparse.Namespace, cfg: IngestConfig) -> int:
     from ingest.embed import load_embedder
-    from ingest.search import retrieve
+    from ingest.search import open_index, retrieve
 
     if args.k < 1:
         print("ragtune search: -k must be at least 1", file=sys.stderr)
@@ -236,6 +222,7 @@ def _search_options(
 
 def cmd_docs(args: argparse.Namespace, cfg: IngestConfig) -> int:
     from ingest.index import VectorIndex
+    from ingest.search import open_index
 
     identity = VectorIndex.recorded_identity(cfg.index_dir)
     if identity is None:  # nothing ingested yet: nothing to list, and nothing is created

@@ -39,9 +39,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from service import rag
-    from service.app import _build_state
+    from service.state import build_state, close_state
 
-    state = _build_state(settings, None, None)
+    state = build_state(settings)
     serving, serving_version = state.serving.effective(settings.rag)
     try:
         plan = rag.plan_answer(
@@ -60,8 +60,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         cited = rag.citations(plan, out.text)
         info = rag.rag_info(plan, state.backend)
     finally:
-        state.index.close()
-        state.llm.close()
+        close_state(state)
     if args.json:
         print(json.dumps({"answer": out.text, "citations": cited, "ragtune": info}, indent=2))
         return 0
