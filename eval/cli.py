@@ -2,8 +2,8 @@
 
 ``eval`` is one command with actions (``run`` here; from-feedback, promote, history, rollback,
 models beside it), each handler ``handler(args, settings) -> int`` like every other command.
-``service.cli`` must not import ``eval`` (layering), so the top-level ``ragtune`` registers these
-where it assembles the parser; ``python -m eval.cli`` runs them on their own.
+``service.cli`` must not import ``eval`` (layering), so the full command line is assembled here,
+in the top layer: ``main`` is the ``ragtune`` console script and ``python -m eval.cli``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from eval.cli_common import EXIT_USAGE, ProgressBar, UsageError, default_out
 from eval.cli_models import add_models
 from eval.cli_serving import add_serving_actions
 from eval.run import DEFAULT_PRIMARY
+from service import cli as service_cli
 from service.settings import Settings
 
 
@@ -161,10 +162,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m eval.cli eval ...``: the same as ``ragtune eval ...`` (one parser, one main)."""
-    from service.cli import main as ragtune_main
-
-    return ragtune_main(argv)
+    """``ragtune``: the commands of ingest, prompts and service, and ``eval`` (one parser)."""
+    return service_cli.main(argv, commands=(*service_cli.COMMANDS, add_commands))
 
 
 if __name__ == "__main__":
