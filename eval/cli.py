@@ -2,28 +2,24 @@
 
 ``eval`` is one command with actions (``run`` here; from-feedback, promote, history, rollback,
 models beside it), each handler ``handler(args, settings) -> int`` like every other command.
-``service.cli`` must not import ``eval`` (layering), so the top-level ``ragtune`` registers these
-where it assembles the parser; ``python -m eval.cli`` runs them on their own.
+``service.cli`` must not import ``eval`` (layering), so the full command line is assembled here,
+in the top layer: ``main`` is the ``ragtune`` console script and ``python -m eval.cli``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from eval.cli_common import EXIT_USAGE, ProgressBar, UsageError, default_out
+from eval.cli_models import add_models
+from eval.cli_serving import add_serving_actions
 from eval.run import DEFAULT_PRIMARY
+from service import cli as service_cli
 from service.settings import Settings
-
-EXIT_USAGE = 2  # what argparse itself returns for a bad command line
-
-
-class UsageError(ValueError):
-    """A command-line value that cannot be used; reported on one line, exit status 2."""
 
 
 def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -31,9 +27,6 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p = sub.add_parser("eval", help="evaluate answers and tune the serving configuration")
     actions = p.add_subparsers(dest="eval_command", required=True, metavar="ACTION")
     add_run(actions, common)
-    from eval.cli_models import add_models
-    from eval.cli_serving import add_serving_actions
-
     add_models(actions, common)
     add_serving_actions(actions, common)
 
@@ -121,17 +114,6 @@ def check_fail_under(results: Mapping[str, Any], thresholds: Mapping[str, float]
     return failures
 
 
-def default_out(settings: Settings, dataset: Path, ids: Sequence[str], extra: Any) -> Path:
-    """A folder named by what decides the rows, so rerunning the same command resumes.
-
-    It goes under settings' ``eval.runs_dir``, else ``HOME/eval/runs``.
-    """
-    h = hashlib.sha256(dataset.read_bytes())
-    h.update(json.dumps([sorted(ids), extra], sort_keys=True, default=str).encode())
-    runs = settings.eval.runs_dir or settings.home / "eval" / "runs"
-    return runs / f"{dataset.stem}-{h.hexdigest()[:8]}"
-
-
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from eval.dataset import DatasetError, load_dataset
     from eval.judge import judge_config
@@ -179,32 +161,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failures else 0
 
 
-class ProgressBar:
-    """A tqdm bar with ETA whose total follows the runner's plan (halving revises it)."""
-
-    def __enter__(self) -> ProgressBar:
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=0, unit="answer", desc="eval", dynamic_ncols=True)
-        return self
-
-    def update(self, done: int, total: int) -> None:
-        if self._bar.total != total:
-            self._bar.total = total
-        self._bar.update(done - self._bar.n)
-
-    def describe(self, text: str) -> None:
-        self._bar.set_description(text)
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.close()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m eval.cli eval ...``: the same as ``ragtune eval ...`` (one parser, one main)."""
-    from service.cli import main as ragtune_main
-
-    return ragtune_main(argv)
+    """``ragtune``: the commands of ingest, prompts and service, and ``eval`` (one parser)."""
+    return service_cli.main(argv, commands=(*service_cli.COMMANDS, add_commands))
 
 
 if __name__ == "__main__":

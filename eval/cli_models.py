@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from eval.cli import EXIT_USAGE, ProgressBar, UsageError, default_out
+from eval.cli_common import EXIT_USAGE, ProgressBar, UsageError, default_out
 from service.settings import Settings
 
 

@@ -30,6 +30,7 @@ from ingest.embed import Embedder
 from service.deps import AppState
 from service.llm.base import LLM
 from service.settings import EvalSettings, RagSettings, Settings
+from service.state import build_state, close_state
 
 DEFAULT_PRIMARY = "semantic_similarity"
 MAX_ERRORS = 20  # judge error messages kept in results.json
@@ -211,8 +212,6 @@ def run_sweep(
     from ``settings`` exactly as the service builds them. ``judge`` is ``metrics.parse_judge``'s
     config, or None for the metrics that need no judge model.
     """
-    from service.app import _build_state
-
     if sum(c.baseline for c in configs) != 1:
         raise ValueError("exactly one configuration must be the baseline")
     if not dataset_cases:
@@ -221,11 +220,8 @@ def run_sweep(
     bootstrap = bootstrap_of(settings.eval)
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        state = _build_state(settings, llm, embedder)
-        stack.callback(state.index.close)
-        stack.callback(state.feedback.close)
-        if llm is None:  # ours to close; an injected one belongs to the caller
-            stack.callback(state.llm.close)
+        state = build_state(settings, llm=llm, embedder=embedder)
+        stack.callback(close_state, state)
         cache = stack.enter_context(
             contextlib.closing(EvalCache(settings.home / "eval" / "cache.sqlite"))
         )

@@ -1,4 +1,4 @@
-"""``ragtune ingest | search | docs``: the operator's side of the index.
+"""``ragtune ingest | docs``: the operator's side of the index (``search`` is the service's).
 
 Each command receives ready-made settings (built by the top-level ``main``) and returns an exit
 status; heavy imports (encoder, FAISS) happen inside the commands so ``--help`` stays instant.
@@ -13,16 +13,9 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ingest.settings import (
-    ChunkSettings,
-    EmbedSettings,
-    IndexSettings,
-    IngestSettings,
-    RetrievalSettings,
-)
+from ingest.settings import ChunkSettings, EmbedSettings, IndexSettings, IngestSettings
 
 if TYPE_CHECKING:
-    from ingest.index import Hit
     from ingest.pipeline import Ingestor, Summary
 
 
@@ -31,9 +24,6 @@ class IngestConfig(Protocol):
 
     @property
     def index_dir(self) -> Path: ...
-
-    @property
-    def retrieval(self) -> RetrievalSettings: ...
 
     embed: EmbedSettings
     chunk: ChunkSettings
@@ -51,23 +41,6 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=cmd_ingest)
 
-    p = sub.add_parser("search", parents=[common], help="top chunks for a query")
-    p.add_argument("query")
-    p.add_argument("-k", type=int, default=5, help="number of chunks (default 5)")
-    p.add_argument("--mode", choices=("dense", "bm25", "hybrid"), help="default: settings")
-    p.add_argument("--fusion", choices=("rrf", "blend"), help="hybrid fusion (default: settings)")
-    p.add_argument("--dense-weight", type=float, help="hybrid: weight of the dense side, 0..1")
-    p.add_argument("--mmr", type=float, metavar="LAMBDA", help="diversify (1: relevance only)")
-    p.add_argument(
-        "--filter",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="source, doc_id or kind; repeat for more (same key: any of)",
-    )
-    p.add_argument("--json", action="store_true", help="print a JSON list")
-    p.set_defaults(handler=cmd_search)
-
     p = sub.add_parser("docs", parents=[common], help="list indexed and quarantined documents")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument(
@@ -80,8 +53,8 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 
 def cmd_ingest(args: argparse.Namespace, cfg: IngestConfig) -> int:
     from ingest.embed import load_embedder
-    from ingest.index import VectorIndex
     from ingest.pipeline import Ingestor
+    from ingest.search import open_index
     from ingest.watch import watch
 
     missing = [str(p) for p in args.paths if not p.exists()]
@@ -92,7 +65,7 @@ def cmd_ingest(args: argparse.Namespace, cfg: IngestConfig) -> int:
     if args.workers:
         settings = settings.model_copy(update={"workers": args.workers})
     embedder = load_embedder(cfg.embed)
-    index = VectorIndex.open(cfg.index_dir, cfg.index, embed_model=embedder.name, dim=embedder.dim)
+    index = open_index(cfg, embedder)
     ingestor = Ingestor(index, embedder, cfg.chunk, settings)
     try:
         if args.watch:
@@ -153,84 +126,16 @@ def _print_summary(summary: Summary, as_json: bool) -> None:
     )
 
 
-def hit_json(hit: Hit) -> dict[str, object]:
-    return {
-        "text": hit.text,
-        "source": hit.source,
-        "page": hit.page,
-        "heading": " > ".join(hit.heading),
-        "score": round(float(hit.score), 4),
-        "chunk_id": hit.chunk_id,
-        "doc_id": hit.doc_id,
-    }
-
-
-def cmd_search(args: argparse.Namespace, cfg: IngestConfig) -> int:
-    from ingest.embed import load_embedder
-    from ingest.index import VectorIndex
-    from ingest.search import retrieve
-
-    if args.k < 1:
-        print("ragtune search: -k must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        options, filters = _search_options(args, cfg.retrieval)
-    except ValueError as e:
-        print(f"ragtune search: {e}", file=sys.stderr)
-        return 2
-    embedder = load_embedder(cfg.embed)
-    index = VectorIndex.open(cfg.index_dir, cfg.index, embed_model=embedder.name, dim=embedder.dim)
-    try:
-        hits = retrieve(embedder, index, args.query, args.k, options, filters=filters)
-    finally:
-        index.close()
-    if args.json:
-        print(json.dumps([hit_json(h) for h in hits], indent=2, ensure_ascii=False))
-        return 0
-    if not hits:
-        print("no results (is anything ingested? see `ragtune docs`)")
-    for rank, h in enumerate(hits, 1):
-        where = h.source + (f", page {h.page}" if h.page is not None else "")
-        heading = f"  [{' > '.join(h.heading)}]" if h.heading else ""
-        print(f"{rank}. {h.score:.3f}  {where}{heading}")
-        print("   " + " ".join(h.text.split())[:300])
-    return 0
-
-
-def _search_options(
-    args: argparse.Namespace, base: RetrievalSettings
-) -> tuple[RetrievalSettings, dict[str, list[str]]]:
-    from pydantic import ValidationError
-
-    from ingest.search import check_filters, with_overrides
-
-    mmr = {"mmr": True, "mmr_lambda": args.mmr} if args.mmr is not None else {}
-    try:
-        options = with_overrides(
-            base, mode=args.mode, fusion=args.fusion, dense_weight=args.dense_weight, **mmr
-        )
-    except ValidationError as e:
-        raise ValueError("; ".join(f"{err['loc'][0]}: {err['msg']}" for err in e.errors())) from e
-    filters: dict[str, list[str]] = {}
-    for item in args.filter:
-        key, sep, value = item.partition("=")
-        if not sep or not value:
-            raise ValueError(f"--filter wants KEY=VALUE, got {item!r}")
-        filters.setdefault(key, []).append(value)
-    check_filters(filters)
-    return options, filters
-
-
 def cmd_docs(args: argparse.Namespace, cfg: IngestConfig) -> int:
     from ingest.index import VectorIndex
+    from ingest.search import open_index
 
     identity = VectorIndex.recorded_identity(cfg.index_dir)
     if identity is None:  # nothing ingested yet: nothing to list, and nothing is created
         docs, held, problems = [], [], []
     else:
         # The encoder is not needed to list documents: open with the identity on record.
-        model, dim = identity
-        index = VectorIndex.open(cfg.index_dir, cfg.index, embed_model=model, dim=dim)
+        index = open_index(cfg, None, identity)
         try:
             docs, held = index.documents(), index.quarantined()
             problems = index.verify() if args.check else []

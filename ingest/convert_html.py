@@ -13,7 +13,7 @@ from bs4 import BeautifulSoup, NavigableString, Tag
 from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
 
 if TYPE_CHECKING:
-    from ingest.convert import DocumentBuilder
+    from ingest.builder import DocumentBuilder
 
 __all__ = ["convert_html"]
 

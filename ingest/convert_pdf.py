@@ -17,7 +17,7 @@ from ingest.clean import clean_text, join_hyphenation, normalize_space, strip_re
 from ingest.model import ConversionError
 
 if TYPE_CHECKING:
-    from ingest.convert import DocumentBuilder
+    from ingest.builder import DocumentBuilder
 
 __all__ = ["convert_pdf"]
 

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.convert import DocumentBuilder
+from ingest.builder import DocumentBuilder
 from ingest.model import Document
 
 RECORD_SUFFIXES = (".jsonl",)

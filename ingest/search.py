@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from ingest.index import Hit, IndexReader, Ranked
-from ingest.settings import RetrievalSettings
+from ingest.index import Hit, IndexReader, Ranked, VectorIndex
+from ingest.settings import IndexSettings, RetrievalSettings
+
+if TYPE_CHECKING:
+    from ingest.embed import Embedder
 
 __all__ = [
     "Filters",
@@ -23,6 +27,7 @@ __all__ = [
     "check_filters",
     "matches",
     "mmr",
+    "open_index",
     "retrieve",
     "rrf",
     "with_overrides",
@@ -35,6 +40,27 @@ OVERFETCH = 8  # filtered searches fetch this many times the depth before filter
 
 class _Encoder(Protocol):
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class StoreConfig(Protocol):
+    """Where the store lives and how it is built (``service.settings.Settings`` has both)."""
+
+    @property
+    def index_dir(self) -> Path: ...
+
+    index: IndexSettings
+
+
+def open_index(
+    cfg: StoreConfig, embedder: Embedder | None, identity: tuple[str, int] | None = None
+) -> VectorIndex:
+    """The configured store; ``identity`` (model, dim) stands in for an encoder not loaded."""
+    if identity is None:
+        if embedder is None:
+            raise ValueError("open_index needs an embedder or the store's recorded identity")
+        identity = (embedder.name, embedder.dim)
+    model, dim = identity
+    return VectorIndex.open(cfg.index_dir, cfg.index, embed_model=model, dim=dim)
 
 
 # --- fusion math ---------------------------------------------------------------------------

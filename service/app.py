@@ -16,19 +16,15 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ingest.embed import Embedder, load_embedder
-from ingest.index import VectorIndex
-from prompts.registry import TemplateRegistry, builtin_dir
+from ingest.embed import Embedder
 from service import errors
 from service.deps import AppState
-from service.feedback import FeedbackStore
-from service.llm import load_llm
 from service.llm.base import LLM
 from service.metrics import Metrics
 from service.routes import chat, documents, feedback, health, retrieve
 from service.security import Guard, load_key_hashes
-from service.serving import ServingStore
 from service.settings import Settings
+from service.state import build_state, close_state
 
 log = logging.getLogger("ragtune.service")
 REFRESH_INTERVAL_S = 2.0
@@ -39,7 +35,9 @@ def create_app(
 ) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = await run_in_threadpool(_build_state, settings, llm, embedder, metrics)
+        state = await run_in_threadpool(
+            build_state, settings, llm=llm, embedder=embedder, metrics=metrics
+        )
         app.state.ragtune = state
         refresher = asyncio.create_task(_refresh_forever(state))
         try:
@@ -47,10 +45,7 @@ def create_app(
         finally:
             refresher.cancel()
             app.state.ragtune = None
-            state.index.close()
-            state.feedback.close()
-            if llm is None:  # ours to close; an injected one belongs to the caller
-                state.llm.close()
+            close_state(state)
 
     svc = settings.service
     guard = Guard(
@@ -72,29 +67,6 @@ def create_app(
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     return app
-
-
-def _build_state(
-    settings: Settings, llm: LLM | None, embedder: Embedder | None, metrics: Metrics | None = None
-) -> AppState:
-    embedder = embedder or load_embedder(settings.embed)
-    index = VectorIndex.open(
-        settings.index_dir, settings.index, embed_model=embedder.name, dim=embedder.dim
-    )
-    model = llm or load_llm(settings.llm)
-    registry = TemplateRegistry([builtin_dir(), settings.home / "prompts"])
-    registry.get(settings.rag.template)  # fail at start-up, not on the first request
-    return AppState(
-        settings=settings,
-        embedder=embedder,
-        index=index,
-        llm=model,
-        registry=registry,
-        backend=settings.llm.backend if llm is None else type(llm).__name__,
-        feedback=FeedbackStore(settings.home / "feedback.sqlite"),
-        metrics=metrics or Metrics(),
-        serving=ServingStore(settings.home),
-    )
 
 
 async def _refresh_forever(state: AppState) -> None:

@@ -1,12 +1,17 @@
-"""The ``ragtune`` command: builds settings once and dispatches to each package's commands."""
+"""The ``ragtune`` command line: builds settings once and dispatches to each package's commands.
+
+Each package registers its commands with ``add_commands(sub, common)``. This module knows the
+packages at or below ``service``; a package above it (``eval``) passes its own registrar in, and
+``eval.cli.main`` is the full ``ragtune`` console script. ``python -m service.cli`` is the same
+command line without the ``eval`` actions.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -16,10 +21,16 @@ from prompts import cli as prompts_cli
 from service import commands as service_commands
 from service.settings import load_settings
 
-PLUGINS = ("eval.cli",)
+Register = Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]  # type: ignore[type-arg]
+COMMANDS: tuple[Register, ...] = (
+    ingest_cli.add_commands,
+    prompts_cli.add_commands,
+    service_commands.add_commands,
+)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Sequence[Register] = COMMANDS) -> argparse.ArgumentParser:
+    """The parser with ``commands``' subcommands; each gets ``--home`` and ``--config``."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--home", type=Path, help="data directory (default $RAGTUNE_HOME or ./.ragtune)"
@@ -29,21 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ragtune", description="Self-hosted RAG: ingest documents, search them, answer."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    ingest_cli.add_commands(sub, common)
-    prompts_cli.add_commands(sub, common)
-    service_commands.add_commands(sub, common)
-    # Packages above this one in the layering (eval imports service) plug in by name, so the
-    # command line has one entry point without service importing eval.
-    for name in PLUGINS:
-        importlib.import_module(name).add_commands(sub, common)
+    for add_commands in commands:
+        add_commands(sub, common)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, commands: Sequence[Register] = COMMANDS) -> int:
     # Offline by construction: every model ships in a package; a hub look-up would only hang.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    args = build_parser().parse_args(argv)
+    args = build_parser(commands).parse_args(argv)
     try:
         settings = load_settings(getattr(args, "config", None), home=args.home)
     except (ValidationError, FileNotFoundError) as e:

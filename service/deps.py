@@ -31,6 +31,7 @@ class AppState:
     feedback: FeedbackStore
     metrics: Metrics
     serving: ServingStore
+    owns_llm: bool = True  # False: the caller injected the model and closes it
     started: float = field(default_factory=time.time)
     example_banks: dict[str, ExampleBank] = field(default_factory=dict)
 

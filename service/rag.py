@@ -49,6 +49,33 @@ def retrieve(
     )
 
 
+def retrieve_serving(
+    embedder: Embedder,
+    index: IndexReader,
+    query: str,
+    serving: RagSettings,
+    *,
+    k: int | None = None,
+    filters: search.Filters | None = None,
+    min_score: float | None = None,
+    retrieval: RetrievalSettings | None = None,
+) -> list[Hit]:
+    """``retrieve`` under a serving configuration; each argument given overrides its value.
+
+    Chat, ``/v1/retrieve`` and ``ragtune search`` all come through here, so the configuration in
+    force (the promoted one, if any) means the same passages everywhere.
+    """
+    return retrieve(
+        embedder,
+        index,
+        query,
+        k or serving.k,
+        options=retrieval or serving.retrieval,
+        filters=filters,
+        min_score=serving.min_score if min_score is None else min_score,
+    )
+
+
 def heading_text(hit: Hit) -> str:
     return " > ".join(hit.heading)
 
@@ -110,14 +137,15 @@ def plan_answer(
     template = registry.get(template_ref or rag.template)
     examples = select_examples(template, question, embedder, banks if banks is not None else {})
     k = k or rag.k
-    hits = retrieve(
+    hits = retrieve_serving(
         embedder,
         index,
         question,
-        k,
-        options=retrieval or rag.retrieval,
+        rag,
+        k=k,
         filters=filters,
-        min_score=rag.min_score if min_score is None else min_score,
+        min_score=min_score,
+        retrieval=retrieval,
     )
     t1 = time.perf_counter()
     rendered = build_prompt(

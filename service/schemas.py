@@ -140,7 +140,6 @@ class ChatCompletionResponse(BaseModel):
 
 class RetrieveRequest(RetrievalOptions):
     query: str = Field(min_length=1)
-    k: int = Field(5, ge=1)
 
 
 class RetrievedPassage(BaseModel):

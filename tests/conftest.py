@@ -50,7 +50,7 @@ def tokenizer() -> Tokenizer:
 
 @pytest.fixture(scope="session")
 def cli_env(embed_settings: EmbedSettings, embedder: Embedder) -> dict[str, str]:
-    """Environment for ``python -m service.cli`` subprocesses: this checkout, the session cache.
+    """Environment for ``python -m eval.cli`` subprocesses: this checkout, the session cache.
 
     Depends on ``embedder`` so the ONNX graph is already exported before any subprocess runs.
     """
@@ -77,7 +77,7 @@ def make_ingestor(
 
 def cli_command(*args: str) -> list[str]:
     """argv that runs the ragtune CLI of this checkout with the test interpreter."""
-    return [sys.executable, "-m", "service.cli", *args]
+    return [sys.executable, "-m", "eval.cli", *args]
 
 
 def copy_files(paths: list[Path], dest: Path) -> list[Path]:

@@ -7,11 +7,18 @@ endpoint. The servers we target each add one outside ``/v1``: llama-cpp-python h
 {"tokens"}). The first that answers is remembered. When none exists (OpenAI) the fallback is
 bytes/3: ~30 % over for English prose, about right for CJK, but under for digit- or
 punctuation-dense text (many vocabularies split digits one by one), so callers keep a margin.
+
+Counts sit on the request path (the question's length check, prompt packing), so a server that
+fails to answer is left alone for ``RETRY_AFTER_S`` and counts are estimated meanwhile, instead of
+every request waiting out a timeout; and counts already made are kept per model (the same
+passages are packed again and again).
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +26,8 @@ from typing import Any
 import httpx
 
 _TIMEOUT_S = 10.0
+RETRY_AFTER_S = 30.0  # after a failed request, estimate for this long before asking again
+CACHE_SIZE = 4096  # (model, text) counts kept
 
 
 def estimate_tokens(text: str) -> int:
@@ -61,14 +70,25 @@ _PROBE_TEXT = "Hello world"
 class RemoteTokenCounter:
     """Counts with the first tokenize endpoint the server offers, remembered after one probe."""
 
-    def __init__(self, client: httpx.Client, base_url: str, model: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        client: httpx.Client,
+        base_url: str,
+        model: Callable[[], str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         base = base_url.rstrip("/")
         self._root = base.removesuffix("/v1")
         self._client = client
         self._model = model
+        self._clock = clock
         self._lock = threading.Lock()
         self._chosen: _Endpoint | None = None
         self._none = False  # every endpoint answered "not here": estimate from now on
+        self._quiet_until = 0.0  # the server failed: estimate without asking until then
+        self._counts: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._counts_lock = threading.Lock()
 
     @property
     def method(self) -> str:
@@ -80,16 +100,34 @@ class RemoteTokenCounter:
     def count(self, text: str) -> int:
         if not text:
             return 0
-        chosen = self._chosen
-        if chosen is not None:
-            n = self._call(chosen, text)
-            return estimate_tokens(text) if n is None else n
-        if self._none:
+        key = (self._model(), text)
+        with self._counts_lock:
+            n = self._counts.get(key)
+            if n is not None:
+                self._counts.move_to_end(key)
+                return n
+        n = self._count(text)
+        if n is None:
             return estimate_tokens(text)
-        with self._lock:
-            if self._chosen is None and not self._none:
-                self._probe()
-        return self.count(text) if self._chosen is not None else estimate_tokens(text)
+        with self._counts_lock:
+            self._counts[key] = n
+            if len(self._counts) > CACHE_SIZE:
+                self._counts.popitem(last=False)
+        return n
+
+    def _count(self, text: str) -> int | None:
+        """The server's count, or None where it cannot give one now (estimate instead)."""
+        if self._none or self._clock() < self._quiet_until:
+            return None
+        chosen = self._chosen
+        if chosen is None:
+            with self._lock:
+                if self._chosen is None and not self._none and self._clock() >= self._quiet_until:
+                    self._probe()
+            chosen = self._chosen
+            if chosen is None:
+                return None
+        return self._call(chosen, text)
 
     def _probe(self) -> None:
         unreachable = False
@@ -97,17 +135,21 @@ class RemoteTokenCounter:
             try:
                 n = self._try(endpoint, _PROBE_TEXT)
             except httpx.HTTPError:
-                unreachable = True  # the server may be down now: probe again next time
+                unreachable = True  # the server may be down now: probe again later
                 continue
             if n:
                 self._chosen = endpoint
                 return
-        self._none = not unreachable
+        if unreachable:
+            self._quiet_until = self._clock() + RETRY_AFTER_S
+        else:
+            self._none = True
 
     def _call(self, endpoint: _Endpoint, text: str) -> int | None:
         try:
             return self._try(endpoint, text)
         except httpx.HTTPError:
+            self._quiet_until = self._clock() + RETRY_AFTER_S
             return None
 
     def _try(self, endpoint: _Endpoint, text: str) -> int | None:

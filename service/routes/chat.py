@@ -27,6 +27,11 @@ router = APIRouter()
 
 
 def _check_limits(req: ChatCompletionRequest, state: AppState) -> str:
+    """The question, once the request is within the service's caps.
+
+    Runs in a worker thread (from ``_plan``): counting the question's tokens may be a request to
+    the model server, which must not hold up the event loop.
+    """
     caps = state.settings.service
     if len(req.messages) > caps.max_messages:
         raise ApiError(
@@ -47,7 +52,8 @@ def _check_limits(req: ChatCompletionRequest, state: AppState) -> str:
     return question
 
 
-def _plan(req: ChatCompletionRequest, state: AppState, question: str) -> rag.Plan:
+def _plan(req: ChatCompletionRequest, state: AppState) -> rag.Plan:
+    question = _check_limits(req, state)
     r = req.retrieval
     serving, serving_version = state.serving.effective(state.settings.rag)
     params = rag.sampling_params(
@@ -84,8 +90,7 @@ def _plan(req: ChatCompletionRequest, state: AppState, question: str) -> rag.Pla
 
 @router.post("/v1/chat/completions", response_model=ChatCompletionResponse)
 async def chat_completions(req: ChatCompletionRequest, state: State) -> Any:
-    question = _check_limits(req, state)
-    plan = await run_in_threadpool(_plan, req, state, question)
+    plan = await run_in_threadpool(_plan, req, state)
     rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if req.stream:
         return StreamingResponse(

@@ -1,4 +1,8 @@
-"""POST /v1/retrieve: the passages a question would be answered from, best first."""
+"""POST /v1/retrieve: the passages a question would be answered from, best first.
+
+``k``, ``min_score`` and the search options default to the serving configuration in force (the
+promoted one, if any), as in chat; the request's fields override them.
+"""
 
 from __future__ import annotations
 
@@ -18,19 +22,20 @@ router = APIRouter()
 
 @router.post("/v1/retrieve", response_model=RetrieveResponse)
 async def retrieve(req: RetrieveRequest, state: State) -> dict[str, Any]:
-    if req.k > state.settings.service.max_k:
+    if req.k is not None and req.k > state.settings.service.max_k:
         raise ApiError(400, f"k is at most {state.settings.service.max_k}", param="k")
     serving, _ = state.serving.effective(state.settings.rag)
     try:
         hits = await run_in_threadpool(
-            rag.retrieve,
+            rag.retrieve_serving,
             state.embedder,
             state.index,
             req.query,
-            req.k,
-            options=search.with_overrides(serving.retrieval, **req.overrides()),
+            serving,
+            k=req.k,
             filters=req.filters,
             min_score=req.min_score,
+            retrieval=search.with_overrides(serving.retrieval, **req.overrides()),
         )
     except ValueError as e:
         raise ApiError(400, str(e), param="filters") from e

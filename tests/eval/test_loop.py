@@ -6,13 +6,13 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from eval.cli import main
 from eval.dataset import load_dataset
 from eval.run import run_sweep
 from eval.sweep import parse_sweep
 from ingest.embed import Embedder
 from ingest.settings import EmbedSettings
 from service.app import create_app
-from service.cli import main
 from service.settings import Settings
 from tests.service.conftest import ScriptedLLM
 from tests.service.test_api import QUESTION, ask

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -174,3 +175,29 @@ def test_passage_fences_are_stop_sequences(client: TestClient, llm: ScriptedLLM)
         params=rag.sampling_params(state.settings.rag),
     )
     assert {"<passage>", "</passage>"} <= set(plan.params.stop)
+
+
+class LoopCheckingLLM(ScriptedLLM):
+    """Records whether ``count_tokens`` ran on an event loop's thread (a remote count blocks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counted_on_loop: list[bool] = []
+
+    def count_tokens(self, text: str) -> int:
+        try:
+            asyncio.get_running_loop()
+            self.counted_on_loop.append(True)
+        except RuntimeError:
+            self.counted_on_loop.append(False)
+        return super().count_tokens(text)
+
+
+def test_question_tokens_are_counted_off_the_event_loop(
+    settings: Settings, embedder: Embedder
+) -> None:
+    llm = LoopCheckingLLM()
+    with TestClient(create_app(settings, llm=llm, embedder=embedder)) as c:
+        assert ask(c).status_code == 200
+        assert_openai_error(ask(c, "word " * 600), 413, "messages")
+    assert llm.counted_on_loop and not any(llm.counted_on_loop)

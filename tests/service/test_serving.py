@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from ingest.embed import Embedder
+from ingest.settings import EmbedSettings
 from service.app import create_app
+from service.cli import main
 from service.serving import ServingError, ServingStore
 from service.settings import RagSettings, Settings
 from tests.service.conftest import ScriptedLLM
@@ -67,3 +70,63 @@ def test_running_service_picks_up_a_promotion(
         assert ask(c).json()["ragtune"]["retrieval"]["mode"] == "hybrid"  # the settings' default
         ServingStore(s.home).rollback()
         assert ask(c).json()["ragtune"]["serving_version"] == 0
+
+
+QUERY = "What value does zpipe.c define for CHUNK?"
+
+
+@pytest.fixture
+def promoted_home(settings: Settings, tmp_path: Path) -> Settings:
+    """Settings over the shared index, in a home of their own (for its serving/ folder)."""
+    s = settings.model_copy(update={"home": tmp_path / "home"})
+    s.home.mkdir()
+    (s.home / "index").symlink_to(settings.home / "index")
+    return s
+
+
+def test_retrieve_endpoint_follows_the_promoted_configuration(
+    promoted_home: Settings, embedder: Embedder
+) -> None:
+    s, store = promoted_home, ServingStore(promoted_home.home)
+    with TestClient(create_app(s, llm=ScriptedLLM(), embedder=embedder)) as c:
+
+        def retrieve(**body: object) -> list[dict[str, object]]:
+            resp = c.post("/v1/retrieve", json={"query": QUERY, **body})
+            assert resp.status_code == 200, resp.text
+            data: list[dict[str, object]] = resp.json()["data"]
+            return data
+
+        store.promote({"k": 2, "min_score": -1.0}, {})
+        assert len(retrieve()) == 2
+        assert len(retrieve(k=4)) == 4  # the request's own k wins
+        store.promote({"k": 4, "min_score": 0.99}, {})
+        assert retrieve() == []  # nothing is that similar
+        assert len(retrieve(min_score=-1)) == 4
+        # chat retrieves the same way
+        assert ask(c, QUERY).json()["ragtune"]["retrieval_k"] == 4
+        assert ask(c, QUERY).json()["citations"] == []
+
+
+def test_search_command_follows_the_promoted_configuration(
+    promoted_home: Settings,
+    embed_settings: EmbedSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("RAGTUNE_EMBED__CACHE_DIR", str(embed_settings.cache_dir))
+    home = ["--home", str(promoted_home.home)]
+
+    def search(*flags: str) -> list[dict[str, object]]:
+        assert main(["search", QUERY, *home, "--json", *flags]) == 0
+        hits: list[dict[str, object]] = json.loads(capsys.readouterr().out)
+        return hits
+
+    ServingStore(promoted_home.home).promote({"k": 2, "min_score": -1.0}, {})
+    assert len(search()) == 2
+    assert len(search("-k", "3")) == 3
+    ServingStore(promoted_home.home).promote({"k": 3, "min_score": 0.99}, {})
+    assert search() == []
+    assert len(search("--min-score", "-1")) == 3
+    ServingStore(promoted_home.home).promote({"k": 3, "retrieval": {"mode": "bm25"}}, {})
+    dense = search("--mode", "dense", "--min-score", "-1")
+    assert search("--min-score", "-1") != dense  # the promoted mode ranks by BM25

@@ -7,11 +7,12 @@ import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+import httpx
 import pytest
 
 from service.llm import LLMError, LLMSettings, LLMUnavailable, Prompt, SamplingParams, load_llm
 from service.llm.openai_compat import OpenAICompatLLM
-from service.llm.tokenize import estimate_tokens
+from service.llm.tokenize import RETRY_AFTER_S, RemoteTokenCounter, estimate_tokens
 from tests.conftest import free_port
 from tests.service.llm.fakes import (
     SilentServer,
@@ -283,3 +284,45 @@ def test_count_tokens_estimates_while_server_down_and_probes_later() -> None:
     llm = backend(url, connect_timeout_s=0.5)
     assert llm.count_tokens("abcdef") == estimate_tokens("abcdef")
     assert llm.token_counter == "unprobed"  # not cached: the server may come up
+
+
+def test_count_tokens_leaves_a_down_server_alone_for_a_while() -> None:
+    """A failed probe or count is remembered: requests estimate instead of each waiting it out."""
+    calls: list[str] = []
+    now = [100.0]
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        raise httpx.ConnectError("connection refused", request=request)
+
+    counter = RemoteTokenCounter(
+        httpx.Client(transport=httpx.MockTransport(refuse)),
+        "http://model:8000/v1",
+        lambda: "m",
+        clock=lambda: now[0],
+    )
+    assert counter.count("abcdef") == estimate_tokens("abcdef")
+    probed = len(calls)
+    assert probed == 3 and counter.method == "unprobed"
+    for _ in range(5):
+        assert counter.count("abcdef") == estimate_tokens("abcdef")
+    assert len(calls) == probed  # nothing asked while the failure is fresh
+    now[0] += RETRY_AFTER_S
+    counter.count("abcdef")
+    assert len(calls) == 2 * probed  # then the server gets another chance
+
+
+def test_count_tokens_caches_counts_per_model() -> None:
+    def vllm_like(h: BaseHTTPRequestHandler, body: Any) -> None:
+        if h.path == "/tokenize":
+            send_json(h, 200, {"count": len(body["prompt"].split())})
+        else:
+            send_json(h, 404, {"detail": "Not Found"})
+
+    with fake_server(vllm_like) as (url, seen):
+        llm = backend(url)
+        assert llm.count_tokens("one two three") == 3
+        asked = len(seen)
+        assert llm.count_tokens("one two three") == 3
+        assert len(seen) == asked  # the same text is not sent again
+        assert llm.count_tokens("one two") == 2 and len(seen) == asked + 1

@@ -1,0 +1,53 @@
+"""What the ``ragtune eval`` actions share: usage errors, the progress bar, the run folder.
+
+Apart from ``eval.cli`` so that each action's module (``cli_models``, ...) can use these while
+``eval.cli`` imports the actions to register them, without an import cycle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from service.settings import Settings
+
+EXIT_USAGE = 2  # what argparse itself returns for a bad command line
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot be used; reported on one line, exit status 2."""
+
+
+def default_out(settings: Settings, dataset: Path, ids: Sequence[str], extra: Any) -> Path:
+    """A folder named by what decides the rows, so rerunning the same command resumes.
+
+    It goes under settings' ``eval.runs_dir``, else ``HOME/eval/runs``.
+    """
+    h = hashlib.sha256(dataset.read_bytes())
+    h.update(json.dumps([sorted(ids), extra], sort_keys=True, default=str).encode())
+    runs = settings.eval.runs_dir or settings.home / "eval" / "runs"
+    return runs / f"{dataset.stem}-{h.hexdigest()[:8]}"
+
+
+class ProgressBar:
+    """A tqdm bar with ETA whose total follows the runner's plan (halving revises it)."""
+
+    def __enter__(self) -> ProgressBar:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=0, unit="answer", desc="eval", dynamic_ncols=True)
+        return self
+
+    def update(self, done: int, total: int) -> None:
+        if self._bar.total != total:
+            self._bar.total = total
+        self._bar.update(done - self._bar.n)
+
+    def describe(self, text: str) -> None:
+        self._bar.set_description(text)
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.close()
