@@ -103,7 +103,7 @@ def answer_case(
         "finish_reason": answer.finish_reason,
         "cited": cited,
         "called": plan.grounded,
-        "cached": bool(out.timings.get("cached", 0.0)),
+        "cached": answer.cached,
         "latency_s": round(float(out.timings.get("latency", 0.0)), 6),
         "prompt_tokens": answer.usage.prompt_tokens,
         "completion_tokens": answer.usage.completion_tokens,

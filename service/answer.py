@@ -93,6 +93,7 @@ class Answer(BaseModel):
     citations: list[Citation]
     provenance: Provenance
     usage: Usage
+    cached: bool = False  # served from the eval cache, not generated for this request
 
     def explicit_citations(self) -> list[int]:
         """The [n] the text itself writes, in the order first cited.

@@ -197,6 +197,7 @@ def record(plan: Plan, out: Completion, backend: str) -> Answer:
         citations=citations(plan, out.text),
         provenance=provenance(plan, backend),
         usage=Usage.of(out.prompt_tokens, out.completion_tokens),
+        cached=out.cached,
     )
 
 

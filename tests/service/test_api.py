@@ -201,4 +201,4 @@ def test_the_stored_record_is_what_the_client_got(client: TestClient, llm: Scrip
         assert record.question == QUESTION and record.text == llm.answer
         assert [c.model_dump() for c in record.citations] == sent["citations"]
         assert record.provenance.model_dump(mode="json") == sent["ragtune"]
-        assert record.usage.model_dump() == sent["usage"]
+        assert record.usage.model_dump() == sent["usage"] and not record.cached
