@@ -60,25 +60,23 @@ def answer_case(
         banks=state.example_banks,
     )
     out = rag.generate(plan, llm)
-    # Only explicit [n] markers count as citations (rag.citations falls back to every passage
-    # for display, which would make an uncited answer look fully supported).
-    cited = tuple(
-        c["index"] for c in rag.citations(plan, out.text) if f"[{c['index']}]" in out.text
-    )
+    answer = rag.record(plan, out, state.backend)
+    # Only explicit [n] markers count as citations (see Answer.explicit_citations).
+    cited = answer.explicit_citations()
     passages = plan.rendered.passages
     obs = Observation(
-        case=case, answer=out.text, contexts=tuple(p.text for p in passages), cited=cited
+        case=case, answer=answer.text, contexts=tuple(p.text for p in passages), cited=tuple(cited)
     )
-    info = rag.rag_info(plan, state.backend)
+    prov = answer.provenance
     row = {
         "config": config.id,
         "baseline": config.baseline,
         "case": case.id,
         "question": case.question,
         "ground_truth": case.ground_truth,
-        "template": plan.template.ref,
-        "params": info["params"],
-        "retrieval_k": plan.retrieval_k,
+        "template": prov.prompt,
+        "params": prov.params.model_dump(),
+        "retrieval_k": prov.retrieval_k,
         "retrieval_mode": config.retrieval_mode,
         "fusion": config.fusion,
         "dense_weight": config.dense_weight,
@@ -86,8 +84,8 @@ def answer_case(
         "chunk_overlap": config.chunk_overlap,
         "min_score": serving.min_score,
         "model": llm.name,
-        "backend": state.backend,
-        "index_version": plan.index_version,
+        "backend": prov.backend,
+        "index_version": prov.index_version,
         "passages": [
             {
                 "n": n,
@@ -100,14 +98,14 @@ def answer_case(
             for n, p in enumerate(passages, 1)
         ],
         "dropped": len(plan.rendered.dropped),
-        "answer": out.text,
-        "finish_reason": out.finish_reason,
-        "cited": list(cited),
+        "answer": answer.text,
+        "finish_reason": answer.finish_reason,
+        "cited": cited,
         "called": plan.grounded,
-        "cached": bool(out.timings.get("cached", 0.0)),
+        "cached": answer.cached,
         "latency_s": round(float(out.timings.get("latency", 0.0)), 6),
-        "prompt_tokens": out.prompt_tokens,
-        "completion_tokens": out.completion_tokens,
+        "prompt_tokens": answer.usage.prompt_tokens,
+        "completion_tokens": answer.usage.completion_tokens,
         "metrics": {},
     }
     return obs, row

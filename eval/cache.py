@@ -128,7 +128,7 @@ class EvalCache:
             return None
         self.stats.generation_hits += 1
         answer, finish, p_tok, c_tok, latency = row
-        return Completion(answer, finish, p_tok, c_tok, {"latency": latency, "cached": 1.0})
+        return Completion(answer, finish, p_tok, c_tok, {"latency": latency}, cached=True)
 
     def put_generation(
         self, key: str, model: str, seed: int | None, out: Completion, latency_s: float
@@ -258,7 +258,7 @@ class CachingLLM:
         out.text = out.text.strip()  # what rag.generate keeps; stored the same way
         if out.finish_reason in ("stop", "length"):  # a cancelled answer is not the answer
             self._cache.put_generation(key, self.name, params.seed, out, latency)
-        out.timings = {**out.timings, "latency": latency, "cached": 0.0}
+        out.timings = {**out.timings, "latency": latency}
         return out
 
     def stream(

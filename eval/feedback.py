@@ -18,10 +18,10 @@ import yaml
 
 from eval.dataset import Case
 from prompts.registry import Template, TemplateError, TemplateRegistry, load_template
-from service.feedback import FeedbackStore
+from service.feedback import Feedback, FeedbackStore
 
 
-def feedback_rows(home: Path, since: datetime | None = None) -> list[dict[str, Any]]:
+def feedback_rows(home: Path, since: datetime | None = None) -> list[Feedback]:
     path = home / "feedback.sqlite"
     if not path.is_file():
         return []
@@ -31,49 +31,49 @@ def feedback_rows(home: Path, since: datetime | None = None) -> list[dict[str, A
     finally:
         store.close()
     cutoff = since.timestamp() if since else None
-    return [r for r in rows if cutoff is None or r["created"] >= cutoff]
+    return [r for r in rows if cutoff is None or r.created >= cutoff]
 
 
-def cases_from_feedback(rows: Sequence[dict[str, Any]]) -> list[Case]:
+def cases_from_feedback(rows: Sequence[Feedback]) -> list[Case]:
     """One case per thumbs-down that carries a corrected answer (the latest one per response)."""
-    latest: dict[str, dict[str, Any]] = {}
+    latest: dict[str, Feedback] = {}
     for r in rows:
-        if r["rating"] == "down" and (r.get("corrected_answer") or "").strip():
-            latest[r["response_id"]] = r
+        if r.rating == "down" and (r.corrected_answer or "").strip():
+            latest[r.response_id] = r
     return [
         Case(
-            id=f"feedback-{r['id']}",
-            question=r["question"],
-            ground_truth=r["corrected_answer"].strip(),
-            reference_contexts=tuple(c["text"] for c in r["citations"]),
+            id=f"feedback-{r.id}",
+            question=r.answer.question,
+            ground_truth=(r.corrected_answer or "").strip(),
+            reference_contexts=tuple(c.text for c in r.answer.citations),
             tags=("feedback",),
             extra={
-                "response_id": r["response_id"],
-                "original_answer": r["answer"],
-                "comment": r.get("comment"),
-                "prompt": r["info"].get("prompt"),
+                "response_id": r.response_id,
+                "original_answer": r.answer.text,
+                "comment": r.comment,
+                "prompt": r.answer.provenance.prompt,
             },
         )
         for r in latest.values()
     ]
 
 
-def example_candidates(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def example_candidates(rows: Sequence[Feedback]) -> list[dict[str, Any]]:
     """Thumbs-up answers with the passages they were given, in the template example format."""
     out, seen = [], set()
     for r in rows:
-        if r["rating"] != "up" or r["response_id"] in seen:
+        if r.rating != "up" or r.response_id in seen:
             continue
-        seen.add(r["response_id"])
+        seen.add(r.response_id)
         out.append(
             {
-                "question": r["question"],
+                "question": r.answer.question,
                 "passages": [
-                    {"text": c["text"], "source": Path(c["source"]).name, "page": c.get("page")}
-                    for c in r["citations"]
+                    {"text": c.text, "source": Path(c.source).name, "page": c.page}
+                    for c in r.answer.citations
                 ],
-                "answer": r["answer"],
-                "response_id": r["response_id"],
+                "answer": r.answer.text,
+                "response_id": r.response_id,
             }
         )
     return out

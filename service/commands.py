@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pydantic_core import to_jsonable_python
 
 from ingest.settings import RetrievalSettings
+from service.answer import Citation
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -165,27 +168,27 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
             params=rag.sampling_params(serving),
             serving_version=serving_version,
         )
-        out = rag.generate(plan, state.llm)
-        cited = rag.citations(plan, out.text)
-        info = rag.rag_info(plan, state.backend)
+        answer = rag.record(plan, rag.generate(plan, state.llm), state.backend)
     finally:
         close_state(state)
     if args.json:
-        print(json.dumps({"answer": out.text, "citations": cited, "ragtune": info}, indent=2))
+        body = {"answer": answer.text, "citations": answer.citations, "ragtune": answer.provenance}
+        print(json.dumps(to_jsonable_python(body), indent=2))
         return 0
-    print(out.text)
-    if cited:
+    print(answer.text)
+    if answer.citations:
         print()
-    for c in cited:
+    for c in answer.citations:
         print(_source_line(c))
+    prov = answer.provenance
     print(
-        f"\n({info['prompt']}, k={info['retrieval_k']}, index v{info['index_version']})",
+        f"\n({prov.prompt}, k={prov.retrieval_k}, index v{prov.index_version})",
         file=sys.stderr,
     )
     return 0
 
 
-def _source_line(c: dict[str, Any]) -> str:
-    where = c["source"] + (f", page {c['page']}" if c["page"] is not None else "")
-    heading = f" [{c['heading']}]" if c["heading"] else ""
-    return f"[{c['index']}] {where}{heading}"
+def _source_line(c: Citation) -> str:
+    where = c.source + (f", page {c.page}" if c.page is not None else "")
+    heading = f" [{c.heading}]" if c.heading else ""
+    return f"[{c.index}] {where}{heading}"

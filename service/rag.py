@@ -21,6 +21,7 @@ from ingest.settings import RetrievalSettings
 from prompts.fewshot import ExampleBank
 from prompts.registry import Example, Template, TemplateRegistry
 from prompts.render import Passage, RenderedPrompt, build_prompt
+from service.answer import Answer, Citation, Provenance, RetrievalInfo, SamplingInfo, Usage
 from service.llm.base import LLM, Completion, Delta, Prompt, SamplingParams
 from service.settings import RagSettings
 
@@ -215,7 +216,20 @@ def stream(plan: Plan, llm: LLM, cancel: threading.Event | None = None) -> Itera
     plan.timings["generation"] = time.perf_counter() - t
 
 
-def citations(plan: Plan, answer: str) -> list[dict[str, Any]]:
+def record(plan: Plan, out: Completion, backend: str) -> Answer:
+    """The answer as it is sent, stored and evaluated: text, citations and provenance."""
+    return Answer(
+        question=plan.question,
+        text=out.text,
+        finish_reason=out.finish_reason,
+        citations=citations(plan, out.text),
+        provenance=provenance(plan, backend),
+        usage=Usage.of(out.prompt_tokens, out.completion_tokens),
+        cached=out.cached,
+    )
+
+
+def citations(plan: Plan, answer: str) -> list[Citation]:
     """Passages the answer cites as [n], in the order first cited.
 
     An answer that cites nothing still gets the passages it was given (in prompt order), so a
@@ -233,47 +247,44 @@ def citations(plan: Plan, answer: str) -> list[dict[str, Any]]:
     for n in order:
         hit: Hit = passages[n - 1].ref  # type: ignore[assignment]
         out.append(
-            {
-                "index": n,
-                "chunk_id": hit.chunk_id,
-                "doc_id": hit.doc_id,
-                "source": hit.source,
-                "page": hit.page,
-                "heading": heading_text(hit),
-                "score": round(float(hit.score), 4),
-                "text": hit.text,
-            }
+            Citation(
+                index=n,
+                chunk_id=hit.chunk_id,
+                doc_id=hit.doc_id,
+                source=hit.source,
+                page=hit.page,
+                heading=heading_text(hit),
+                score=round(float(hit.score), 4),
+                text=hit.text,
+            )
         )
     return out
 
 
-def rag_info(plan: Plan, backend: str) -> dict[str, Any]:
-    p = plan.params
-    return {
-        "prompt": plan.template.ref,
-        "retrieval_k": plan.retrieval_k,
-        "retrieval": _retrieval_info(plan.retrieval),
-        "index_version": plan.index_version,
-        "serving_version": plan.serving_version,
-        "backend": backend,
-        "params": {
-            "temperature": p.temperature,
-            "top_p": p.top_p,
-            "top_k": p.top_k,
-            "max_tokens": p.max_tokens,
-            "seed": p.seed,
-        },
-        "timings": {k: round(v, 4) for k, v in plan.timings.items()},
-    }
-
-
-def _retrieval_info(r: RetrievalSettings) -> dict[str, Any]:
-    info: dict[str, Any] = {"mode": r.mode}
-    if r.mode == "hybrid":
-        info.update(fusion=r.fusion, dense_weight=r.dense_weight)
-    if r.mmr:
-        info["mmr_lambda"] = r.mmr_lambda
-    return info
+def provenance(plan: Plan, backend: str) -> Provenance:
+    p, r = plan.params, plan.retrieval
+    hybrid = r.mode == "hybrid"
+    return Provenance(
+        prompt=plan.template.ref,
+        retrieval_k=plan.retrieval_k,
+        retrieval=RetrievalInfo(
+            mode=r.mode,
+            fusion=r.fusion if hybrid else None,
+            dense_weight=r.dense_weight if hybrid else None,
+            mmr_lambda=r.mmr_lambda if r.mmr else None,
+        ),
+        index_version=plan.index_version,
+        serving_version=plan.serving_version,
+        backend=backend,
+        params=SamplingInfo(
+            temperature=p.temperature,
+            top_p=p.top_p,
+            top_k=p.top_k,
+            max_tokens=p.max_tokens,
+            seed=p.seed,
+        ),
+        timings={k: round(v, 4) for k, v in plan.timings.items()},
+    )
 
 
 def sampling_params(

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from service.answer import Answer, Citation, Provenance, Usage, omitted_if_none
+
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -88,28 +90,6 @@ class ChatCompletionRequest(BaseModel):
         return stops
 
 
-class Citation(BaseModel):
-    index: int
-    chunk_id: int
-    doc_id: str
-    source: str
-    page: int | None
-    heading: str
-    score: float
-    text: str
-
-
-class RagInfo(BaseModel):
-    prompt: str
-    retrieval_k: int
-    retrieval: dict[str, Any]
-    index_version: int
-    serving_version: int
-    backend: str
-    params: dict[str, Any]
-    timings: dict[str, float]
-
-
 class ResponseMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
@@ -121,12 +101,6 @@ class Choice(BaseModel):
     finish_reason: str | None
 
 
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
 class ChatCompletionResponse(BaseModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
@@ -135,7 +109,50 @@ class ChatCompletionResponse(BaseModel):
     choices: list[Choice]
     usage: Usage
     citations: list[Citation]
-    ragtune: RagInfo
+    ragtune: Provenance
+
+    @classmethod
+    def of(cls, rid: str, created: int, model: str, answer: Answer) -> ChatCompletionResponse:
+        return cls(
+            id=rid,
+            created=created,
+            model=model,
+            choices=[
+                Choice(
+                    message=ResponseMessage(content=answer.text),
+                    finish_reason=answer.finish_reason,
+                )
+            ],
+            usage=answer.usage,
+            citations=answer.citations,
+            ragtune=answer.provenance,
+        )
+
+
+class DeltaMessage(BaseModel):
+    """What a chunk adds: the role once, first; then pieces of content; the last one is empty."""
+
+    role: Literal["assistant"] | None = omitted_if_none()
+    content: str | None = omitted_if_none()
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: DeltaMessage
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One SSE event; only the last carries ``usage``, ``citations`` and ``ragtune``."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = omitted_if_none()
+    citations: list[Citation] | None = omitted_if_none()
+    ragtune: Provenance | None = omitted_if_none()
 
 
 class RetrieveRequest(RetrievalOptions):

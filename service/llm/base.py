@@ -44,6 +44,7 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # seconds: first_token, total
+    cached: bool = False  # replayed from a cache (the eval's) rather than generated now
 
 
 @dataclass(frozen=True)

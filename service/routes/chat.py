@@ -17,10 +17,17 @@ from starlette.concurrency import run_in_threadpool
 from ingest import search
 from prompts.render import PromptBudgetError
 from service import rag
+from service.answer import Answer
 from service.deps import AppState, State
 from service.errors import ApiError, error_body
-from service.llm.base import Delta, LLMError
-from service.schemas import ChatCompletionRequest, ChatCompletionResponse
+from service.llm.base import Completion, Delta, LLMError
+from service.schemas import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChunkChoice,
+    DeltaMessage,
+)
 from service.streaming import Mailbox
 
 router = APIRouter()
@@ -99,49 +106,16 @@ async def chat_completions(req: ChatCompletionRequest, state: State) -> Any:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     out = await run_in_threadpool(rag.generate, plan, state.llm)
-    cited, info = rag.citations(plan, out.text), rag.rag_info(plan, state.backend)
-    await run_in_threadpool(
-        _record, state, rid, plan, out.text, cited, info, out.prompt_tokens, out.completion_tokens
-    )
-    return {
-        "id": rid,
-        "object": "chat.completion",
-        "created": created,
-        "model": state.llm.name,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": out.text},
-                "finish_reason": out.finish_reason,
-            }
-        ],
-        "usage": _usage(out.prompt_tokens, out.completion_tokens),
-        "citations": cited,
-        "ragtune": info,
-    }
+    answer = rag.record(plan, out, state.backend)
+    await run_in_threadpool(_record, state, rid, plan, answer)
+    return ChatCompletionResponse.of(rid, created, state.llm.name, answer)
 
 
-def _record(
-    state: AppState,
-    rid: str,
-    plan: rag.Plan,
-    answer: str,
-    cited: list[dict[str, Any]],
-    info: dict[str, Any],
-    prompt_tokens: int,
-    completion_tokens: int,
-) -> None:
+def _record(state: AppState, rid: str, plan: rag.Plan, answer: Answer) -> None:
     """Keep the answer for feedback and count it in the metrics."""
-    state.feedback.record_response(rid, plan.question, answer, cited, info)
-    state.metrics.observe_answer(plan.timings, prompt_tokens, completion_tokens)
-
-
-def _usage(prompt: int, completion: int) -> dict[str, int]:
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
+    state.feedback.record_response(rid, answer)
+    usage = answer.usage
+    state.metrics.observe_answer(plan.timings, usage.prompt_tokens, usage.completion_tokens)
 
 
 async def _sse(plan: rag.Plan, state: AppState, rid: str, created: int) -> AsyncIterator[str]:
@@ -164,20 +138,23 @@ async def _sse(plan: rag.Plan, state: AppState, rid: str, created: int) -> Async
         finally:
             box.put(None, urgent=True)
 
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        body = {
-            "id": rid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": state.llm.name,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            **extra,
-        }
-        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+    def chunk(delta: DeltaMessage, answer: Answer | None = None) -> str:
+        """An SSE event; the last one (``answer`` given) ends with what a plain response has."""
+        body = ChatCompletionChunk(
+            id=rid,
+            created=created,
+            model=state.llm.name,
+            choices=[ChunkChoice(delta=delta, finish_reason=answer and answer.finish_reason)],
+            usage=answer and answer.usage,
+            citations=answer and answer.citations,
+            ragtune=answer and answer.provenance,
+        )
+        # json.dumps, not model_dump_json: the events stay byte for byte what they were.
+        return f"data: {json.dumps(body.model_dump(mode='json'), ensure_ascii=False)}\n\n"
 
     asyncio.get_running_loop().run_in_executor(None, produce)  # ends once cancel is set
     try:
-        yield chunk({"role": "assistant", "content": ""})
+        yield chunk(DeltaMessage(role="assistant", content=""))
         parts: list[str] = []
         last: Delta | None = None
         done = False
@@ -195,25 +172,15 @@ async def _sse(plan: rag.Plan, state: AppState, rid: str, created: int) -> Async
                 last = item
             if text:
                 parts.append(text)
-                yield chunk({"content": text})
+                yield chunk(DeltaMessage(content=text))
             if not done:
                 await box.linger()
-        answer = "".join(parts).strip()
         finish = (last.finish_reason if last else None) or "stop"
-        usage = _usage(last.prompt_tokens, last.completion_tokens) if last else _usage(0, 0)
-        cited, info = rag.citations(plan, answer), rag.rag_info(plan, state.backend)
-        await run_in_threadpool(
-            _record,
-            state,
-            rid,
-            plan,
-            answer,
-            cited,
-            info,
-            usage["prompt_tokens"],
-            usage["completion_tokens"],
-        )
-        yield chunk({}, finish, usage=usage, citations=cited, ragtune=info)
+        p_tok, c_tok = (last.prompt_tokens, last.completion_tokens) if last else (0, 0)
+        out = Completion("".join(parts).strip(), finish, p_tok, c_tok)
+        answer = rag.record(plan, out, state.backend)
+        await run_in_threadpool(_record, state, rid, plan, answer)
+        yield chunk(DeltaMessage(), answer)
         yield "data: [DONE]\n\n"
     finally:
         cancel.set()

@@ -201,3 +201,31 @@ def test_question_tokens_are_counted_off_the_event_loop(
         assert ask(c).status_code == 200
         assert_openai_error(ask(c, "word " * 600), 413, "messages")
     assert llm.counted_on_loop and not any(llm.counted_on_loop)
+
+
+def test_the_stored_record_is_what_the_client_got(client: TestClient, llm: ScriptedLLM) -> None:
+    """Plain and streamed answers, and the record kept for feedback, serialize one model."""
+    body = ask(client, retrieval={"mode": "hybrid", "mmr": True}).json()
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": QUESTION}], "stream": True},
+    ) as resp:
+        events = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
+    last = json.loads(events[-2])
+    assert set(body["ragtune"]["retrieval"]) == {"mode", "fusion", "dense_weight", "mmr_lambda"}
+    assert set(last["ragtune"]["retrieval"]) == {"mode", "fusion", "dense_weight"}
+    assert list(last) == [
+        *("id", "object", "created", "model", "choices", "usage", "citations", "ragtune")
+    ]
+    assert last["choices"] == [{"index": 0, "delta": {}, "finish_reason": "stop"}]
+    for sent in (body, last):
+        client.post("/v1/feedback", json={"response_id": sent["id"], "rating": "up"})
+    state = client.app.state.ragtune  # type: ignore[attr-defined]
+    kept = {f.response_id: f.answer for f in state.feedback.feedback()}
+    for sent in (body, last):
+        record = kept[sent["id"]]
+        assert record.question == QUESTION and record.text == llm.answer
+        assert [c.model_dump() for c in record.citations] == sent["citations"]
+        assert record.provenance.model_dump(mode="json") == sent["ragtune"]
+        assert record.usage.model_dump() == sent["usage"] and not record.cached

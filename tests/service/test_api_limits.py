@@ -143,9 +143,9 @@ def test_feedback_is_stored_with_the_answer(settings: Settings, embedder: Embedd
         )
         assert_openai_error(c.post("/v1/feedback", json={"response_id": rid, "rating": "meh"}), 422)
         rows = c.app.state.ragtune.feedback.feedback()  # type: ignore[attr-defined]
-    [row] = [r for r in rows if r["response_id"] == rid]
-    assert row["rating"] == "down" and row["corrected_answer"] == "The key and value vectors."
-    assert row["question"] == QUESTION and row["citations"] and row["info"]["prompt"]
+    [row] = [r for r in rows if r.response_id == rid]
+    assert row.rating == "down" and row.corrected_answer == "The key and value vectors."
+    assert row.answer.question == QUESTION and row.answer.citations and row.answer.provenance.prompt
 
 
 def test_metrics_count_requests_stages_and_tokens(settings: Settings, embedder: Embedder) -> None:

@@ -1,0 +1,125 @@
+"""One typed record of an answer: its text, citations and provenance.
+
+The chat route (plain and streamed), ``ragtune ask``, the feedback store and the eval rows all
+serialize this record, so what an answer says about how it was produced is declared once (as
+simonw/llm's ``Response.to_dict``/``from_dict``). The JSON of ``Citation`` and ``Provenance`` is
+the ``citations`` and ``ragtune`` extensions of the chat API, which clients read as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+def omitted_if_none() -> Any:
+    """An optional field left out of the JSON when unset, rather than sent as null.
+
+    Per field, not per model: a citation's ``page: null`` stays where clients expect it.
+    """
+    return Field(None, exclude_if=lambda v: v is None)
+
+
+class Citation(BaseModel):
+    """A passage the answer rests on; ``index`` is its [n] in the prompt."""
+
+    index: int
+    chunk_id: int
+    doc_id: str
+    source: str
+    page: int | None
+    heading: str
+    score: float
+    text: str
+
+
+class RetrievalInfo(BaseModel):
+    """How passages were found; the JSON names only the settings the search used.
+
+    ``fusion`` and ``dense_weight`` are there for hybrid search, ``mmr_lambda`` when results were
+    diversified.
+    """
+
+    mode: Literal["dense", "bm25", "hybrid"]
+    fusion: Literal["rrf", "blend"] | None = omitted_if_none()
+    dense_weight: float | None = omitted_if_none()
+    mmr_lambda: float | None = omitted_if_none()
+
+
+class SamplingInfo(BaseModel):
+    """The sampling parameters the answer was generated with (stop sequences are the template's)."""
+
+    temperature: float
+    top_p: float
+    top_k: int | None
+    max_tokens: int
+    seed: int | None
+
+
+class Provenance(BaseModel):
+    """What produced an answer: enough to reproduce it, or to tell two answers' setups apart."""
+
+    prompt: str  # the template as 'id@version'
+    retrieval_k: int
+    retrieval: RetrievalInfo
+    index_version: int
+    serving_version: int  # the promoted configuration in force (0: the settings)
+    backend: str
+    params: SamplingInfo
+    timings: dict[str, float]  # seconds per stage, rounded to 0.1 ms
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, prompt_tokens: int, completion_tokens: int) -> Usage:
+        return cls(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+        )
+
+
+class Answer(BaseModel):
+    """An answer to one question as it was given, with what it cites and what produced it."""
+
+    question: str
+    text: str
+    finish_reason: str
+    citations: list[Citation]
+    provenance: Provenance
+    usage: Usage
+    cached: bool = False  # served from the eval cache, not generated for this request
+
+    def explicit_citations(self) -> list[int]:
+        """The [n] the text itself writes, in the order first cited.
+
+        ``citations`` falls back to every passage given when the text cites none (for display),
+        which would make an uncited answer look fully supported to a metric.
+        """
+        return [c.index for c in self.citations if f"[{c.index}]" in self.text]
+
+    @classmethod
+    def from_legacy(
+        cls, question: str, text: str, citations: list[dict[str, Any]], info: dict[str, Any]
+    ) -> Answer:
+        """A record from the feedback store's columns before the record existed.
+
+        Those rows kept the ``ragtune`` info and citations as they were sent; the first ones
+        predate hybrid retrieval and promoted configurations (dense search, serving version 0).
+        Only finished answers were stored, but neither their finish reason nor token counts.
+        """
+        return cls(
+            question=question,
+            text=text,
+            finish_reason="stop",
+            citations=[Citation.model_validate(c) for c in citations],
+            provenance=Provenance.model_validate(
+                {"retrieval": {"mode": "dense"}, "serving_version": 0, **info}
+            ),
+            usage=Usage.of(0, 0),
+        )
