@@ -40,11 +40,11 @@ DATA = ROOT.parent / "shared" / "data"
 
 def axes(temperatures: list[float]) -> dict[str, list]:
     return {
-        "template": ["grounded-qa@1", "grounded-qa@2"],
-        "temperature": temperatures,
-        "top_k": [20, 40],
-        "retrieval_k": [3, 5],
-        "max_tokens": [48],
+        "rag.template": ["grounded-qa@1", "grounded-qa@2"],
+        "rag.sampling.temperature": temperatures,
+        "rag.sampling.top_k": [20, 40],
+        "rag.retrieval.k": [3, 5],
+        "rag.sampling.max_tokens": [48],
     }
 
 

@@ -58,7 +58,6 @@ sys.path.insert(0, str(ROOT))
 from ingest.embed import Embedder, load_embedder  # noqa: E402
 from ingest.index import VectorIndex  # noqa: E402
 from ingest.pipeline import Ingestor  # noqa: E402
-from ingest.search import open_index  # noqa: E402
 from prompts.registry import TemplateRegistry, builtin_dir  # noqa: E402
 from service import rag  # noqa: E402
 from service.llm.llamacpp import LlamaCppLLM, default_model_path, sampling_kwargs  # noqa: E402

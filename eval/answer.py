@@ -14,7 +14,6 @@ from eval.cache import CachedIndex, CachingLLM, EvalCache, MemoEmbedder
 from eval.dataset import Case
 from eval.metrics import Observation
 from eval.sweep import Config
-from ingest import search
 from service import rag
 from service.deps import AppState
 from service.settings import RagSettings
@@ -36,26 +35,18 @@ def answer_case(
     ``embedder`` and ``llm`` are the run's cached wrappers and the index is wrapped here, per
     question, so a rerun or an overlapping configuration reuses retrievals and generations.
     """
-    index = CachedIndex(state.index, cache, case.question, serving.min_score, index_tag)
-    params = rag.sampling_params(
-        serving,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        top_k=config.top_k,
-        max_tokens=config.max_tokens,
-        seed=config.seed,
+    rag_settings = config.rag(serving)
+    index = CachedIndex(
+        state.index, cache, case.question, rag_settings.retrieval.min_score, index_tag
     )
+    params = rag.sampling_params(rag_settings, seed=config.seed)
     plan = rag.plan_answer(
         question=case.question,
         embedder=embedder,
         index=index,
         llm=llm,
         registry=state.registry,
-        rag=serving,
-        template_ref=config.template,
-        k=config.retrieval_k,
-        min_score=serving.min_score,
-        retrieval=search.with_overrides(serving.retrieval, **config.retrieval_overrides()),
+        rag=rag_settings,
         params=params,
         banks=state.example_banks,
     )
@@ -75,14 +66,8 @@ def answer_case(
         "question": case.question,
         "ground_truth": case.ground_truth,
         "template": prov.prompt,
-        "params": prov.params.model_dump(),
-        "retrieval_k": prov.retrieval_k,
-        "retrieval_mode": config.retrieval_mode,
-        "fusion": config.fusion,
-        "dense_weight": config.dense_weight,
-        "chunk_size": config.chunk_size,
-        "chunk_overlap": config.chunk_overlap,
-        "min_score": serving.min_score,
+        "params": config.params,
+        "sampling": prov.params.model_dump(),
         "model": llm.name,
         "backend": prov.backend,
         "index_version": prov.index_version,

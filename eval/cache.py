@@ -153,6 +153,9 @@ class EvalCache:
         self._db.close()
 
 
+NO_FLOOR = -2.0
+
+
 class CachedIndex(IndexReader):
     """An ``IndexReader`` for answering one question: its searches cached, its rows read live.
 
@@ -164,10 +167,17 @@ class CachedIndex(IndexReader):
     """
 
     def __init__(
-        self, index: IndexReader, cache: EvalCache, question: str, min_score: float, tag: str = ""
+        self,
+        index: IndexReader,
+        cache: EvalCache,
+        question: str,
+        min_score: float | None,
+        tag: str = "",
     ) -> None:
         self._index, self._cache = index, cache
-        self._question, self._min_score = question, min_score
+        # No floor is keyed below any cosine (the key column is NOT NULL).
+        self._question = question
+        self._min_score = NO_FLOOR if min_score is None else min_score
         self._tag = tag  # which index: re-chunked copies number their versions on their own
 
     @property

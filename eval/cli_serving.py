@@ -8,7 +8,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from service.settings import Settings
+from service import tunables
+from service.settings import Settings, nest_legacy
 
 
 def add_serving_actions(
@@ -110,7 +111,8 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     for e in entries:
         when = datetime.fromtimestamp(e["created"]).isoformat(timespec="seconds")
         mark = "*" if e["current"] else " "
-        params = ", ".join(f"{k}={v}" for k, v in e["params"].items())
+        flat = tunables.flatten(nest_legacy(e["params"]), "rag.")
+        params = ", ".join(f"{k}={v}" for k, v in flat.items())
         print(
             f"{mark} v{e['version']}  {when}  {params}  (config {e.get('config')}, {e.get('run')})"
         )

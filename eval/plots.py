@@ -18,7 +18,12 @@ from eval.svg import Point, Series, line_plot, nice_ticks
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999933", "#000000")
 DASHES = ("", "6 4", "2 3", "9 3 2 3")
 # Parameters that split a template's configurations into lines; temperature is the x axis.
-SERIES_PARAMS = ("top_k", "retrieval_k", "top_p", "max_tokens")
+SERIES_PARAMS = (
+    "rag.sampling.top_k",
+    "rag.retrieval.k",
+    "rag.sampling.top_p",
+    "rag.sampling.max_tokens",
+)
 BASELINE_RING, WINNER_RING = "#1f2328", "#1a7f37"
 
 
@@ -118,11 +123,13 @@ def metric_grid(
     line in every plot, so a template without the baseline still shows where it stands.
     """
     styler = Styler(configs)
-    temps = sorted({t for c in configs if (t := num(c.get("temperature"))) is not None})
+    temps = sorted(
+        {t for c in configs if (t := num(c.get("rag.sampling.temperature"))) is not None}
+    )
     base_metrics = (baseline or {}).get("metrics") or {}
     out: list[tuple[str, list[str]]] = []
-    for template in sorted({str(c.get("template", "?")) for c in configs}):
-        mine = [c for c in configs if str(c.get("template", "?")) == template]
+    for template in sorted({str(c.get("rag.template", "?")) for c in configs}):
+        mine = [c for c in configs if str(c.get("rag.template", "?")) == template]
         cells = []
         for m in metrics:
             values = [v for c in configs if (v := _metric(c, m.name)) is not None]
@@ -132,7 +139,7 @@ def metric_grid(
             spread = (hi - lo) * 0.08 or max(abs(hi) * 0.05, 0.01)
             groups: dict[tuple[tuple[int, str], ...], list[Point]] = {}
             for c in mine:
-                v, t = _metric(c, m.name), num(c.get("temperature"))
+                v, t = _metric(c, m.name), num(c.get("rag.sampling.temperature"))
                 if v is None or t is None:
                     continue
                 cmp = comparison(c, m.name)

@@ -6,18 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from eval.sweep import RETRIEVAL_PARAMS
+from service import tunables
 from service.serving import ServingStore
-
-# results.json parameter names -> serving (RagSettings) names
-_PARAMS = {
-    "template": "template",
-    "temperature": "temperature",
-    "top_k": "top_k",
-    "top_p": "top_p",
-    "max_tokens": "max_tokens",
-    "retrieval_k": "k",
-}
 
 
 def load_results(run_dir: Path) -> dict[str, Any]:
@@ -43,22 +33,19 @@ def choose(results: dict[str, Any], config_id: str | None) -> dict[str, Any]:
 def promote(home: Path, run_dir: Path, config_id: str | None = None) -> tuple[int, dict[str, Any]]:
     results = load_results(run_dir)
     config = choose(results, config_id)
-    if config.get("chunk_size") is not None:
+    values = _values(config)
+    baseline = next((c for c in results.get("configs", []) if c.get("baseline")), config)
+    serving_chunking = {p: _values(baseline).get(p) for p in ("chunk.size", "chunk.overlap")}
+    chunking = {p: values.get(p) for p in serving_chunking}
+    if chunking != serving_chunking:
         raise ValueError(
-            f"configuration {config['id']} reads a re-chunked index (chunk_size="
-            f"{config['chunk_size']}, chunk_overlap={config.get('chunk_overlap')}): chunking is "
+            f"configuration {config['id']} reads a re-chunked index (chunk.size="
+            f"{chunking['chunk.size']}, chunk.overlap={chunking['chunk.overlap']}): chunking is "
             "decided at ingest, so set chunk.size/chunk.overlap and re-ingest (ragtune ingest "
             "--sync) instead of promoting it"
         )
-    params = {
-        ours: config[theirs] for theirs, ours in _PARAMS.items() if config.get(theirs) is not None
-    }
-    # promoted as one partial "retrieval" table over the serving settings
-    retrieval = {
-        ours: config[t] for t, ours in RETRIEVAL_PARAMS.items() if config.get(t) is not None
-    }
-    if retrieval:
-        params["retrieval"] = retrieval
+    serve = {t.path for t in tunables.tunables() if t.scope == "serve"}
+    params = tunables.nest({p: v for p, v in values.items() if p in serve})
     provenance = {
         "run": str(run_dir.resolve()),
         "config": config["id"],
@@ -66,6 +53,19 @@ def promote(home: Path, run_dir: Path, config_id: str | None = None) -> tuple[in
         "metrics": config.get("metrics", {}),
     }
     return ServingStore(home).promote(params, provenance), params
+
+
+def _values(config: dict[str, Any]) -> dict[str, Any]:
+    """A results.json configuration's tunables by path (older runs used short names)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        try:
+            path = tunables.resolve(key)
+        except tunables.TunableError:
+            continue  # id, label, metrics...: not a parameter
+        if path not in out or key == path:
+            out[path] = value
+    return out
 
 
 def history(home: Path) -> list[dict[str, Any]]:

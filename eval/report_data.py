@@ -15,18 +15,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from eval.stats import ci_name
+from service import tunables
 
 Cfg = Mapping[str, Any]
-PARAM_NAMES = {
-    "top_k": "top-k",
-    "retrieval_k": "k",
-    "top_p": "top-p",
-    "max_tokens": "max tokens",
-    "retrieval_mode": "search",
-    "dense_weight": "dense weight",
-    "chunk_size": "chunk",
-    "chunk_overlap": "overlap",
-}
+# The parameters every configuration's label shows; the swept ones are added after them.
+LABEL_PARAMS = ("rag.template", "rag.sampling.temperature", "rag.sampling.top_k", "rag.retrieval.k")
+
+
+def by_path(c: Mapping[str, Any]) -> dict[str, Any]:
+    """A configuration with its parameters keyed by path (older results used short names)."""
+    out = dict(c)
+    for key, value in c.items():
+        try:
+            path = tunables.resolve(key)
+        except tunables.TunableError:
+            continue
+        if path != key and path not in c:
+            out[path] = value
+    return out
 
 
 def num(v: Any) -> float | None:
@@ -36,17 +42,18 @@ def num(v: Any) -> float | None:
     return float(v)
 
 
-def param_text(name: str, value: Any) -> str:
+def param_text(path: str, value: Any) -> str:
     """``top-k 40``, ``k=5``: how the verdict sentence and the legends name one parameter value."""
     shown = "–" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-    return f"k={shown}" if name == "retrieval_k" else f"{PARAM_NAMES.get(name, name)} {shown}"
+    name = tunables.label(path)
+    return f"{name}={shown}" if path == "rag.retrieval.k" else f"{name} {shown}"
 
 
 def config_label(c: Mapping[str, Any], extras: Sequence[str] = ()) -> str:
     """``grounded-qa@2, T=0.3, top-k 40, k=5``; ``extras`` adds the other swept parameters."""
-    t = num(c.get("temperature"))
-    parts = [str(c.get("template", "?")), "T=?" if t is None else f"T={t:g}"]
-    parts += [param_text(p, c.get(p)) for p in ("top_k", "retrieval_k", *extras)]
+    t = num(c.get("rag.sampling.temperature"))
+    parts = [str(c.get("rag.template", "?")), "T=?" if t is None else f"T={t:g}"]
+    parts += [param_text(p, c.get(p)) for p in (*LABEL_PARAMS[2:], *extras)]
     return ", ".join(parts)
 
 
@@ -116,7 +123,7 @@ class Run:
     def __init__(self, results: Mapping[str, Any]) -> None:
         self.info: Mapping[str, Any] = results.get("run") or {}
         self.ci = ci_name(self.info.get("confidence_level"))  # "95% CI"
-        self.configs: list[Cfg] = list(results.get("configs") or [])
+        self.configs: list[Cfg] = [by_path(c) for c in results.get("configs") or []]
         self.rows: list[Cfg] = list(results.get("rows") or [])
         self.metrics = metrics_of(results)
         self.primary = self.metrics[0] if self.metrics else None
@@ -134,17 +141,9 @@ class Run:
             None,
         )
         self.extras = [
-            p
-            for p in (
-                "top_p",
-                "max_tokens",
-                "retrieval_mode",
-                "fusion",
-                "dense_weight",
-                "chunk_size",
-                "chunk_overlap",
-            )
-            if len({str(c.get(p)) for c in self.configs}) > 1
+            t.path
+            for t in tunables.tunables()
+            if t.path not in LABEL_PARAMS and len({str(c.get(t.path)) for c in self.configs}) > 1
         ]
         self.cases = list(dict.fromkeys(row_case(r) for r in self.rows))
 

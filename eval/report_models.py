@@ -13,6 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from eval.report_data import by_path
 from eval.report_html import CSS, SCRIPT
 from eval.svg import Bar, bar_chart
 
@@ -66,13 +67,13 @@ def _arrow(info: Mapping[str, Any]) -> str:
 def summary_markdown(sel: Sel) -> str:
     """models.md: the pick, the matrix (raw → normalized), the factors' directions, warnings."""
     run, factors = sel["run"], sel["factors"]
-    cfg = run["config"]
+    cfg = by_path(run["config"])
     lines = [
         f"# Model selection on {run.get('dataset') or 'the dataset'}",
         "",
         f"{run['cases']} questions, each candidate with the serving configuration "
-        f"({cfg['template']}, k={cfg['retrieval_k']} {cfg.get('retrieval_mode') or 'dense'}, "
-        f"T={cfg['temperature']:g}, max_tokens={cfg['max_tokens']}), "
+        f"({cfg['rag.template']}, k={cfg['rag.retrieval.k']} {cfg.get('rag.retrieval.mode') or 'dense'}, "
+        f"T={cfg['rag.sampling.temperature']:g}, max_tokens={cfg['rag.sampling.max_tokens']}), "
         f"index v{run['index_version']}.",
         "",
         f"**{verdict(sel)}**",
@@ -210,7 +211,7 @@ def render(sel: Sel) -> str:
     facts = [
         ("Dataset", str(run.get("dataset") or "–")),
         ("Questions", str(run.get("cases", "–"))),
-        ("Template", str(run["config"].get("template"))),
+        ("Template", str(by_path(run["config"]).get("rag.template"))),
         ("Index version", str(run.get("index_version", "–"))),
         ("Date", str(run.get("created", "–"))),
         ("Judge", str((run.get("judge") or {}).get("model") or "none")),

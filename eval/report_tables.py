@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from eval.report_data import PARAM_NAMES, Cfg, Run, ci_text, comparison, num, row_case, row_config
+from eval.report_data import LABEL_PARAMS, Cfg, Run, ci_text, comparison, num, row_case, row_config
+from service import tunables
 
 
 def id_code(c: Cfg) -> str:
@@ -29,14 +30,13 @@ def _shade(v: float | None, lo: float, hi: float, higher_is_better: bool) -> str
 
 
 def configs_section(run: Run) -> str:
-    params = ["template", "temperature", "top_k", "retrieval_k", *run.extras]
-    heads = {"template": "template", "temperature": "T", "top_k": "top-k", "retrieval_k": "k"}
+    params = [*LABEL_PARAMS, *run.extras]
     max_q = max((int(num(c.get("questions")) or 0) for c in run.configs), default=0)
     show_q = any(int(num(c.get("questions")) or max_q) < max_q for c in run.configs)
     th = ['<th data-sort="t">config</th>']
     th += [
-        f'<th data-sort="{"t" if p == "template" else "n"}">'
-        f"{escape(heads.get(p, PARAM_NAMES.get(p, p)))}</th>"
+        f'<th data-sort="{"t" if p == "rag.template" else "n"}" title="{escape(p)}">'
+        f"{escape(tunables.label(p))}</th>"
         for p in params
     ]
     if show_q:

@@ -24,6 +24,8 @@ from eval.stats import (
     pick_winner,
     tokens_mean,
 )
+from eval.sweep import LABEL_PATHS
+from service.tunables import tunables
 
 
 def build_results(
@@ -47,6 +49,7 @@ def build_results(
     higher = {n: catalogue[n].higher_is_better if n in catalogue else True for n in names}
     base = next(c for c in configs if c.baseline)
     base_rows = rows_of(base)
+    swept = swept_paths(configs)
     summaries = []
     for c in configs:
         mine = rows_of(c)
@@ -54,7 +57,7 @@ def build_results(
             {
                 "id": c.id,
                 "baseline": c.baseline,
-                "label": c.label(),
+                "label": c.label([*LABEL_PATHS, *(p for p in swept if p not in LABEL_PATHS)]),
                 **c.params,
                 "questions": len(mine),
                 "metrics": mean_metrics(mine, names),
@@ -89,12 +92,17 @@ def build_results(
     }
 
 
+# results.csv's columns: the row's facts around every tunable's path (from service.tunables).
 ROW_COLUMNS = (
-    "config", "baseline", "case", "question", "template", "temperature", "top_p", "top_k",
-    "max_tokens", "seed", "retrieval_k", "retrieval_mode", "fusion", "dense_weight",
-    "chunk_size", "chunk_overlap", "min_score", "model", "index_version", "sources", "answer", "finish_reason", "cited", "called", "cached", "latency_s", "prompt_tokens",
-    "completion_tokens",
+    "config", "baseline", "case", "question", *(t.path for t in tunables()), "seed", "model",
+    "index_version", "sources", "answer", "finish_reason", "cited", "called", "cached",
+    "latency_s", "prompt_tokens", "completion_tokens",
 )  # fmt: skip
+
+
+def swept_paths(configs: Sequence[Any]) -> list[str]:
+    """The tunables whose value differs between ``configs``: what the run compared."""
+    return [t.path for t in tunables() if len({repr(c.params.get(t.path)) for c in configs}) > 1]
 
 
 def csv_rows(results: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:

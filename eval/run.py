@@ -104,7 +104,7 @@ class _Context:
 
     def state_for(self, config: Config) -> tuple[AppState, str]:
         """The state ``config`` answers from: the serving index, or a re-chunked copy of it."""
-        chunking = config.chunking
+        chunking = config.chunking(self.settings.chunk)
         if chunking is None:
             return self.state, ""
         if chunking not in self.chunked:
@@ -261,7 +261,7 @@ def run_sweep(
                 "index_version": state.index.version,
                 "chunked_indexes": {tag: s.index.version for s, tag in ctx.chunked.values()},
                 "unchunkable_files": ctx.missing_files,
-                "min_score": serving.min_score,
+                "min_score": serving.retrieval.min_score,
                 "serving_version": serving_version,
                 "judge": _judge_info(judge, ctx.judge_stats),
                 "primary_metric": primary_metric,

@@ -23,23 +23,15 @@ from eval.candidates import Candidate, ModelsSpec
 from eval.dataset import Case
 from eval.judge import JudgeConfig
 from eval.matrix import factors, score_matrix
+from eval.report_data import by_path
 from eval.run import Progress, run_sweep, serving_rag
 from eval.sweep import baseline_config
 from ingest.embed import Embedder
 from service.settings import Settings
+from service.tunables import tunables
 
-CONFIG_KEYS = (
-    "template",
-    "temperature",
-    "top_p",
-    "top_k",
-    "max_tokens",
-    "retrieval_k",
-    "retrieval_mode",
-    "fusion",
-    "dense_weight",
-    "seed",
-)
+# The serving parameters models.json records for the run: every serve-scope tunable and the seed.
+CONFIG_KEYS = (*(t.path for t in tunables() if t.scope == "serve"), "seed")
 
 
 @dataclass(frozen=True)
@@ -189,7 +181,7 @@ def run_info(
         "dataset": dataset,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "cases": first["run"]["cases"],
-        "config": {k: base.get(k) for k in CONFIG_KEYS},
+        "config": {k: by_path(base).get(k) for k in CONFIG_KEYS},
         "index_version": first["run"]["index_version"],
         "serving_version": first["run"].get("serving_version"),
         "judge": None if judge is None else {"base_url": judge.base_url, "model": judge.model},

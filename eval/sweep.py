@@ -4,18 +4,19 @@ A sweep is TOML so a prompt engineer can keep it next to a template change and r
 
     seed = 7                      # sampling seed for every generation (default 0)
 
-    [axes]                        # each a list; a left-out axis keeps the serving value
-    template = ["grounded-qa@1", "grounded-qa@2"]
-    temperature = [0.0, 0.3, 0.7]
-    top_k = [20, 40]
-    top_p = [1.0]
-    max_tokens = [128]
-    retrieval_k = [3, 5]
-    retrieval_mode = ["dense", "hybrid"]   # dense | bm25 | hybrid
-    fusion = ["rrf"]                       # rrf | blend (hybrid only)
-    dense_weight = [0.3, 0.5]              # hybrid: weight of the dense side
-    chunk_size = [48, 64]                  # re-chunked copies of the indexed files (eval only)
-    chunk_overlap = [0]
+    [axes]                        # each a list of values; a left-out axis keeps the serving value
+    "rag.template" = ["grounded-qa@1", "grounded-qa@2"]
+    "rag.sampling.temperature" = [0.0, 0.3, 0.7]
+    "rag.sampling.top_k" = [20, 40]
+    "rag.retrieval.k" = [3, 5]
+    "rag.retrieval.mode" = ["dense", "hybrid"]   # dense | bm25 | hybrid
+    "rag.retrieval.dense_weight" = [0.3, 0.5]    # hybrid: weight of the dense side
+    "chunk.size" = [48, 64]       # re-chunked copies of the indexed files (eval only)
+
+An axis is a tunable's path (``service.tunables``: every field under ``rag``, plus ``chunk.size``
+and ``chunk.overlap``), written quoted as above, as a dotted key (``rag.retrieval.k = [3, 5]``)
+or as a table (``[axes.rag.sampling]``). The short names of older sweep files
+(``temperature``, ``retrieval_k``, ``retrieval_mode``, ``chunk_size``...) still work.
 
     [search]
     method = "halving"            # "grid" (default): every configuration on every question
@@ -23,8 +24,8 @@ A sweep is TOML so a prompt engineer can keep it next to a template change and r
     eta = 2                       # keep the best 1/eta of the configurations per rung (>= 2)
     min_questions = 4             # questions in the first rung; each rung has eta times more
 
-The serving configuration (``RagSettings``) is always one of the configurations, marked
-``baseline``: every other one is judged against it on the same questions.
+The serving configuration (``RagSettings`` with any promotion applied) is always one of the
+configurations, marked ``baseline``: every other one is judged against it on the same questions.
 """
 
 from __future__ import annotations
@@ -35,31 +36,16 @@ import json
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from eval.dataset import Case, load_toml
 from ingest.settings import ChunkSettings
+from service import tunables
 from service.settings import RagSettings
 
 DEFAULT_SEED = 0
-AXES = (
-    "template",
-    "temperature",
-    "top_k",
-    "top_p",
-    "max_tokens",
-    "retrieval_k",
-    "retrieval_mode",
-    "fusion",
-    "dense_weight",
-    "chunk_size",
-    "chunk_overlap",
-)
-# Config field -> RetrievalSettings field: the sweep's, the rows' and promotion's one mapping.
-RETRIEVAL_PARAMS = {"retrieval_mode": "mode", "fusion": "fusion", "dense_weight": "dense_weight"}
-_CHOICES = {"retrieval_mode": ("dense", "bm25", "hybrid"), "fusion": ("rrf", "blend")}
 _SEARCH_KEYS = ("method", "metric", "eta", "min_questions")
 
 
@@ -69,68 +55,91 @@ class SweepError(ValueError):
 
 @dataclass(frozen=True)
 class Config:
-    """One serving configuration under test; ``id`` is a short hash of its parameters.
+    """One configuration under test: a value for every tunable; ``id`` is a short hash of them.
 
-    The id depends on the parameters only (not on ``baseline`` or sweep order), so a rerun or a
-    grown sweep names the same configuration the same way and its results line up across runs.
+    The id depends on the values and the seed only (not on ``baseline`` or sweep order), so a
+    rerun or a grown sweep names the same configuration the same way and its results line up
+    across runs.
     """
 
-    template: str
-    temperature: float
-    top_p: float
-    top_k: int | None
-    max_tokens: int
-    retrieval_k: int
+    values: tuple[tuple[str, Any], ...]  # (path, value) for every tunable, declaration order
     seed: int | None = DEFAULT_SEED
-    retrieval_mode: str = "dense"
-    fusion: str = "rrf"
-    dense_weight: float = 0.5
-    # None: the serving index's chunking. Otherwise both are set and the configuration is
-    # answered from a re-chunked copy of the indexed files (eval.chunking).
-    chunk_size: int | None = None
-    chunk_overlap: int | None = None
     baseline: bool = field(default=False, compare=False)
+
+    @classmethod
+    def of(
+        cls, values: Mapping[str, Any], seed: int | None = DEFAULT_SEED, *, baseline: bool = False
+    ) -> Config:
+        """A configuration from ``{path: value}``; every tunable must be given."""
+        missing = [t.path for t in tunables.tunables() if t.path not in values]
+        if missing:
+            raise ValueError(f"configuration without {', '.join(missing)}")
+        ordered = tuple((t.path, values[t.path]) for t in tunables.tunables())
+        return cls(ordered, seed, baseline)
+
+    def __getitem__(self, path: str) -> Any:
+        return dict(self.values)[path]
+
+    def replace(self, **changes: Any) -> Config:
+        """This configuration with ``{path: value}`` changes (paths or short names)."""
+        update = {tunables.resolve(k): v for k, v in changes.items()}
+        return Config.of({**dict(self.values), **update}, self.seed, baseline=self.baseline)
 
     @property
     def params(self) -> dict[str, Any]:
-        """The parameters, without ``baseline``: what the id hashes and what results record."""
-        out = asdict(self)
-        del out["baseline"]
-        # Left out when unset, so configurations named before these axes keep their ids.
-        for key in ("chunk_size", "chunk_overlap"):
-            if out[key] is None:
-                del out[key]
-        return out
-
-    @property
-    def chunking(self) -> tuple[int, int] | None:
-        """(size, overlap) of the index this configuration reads, None for the serving one."""
-        if self.chunk_size is None or self.chunk_overlap is None:
-            return None
-        return self.chunk_size, self.chunk_overlap
+        """Every tunable by path plus the seed: what the id hashes and what results record."""
+        return {**dict(self.values), "seed": self.seed}
 
     @property
     def id(self) -> str:
         blob = json.dumps(self.params, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
-    def label(self) -> str:
-        """A human-readable one-liner for tables and progress bars."""
-        top_k = "-" if self.top_k is None else self.top_k
-        return (
-            f"{self.template} T={self.temperature:g} top_p={self.top_p:g} top_k={top_k} "
-            f"max_tokens={self.max_tokens} k={self.retrieval_k} {self.retrieval_text()}"
-            + (f" chunks={self.chunk_size}/{self.chunk_overlap}" if self.chunking else "")
-        )
+    @property
+    def template(self) -> str:
+        return str(self["rag.template"])
 
-    def retrieval_text(self) -> str:
-        if self.retrieval_mode != "hybrid":
-            return self.retrieval_mode
-        return f"hybrid({self.fusion}, dense {self.dense_weight:g})"
+    @property
+    def retrieval_k(self) -> int:
+        return int(self["rag.retrieval.k"])
 
-    def retrieval_overrides(self) -> dict[str, Any]:
-        """The retrieval settings this configuration fixes (mode, fusion, dense weight)."""
-        return {ours: getattr(self, theirs) for theirs, ours in RETRIEVAL_PARAMS.items()}
+    def rag(self, serving: RagSettings) -> RagSettings:
+        """The serving settings with this configuration's serve-scope values applied."""
+        return tunables.apply(serving, dict(self.values))
+
+    def chunking(self, serving: ChunkSettings) -> tuple[int, int] | None:
+        """(size, overlap) of the re-chunked copy this configuration reads; None: the index."""
+        mine = (int(self["chunk.size"]), int(self["chunk.overlap"]))
+        return None if mine == (serving.size, serving.overlap) else mine
+
+    def label(self, paths: Sequence[str] | None = None) -> str:
+        """A one-liner for tables and progress bars: template, then each of ``paths`` labelled.
+
+        ``paths`` defaults to temperature, top-k and k, plus retrieval and chunking where set.
+        """
+        shown = paths if paths is not None else LABEL_PATHS
+        parts = [self.template]
+        parts += [f"{tunables.label(p)}={_text(self[p])}" for p in shown if p != "rag.template"]
+        return " ".join(parts)
+
+
+# What a configuration's label shows unless a run names the axes it swept.
+LABEL_PATHS = (
+    "rag.sampling.temperature",
+    "rag.sampling.top_p",
+    "rag.sampling.top_k",
+    "rag.sampling.max_tokens",
+    "rag.retrieval.k",
+    "rag.retrieval.mode",
+)
+
+
+def _text(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
 
 
 @dataclass(frozen=True)
@@ -162,79 +171,37 @@ class Sweep:
         return next(c for c in self.configs if c.baseline)
 
 
-def baseline_config(rag: RagSettings, seed: int | None = DEFAULT_SEED) -> Config:
+def baseline_config(
+    rag: RagSettings, seed: int | None = DEFAULT_SEED, chunk: ChunkSettings | None = None
+) -> Config:
     """The current serving configuration, as the sweep's reference point."""
-    return Config(
-        template=rag.template,
-        temperature=float(rag.temperature),
-        top_p=float(rag.top_p),
-        top_k=rag.top_k,
-        max_tokens=rag.max_tokens,
-        retrieval_k=rag.k,
-        seed=seed,
-        **{theirs: getattr(rag.retrieval, ours) for theirs, ours in RETRIEVAL_PARAMS.items()},
-        baseline=True,
-    )
-
-
-def _check_value(axis: str, v: Any) -> Any:
-    """One axis value, type-checked and normalized (TOML ints are fine where floats are meant)."""
-    where = f"axes.{axis}"
-    if axis == "template":
-        if not isinstance(v, str) or v.count("@") != 1 or not all(v.split("@")):
-            raise SweepError(f"{where}: {v!r} is not a template 'id@version'")
-        return v
-    if axis in _CHOICES:
-        if v not in _CHOICES[axis]:
-            raise SweepError(f"{where}: {v!r} is not one of {', '.join(_CHOICES[axis])}")
-        return v
-    if isinstance(v, bool):
-        raise SweepError(f"{where}: {v!r} is not a number")
-    if axis in ("chunk_size", "chunk_overlap"):
-        if not isinstance(v, int):
-            raise SweepError(f"{where}: {v!r} is not an integer")
-        if axis == "chunk_size" and not 16 <= v <= 254:
-            raise SweepError(f"{where}: {v!r} is out of range (16 <= chunk_size <= 254)")
-        if axis == "chunk_overlap" and v < 0:
-            raise SweepError(f"{where}: {v!r} must be >= 0")
-        return v
-    if axis == "dense_weight":
-        if not isinstance(v, int | float) or not 0 <= v <= 1:
-            raise SweepError(f"{where}: {v!r} is not a weight between 0 and 1")
-        return float(v)
-    if axis in ("temperature", "top_p"):
-        if not isinstance(v, int | float):
-            raise SweepError(f"{where}: {v!r} is not a number")
-        lo_ok = v >= 0 if axis == "temperature" else v > 0
-        hi = 2.0 if axis == "temperature" else 1.0
-        if not (lo_ok and v <= hi):
-            bounds = "0 <= temperature <= 2" if axis == "temperature" else "0 < top_p <= 1"
-            raise SweepError(f"{where}: {v!r} is out of range ({bounds})")
-        return float(v)
-    if not isinstance(v, int):
-        raise SweepError(f"{where}: {v!r} is not an integer")
-    if axis == "top_k" and v < 0:
-        raise SweepError(f"{where}: {v!r} must be >= 0")
-    if axis in ("max_tokens", "retrieval_k") and v < 1:
-        raise SweepError(f"{where}: {v!r} must be >= 1")
-    return v
+    return Config.of(tunables.values_of(rag, chunk or ChunkSettings()), seed, baseline=True)
 
 
 def _axes(raw: Any) -> dict[str, list[Any]]:
     if not isinstance(raw, Mapping):
         raise SweepError("[axes] must be a table")
-    unknown = sorted(set(raw) - set(AXES))
-    if unknown:
-        raise SweepError(f"unknown axis {', '.join(unknown)}; known axes: {', '.join(AXES)}")
     out: dict[str, list[Any]] = {}
-    for axis, values in raw.items():
+    for name, values in tunables.flatten(raw).items():
+        try:
+            path = tunables.resolve(name)
+        except tunables.TunableError:
+            known = ", ".join(t.path for t in tunables.tunables())
+            raise SweepError(f"unknown axis {name}; known axes: {known}") from None
+        if path in out:
+            raise SweepError(f"axes.{name}: {path} is given twice")
         values = values if isinstance(values, list) else [values]
         if not values:
             raise SweepError(
-                f"axes.{axis}: empty list (leave the axis out to keep the serving value)"
+                f"axes.{name}: empty list (leave the axis out to keep the serving value)"
             )
-        checked = [_check_value(axis, v) for v in values]
-        out[axis] = list(dict.fromkeys(checked))  # duplicates would only cost time
+        checked = []
+        for v in values:
+            try:
+                checked.append(tunables.check(path, v))
+            except tunables.TunableError as e:
+                raise SweepError(f"axes.{name}: {v!r}: {e}") from None
+        out[path] = list(dict.fromkeys(checked))  # duplicates would only cost time
     return out
 
 
@@ -266,33 +233,20 @@ def _search(raw: Any) -> Search:
     )
 
 
-def _canonical_chunking(c: Config, serving: tuple[int, int]) -> Config:
-    """Both chunk fields set, or neither when they name the serving index's own chunking."""
-    if c.chunk_size is None and c.chunk_overlap is None:
-        return c
-    size = serving[0] if c.chunk_size is None else c.chunk_size
-    overlap = serving[1] if c.chunk_overlap is None else c.chunk_overlap
-    if overlap >= size:
-        raise SweepError(f"axes.chunk_overlap: {overlap} must be below chunk_size {size}")
-    if (size, overlap) == serving:
-        return replace(c, chunk_size=None, chunk_overlap=None)
-    return replace(c, chunk_size=size, chunk_overlap=overlap)
+def expand(axes: Mapping[str, Sequence[Any]], base: Config) -> list[Config]:
+    """The grid over ``axes`` ({path: values}) with ``base`` filling the rest, baseline first.
 
-
-def expand(
-    axes: Mapping[str, Sequence[Any]], base: Config, chunking: tuple[int, int] = (64, 0)
-) -> list[Config]:
-    """The grid over ``axes`` with ``base`` filling the left-out ones, baseline first.
-
-    A grid point equal to the baseline's parameters is the baseline (one configuration, not two);
-    ``chunking`` is the serving index's (size, overlap), which chunk axes are measured against.
+    A grid point equal to the baseline's values is the baseline (one configuration, not two).
     """
     names = list(axes)
     configs = [base]
     seen = {base.id}
     for values in itertools.product(*(axes[n] for n in names)):
-        c = Config(**{**base.params, **dict(zip(names, values, strict=True))})
-        c = _canonical_chunking(c, chunking)
+        update = dict(zip(names, values, strict=True))
+        c = Config.of({**dict(base.values), **update}, base.seed)
+        size, overlap = c["chunk.size"], c["chunk.overlap"]
+        if overlap >= size:
+            raise SweepError(f"axes.chunk.overlap: {overlap} must be below chunk.size {size}")
         if c.id not in seen:
             seen.add(c.id)
             configs.append(c)
@@ -307,15 +261,14 @@ def parse_sweep(
     if unknown:
         raise SweepError(
             f"unknown key {', '.join(unknown)}; a sweep has [axes], [search] and seed "
-            f"(axes go under [axes]: {', '.join(AXES)})"
+            f"(axes go under [axes]: {', '.join(t.path for t in tunables.tunables())})"
         )
     seed = raw.get("seed", DEFAULT_SEED)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SweepError(f"seed: {seed!r} must be a non-negative integer")
     axes = _axes(raw.get("axes", {}))
     search = _search(raw.get("search", {}))
-    chunk = chunk or ChunkSettings()
-    configs = expand(axes, baseline_config(rag, seed), (chunk.size, chunk.overlap))
+    configs = expand(axes, baseline_config(rag, seed, chunk))
     return Sweep(configs=tuple(configs), search=search, seed=seed)
 
 

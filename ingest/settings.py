@@ -55,12 +55,14 @@ class ChunkSettings(BaseModel):
         description="Maximum tokens per chunk (the encoder reads at most 254). Small chunks "
         "retrieve best with this encoder: hit rate@5 on the dev questions was 0.95 at 64 tokens, "
         "0.81 at 96-192 (bench/retrieval.py); answers read neighbouring chunks for context.",
+        json_schema_extra={"label": "chunk"},
     )
     overlap: int = Field(
         0,
         ge=0,
         description="Tokens repeated from the end of one chunk at the start of the next (only "
         "where a cut falls inside a paragraph); measured no gain in hit rate, lower MRR.",
+        json_schema_extra={"label": "overlap"},
     )
     heading_context: bool = Field(
         True,
@@ -117,12 +119,27 @@ class IngestSettings(BaseModel):
 
 
 class RetrievalSettings(BaseModel):
-    """How chunks are found for a question: dense, BM25, or both fused (chosen on bench/beir.py)."""
+    """How chunks are found for a question: dense, BM25, or both fused (chosen on bench/beir.py).
 
+    Every field is a tunable (``rag.retrieval.<name>``): a sweep axis, promotable, and a field of
+    the chat request's ``retrieval`` extension. ``label`` is its short name in reports.
+    """
+
+    k: int = Field(
+        5, ge=1, description="Passages retrieved per question.", json_schema_extra={"label": "k"}
+    )
+    min_score: float | None = Field(
+        0.25,
+        description="Passages below this cosine similarity to the question are dropped (in "
+        "every mode); with none left the answer is the template's don't-know text, without "
+        "calling the model. Empty: no floor.",
+        json_schema_extra={"label": "min score"},
+    )
     mode: Literal["dense", "bm25", "hybrid"] = Field(
         "hybrid",
         description="dense: cosine over embeddings; bm25: lexical (bm25s, stemmed, stopwords "
         "removed); hybrid: both, fused.",
+        json_schema_extra={"label": "search"},
     )
     fusion: Literal["rrf", "blend"] = Field(
         "rrf",
@@ -130,13 +147,30 @@ class RetrievalSettings(BaseModel):
         "weighted sum of min-max normalized scores.",
     )
     dense_weight: float = Field(
-        0.5, ge=0, le=1, description="hybrid only: weight of the dense side; BM25 gets the rest."
+        0.5,
+        ge=0,
+        le=1,
+        description="hybrid only: weight of the dense side; BM25 gets the rest.",
+        json_schema_extra={"label": "dense weight"},
     )
-    rrf_k: int = Field(60, ge=1, description="RRF rank offset (60 is the usual constant).")
+    rrf_k: int = Field(
+        60,
+        ge=1,
+        description="RRF rank offset (60 is the usual constant).",
+        json_schema_extra={"label": "rrf k"},
+    )
     candidates: int = Field(
         100, ge=1, description="Hits taken from each side before fusing (and before MMR)."
     )
-    mmr: bool = Field(False, description="Diversify results with maximal marginal relevance.")
+    mmr: bool = Field(
+        False,
+        description="Diversify results with maximal marginal relevance.",
+        json_schema_extra={"label": "MMR"},
+    )
     mmr_lambda: float = Field(
-        0.7, ge=0, le=1, description="MMR trade-off: 1 is pure relevance, 0 pure novelty."
+        0.7,
+        ge=0,
+        le=1,
+        description="MMR trade-off: 1 is pure relevance, 0 pure novelty.",
+        json_schema_extra={"label": "MMR lambda"},
     )

@@ -92,11 +92,8 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
             embedder,
             index,
             args.query,
-            serving,
-            k=args.k,
+            serving.model_copy(update={"retrieval": options}),
             filters=filters,
-            min_score=args.min_score,
-            retrieval=options,
         )
     finally:
         index.close()
@@ -123,7 +120,13 @@ def _search_options(
     mmr = {"mmr": True, "mmr_lambda": args.mmr} if args.mmr is not None else {}
     try:
         options = with_overrides(
-            base, mode=args.mode, fusion=args.fusion, dense_weight=args.dense_weight, **mmr
+            base,
+            k=args.k,
+            min_score=args.min_score,
+            mode=args.mode,
+            fusion=args.fusion,
+            dense_weight=args.dense_weight,
+            **mmr,
         )
     except ValidationError as e:
         raise ValueError("; ".join(f"{err['loc'][0]}: {err['msg']}" for err in e.errors())) from e
@@ -162,9 +165,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
             index=state.index,
             llm=state.llm,
             registry=state.registry,
-            rag=serving,
+            rag=rag.with_retrieval(serving, k=args.k),
             template_ref=args.prompt,
-            k=args.k,
             params=rag.sampling_params(serving),
             serving_version=serving_version,
         )

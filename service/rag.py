@@ -56,24 +56,32 @@ def retrieve_serving(
     query: str,
     serving: RagSettings,
     *,
-    k: int | None = None,
     filters: search.Filters | None = None,
-    min_score: float | None = None,
-    retrieval: RetrievalSettings | None = None,
 ) -> list[Hit]:
-    """``retrieve`` under a serving configuration; each argument given overrides its value.
+    """``retrieve`` under a serving configuration (with a request's overrides already in it).
 
     Chat, ``/v1/retrieve`` and ``ragtune search`` all come through here, so the configuration in
     force (the promoted one, if any) means the same passages everywhere.
     """
+    options = serving.retrieval
     return retrieve(
         embedder,
         index,
         query,
-        k or serving.k,
-        options=retrieval or serving.retrieval,
+        options.k,
+        options=options,
         filters=filters,
-        min_score=serving.min_score if min_score is None else min_score,
+        min_score=options.min_score,
+    )
+
+
+def with_retrieval(serving: RagSettings, **overrides: Any) -> RagSettings:
+    """``serving`` with a request's or a flag's retrieval ``overrides`` (None: not given)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given:
+        return serving
+    return serving.model_copy(
+        update={"retrieval": search.with_overrides(serving.retrieval, **given)}
     )
 
 
@@ -126,28 +134,19 @@ def plan_answer(
     registry: TemplateRegistry,
     rag: RagSettings,
     template_ref: str | None = None,
-    k: int | None = None,
     filters: search.Filters | None = None,
-    min_score: float | None = None,
-    retrieval: RetrievalSettings | None = None,
     params: SamplingParams,
     banks: dict[str, ExampleBank] | None = None,
     serving_version: int = 0,
 ) -> Plan:
+    """Retrieve and render under ``rag``: the serving configuration with the request's overrides.
+
+    ``template_ref`` is the request's template ('id' or 'id@version'), if it names one.
+    """
     t0 = time.perf_counter()
     template = registry.get(template_ref or rag.template)
     examples = select_examples(template, question, embedder, banks if banks is not None else {})
-    k = k or rag.k
-    hits = retrieve_serving(
-        embedder,
-        index,
-        question,
-        rag,
-        k=k,
-        filters=filters,
-        min_score=min_score,
-        retrieval=retrieval,
-    )
+    hits = retrieve_serving(embedder, index, question, rag, filters=filters)
     t1 = time.perf_counter()
     rendered = build_prompt(
         template,
@@ -168,9 +167,9 @@ def plan_answer(
         template=template,
         rendered=rendered,
         params=SamplingParams(**{**asdict(params), "stop": stops}),
-        retrieval_k=k,
+        retrieval_k=rag.retrieval.k,
         index_version=index.version,
-        retrieval=retrieval or rag.retrieval,
+        retrieval=rag.retrieval,
         timings={"retrieval": t1 - t0, "prompt": t2 - t1},
         serving_version=serving_version,
     )
@@ -298,11 +297,12 @@ def sampling_params(
     seed: int | None = None,
 ) -> SamplingParams:
     """Request values over the serving defaults (which the eval loop's promotion changes)."""
+    d = rag.sampling
     return SamplingParams(
-        temperature=rag.temperature if temperature is None else temperature,
-        top_p=rag.top_p if top_p is None else top_p,
-        top_k=rag.top_k if top_k is None else top_k,
-        max_tokens=rag.max_tokens if max_tokens is None else max_tokens,
+        temperature=d.temperature if temperature is None else temperature,
+        top_p=d.top_p if top_p is None else top_p,
+        top_k=d.top_k if top_k is None else top_k,
+        max_tokens=d.max_tokens if max_tokens is None else max_tokens,
         stop=tuple(stop or ()),
         seed=seed,
     )

@@ -7,10 +7,12 @@ ragtune's extensions are separate, optional fields: ``top_k`` (sampling), ``retr
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic.fields import FieldInfo
 
+from ingest.settings import RetrievalSettings
 from service.answer import Answer, Citation, Provenance, Usage, omitted_if_none
 
 
@@ -29,36 +31,44 @@ class ChatMessage(BaseModel):
         return "\n".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
 
 
-class RetrievalOptions(BaseModel):
-    """ragtune extension: how passages are retrieved for this request."""
+class _RetrievalExtension(BaseModel):
+    """ragtune extension: how passages are retrieved for this request.
+
+    Every ``rag.retrieval`` setting is a field here too (derived below, never re-listed), each
+    optional: left out, the serving configuration's value applies.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    k: int | None = Field(None, ge=1, description="Passages to retrieve.")
     filters: dict[str, str | list[str]] | None = Field(
         None,
         description="Match on metadata: 'source' (a path or a folder prefix), 'doc_id', 'kind'; "
         "a list means any of.",
     )
-    min_score: float | None = Field(
-        None, description="Drop passages whose cosine similarity to the question is below this."
-    )
-    mode: Literal["dense", "bm25", "hybrid"] | None = Field(
-        None, description="Search mode (default: the serving configuration's)."
-    )
-    fusion: Literal["rrf", "blend"] | None = Field(None, description="Hybrid fusion method.")
-    dense_weight: float | None = Field(
-        None, ge=0, le=1, description="Hybrid: weight of the dense side (BM25 gets the rest)."
-    )
-    mmr: bool | None = Field(None, description="Diversify with maximal marginal relevance.")
-    mmr_lambda: float | None = Field(None, ge=0, le=1, description="MMR relevance weight.")
 
     def overrides(self) -> dict[str, Any]:
-        """The retrieval-settings fields this request sets (the rest keep the serving values)."""
-        return self.model_dump(include=set(SEARCH_FIELDS), exclude_none=True)
+        """The retrieval settings this request sets (the rest keep the serving values)."""
+        return self.model_dump(exclude={"filters"}, exclude_none=True)
 
 
-SEARCH_FIELDS = ("mode", "fusion", "dense_weight", "mmr", "mmr_lambda")
+def _optional_fields(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s fields, each optional with no default: a request sets only what it changes."""
+    out: dict[str, Any] = {}
+    for name, f in model.model_fields.items():
+        annotation: Any = f.annotation
+        out[name] = (annotation | None, FieldInfo.merge_field_infos(f, default=None))
+    return out
+
+
+if TYPE_CHECKING:
+    RetrievalOptions = _RetrievalExtension
+else:
+    RetrievalOptions = create_model(
+        "RetrievalOptions",
+        __base__=_RetrievalExtension,
+        __doc__=_RetrievalExtension.__doc__,
+        **_optional_fields(RetrievalSettings),
+    )
 
 
 class ChatCompletionRequest(BaseModel):

@@ -15,22 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from service import tunables
 from service.settings import RagSettings
 
-# The answering parameters a promotion may set; anything else in a record is provenance.
-PROMOTABLE = (
-    "template",
-    "k",
-    "retrieval",
-    "min_score",
-    "temperature",
-    "top_p",
-    "top_k",
-    "max_tokens",
-)
 
-
-class ServingError(Exception):
+class ServingError(ValueError):
     pass
 
 
@@ -44,13 +33,11 @@ class ServingStore:
     # --- writing (ragtune eval promote / rollback) ----------------------------------------
 
     def promote(self, params: dict[str, Any], provenance: dict[str, Any]) -> int:
-        """Record ``params`` as a new version and make it current; returns the version."""
-        unknown = sorted(set(params) - set(PROMOTABLE))
-        if unknown:
-            raise ServingError(
-                f"not promotable: {', '.join(unknown)} (allowed: {', '.join(PROMOTABLE)})"
-            )
-        RagSettings(**params)  # validate before anything is written
+        """Record ``params`` (a partial ``rag`` table) as the current version; returns it."""
+        try:
+            tunables.merge(RagSettings(), params)  # validate before anything is written
+        except tunables.TunableError as e:
+            raise ServingError(f"not promotable: {e}") from e
         self.dir.mkdir(parents=True, exist_ok=True)
         version = max(self.versions(), default=0) + 1
         record = {"version": version, "created": time.time(), "params": params, **provenance}
@@ -120,11 +107,8 @@ class ServingStore:
 
 
 def apply_params(base: RagSettings, params: dict[str, Any]) -> RagSettings:
-    """``base`` with promoted ``params``; ``retrieval`` is a partial table over base's own."""
-    update = dict(params)
-    if "retrieval" in update:
-        update["retrieval"] = base.retrieval.model_copy(update=update["retrieval"])
-    return base.model_copy(update=update)
+    """``base`` with promoted ``params``: a partial ``rag`` table, or an older flat one."""
+    return tunables.merge(base, params)
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -7,10 +7,11 @@ Nested sections use ``__`` in the environment: ``RAGTUNE_EMBED__BACKEND=torch``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,30 +26,84 @@ from ingest.settings import (
     IngestSettings,
     RetrievalSettings,
 )
-from service.llm.settings import LLMSettings
+from service.llm.settings import LLMSettings, SamplingSettings
 
 CONFIG_ENV = "RAGTUNE_CONFIG"
 DEFAULT_CONFIG = Path("ragtune.toml")
 
 
-class RagSettings(BaseModel):
-    """The serving configuration the eval loop tunes: template, retrieval and sampling defaults."""
+def _template_ref(v: str) -> str:
+    if v.count("@") != 1 or not all(v.split("@")):
+        raise ValueError(f"{v!r} is not a template 'id@version'")
+    return v
 
-    template: str = Field("grounded-qa@1", description="Prompt template, 'id@version'.")
-    k: int = Field(5, ge=1, description="Passages retrieved per question.")
+
+TemplateRef = Annotated[str, AfterValidator(_template_ref)]
+
+# Short names from before tunables had paths: sweep files' axes, rows' columns and promotion
+# files written then (``k``, ``min_score``...) keep working through this one table.
+ALIASES = {
+    "template": "rag.template",
+    "retrieval_k": "rag.retrieval.k",
+    "k": "rag.retrieval.k",
+    "min_score": "rag.retrieval.min_score",
+    "retrieval_mode": "rag.retrieval.mode",
+    "fusion": "rag.retrieval.fusion",
+    "dense_weight": "rag.retrieval.dense_weight",
+    "temperature": "rag.sampling.temperature",
+    "top_p": "rag.sampling.top_p",
+    "top_k": "rag.sampling.top_k",
+    "max_tokens": "rag.sampling.max_tokens",
+    "chunk_size": "chunk.size",
+    "chunk_overlap": "chunk.overlap",
+}
+
+
+class RagSettings(BaseModel):
+    """The serving configuration the eval loop tunes: every field below it is a tunable.
+
+    A tunable is addressed by its path (``rag.template``, ``rag.retrieval.k``,
+    ``rag.sampling.temperature``); ``service.tunables`` derives sweep axes, configuration ids,
+    promotion files, report labels and the chat request's extension fields from these fields.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    template: TemplateRef = Field(
+        "grounded-qa@1",
+        description="Prompt template, 'id@version'.",
+        json_schema_extra={"label": "template"},
+    )
     retrieval: RetrievalSettings = Field(
         default_factory=RetrievalSettings,
-        description="Dense, BM25 or hybrid search and its weights (a sweep axis, promotable).",
+        description="How many passages, how they are searched and the score floor.",
     )
-    min_score: float = Field(
-        0.25,
-        description="Passages scoring below this (cosine) are not shown to the model; with none "
-        "left the answer is the template's don't-know text, without calling the model.",
+    sampling: SamplingSettings = Field(
+        default_factory=SamplingSettings, description="Sampling defaults of the answering model."
     )
-    temperature: float = Field(0.1, ge=0, le=2, description="Default sampling temperature.")
-    top_p: float = Field(1.0, gt=0, le=1, description="Default nucleus sampling.")
-    top_k: int | None = Field(None, description="Default sampling top-k (None: backend default).")
-    max_tokens: int = Field(128, ge=1, description="Default answer budget in tokens.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_keys(cls, data: Any) -> Any:
+        """Flat keys of older settings and promotion files (``k``, ``temperature``) nest."""
+        return nest_legacy(data) if isinstance(data, dict) else data
+
+
+def nest_legacy(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``rag`` table with its pre-path flat keys (``k``, ``top_p``) moved where they live now.
+
+    A flat key wins over the same field in a nested table: it is the more specific of the two.
+    """
+    out = dict(data)
+    for key in [k for k in data if k not in RagSettings.model_fields]:
+        path = ALIASES.get(key, "")
+        if path.startswith("rag.") and path.count(".") == 2:
+            _, section, name = path.split(".")
+            current = out.get(section)
+            nested = current.model_dump() if isinstance(current, BaseModel) else dict(current or {})
+            nested[name] = out.pop(key)
+            out[section] = nested
+    return out
 
 
 class ServiceSettings(BaseModel):
@@ -126,11 +181,6 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.home / "index"
-
-    @property
-    def retrieval(self) -> RetrievalSettings:
-        """The configured retrieval (``ragtune search`` uses it; answers use the promoted one)."""
-        return self.rag.retrieval
 
     @classmethod
     def settings_customise_sources(

@@ -13,17 +13,25 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from service.llm.settings import SamplingSettings
+
 Style = Literal["completion", "chat"]
+
+
+_DEFAULTS = SamplingSettings()
 
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """Sampling parameters as OpenAI names them, plus the common extensions vLLM accepts."""
+    """Sampling parameters as OpenAI names them, plus the common extensions vLLM accepts.
 
-    temperature: float = 0.2
-    top_p: float = 1.0
-    top_k: int | None = None
-    max_tokens: int = 256
+    The defaults are ``SamplingSettings``' (the ``rag.sampling`` section), declared once there.
+    """
+
+    temperature: float = _DEFAULTS.temperature
+    top_p: float = _DEFAULTS.top_p
+    top_k: int | None = _DEFAULTS.top_k
+    max_tokens: int = _DEFAULTS.max_tokens
     stop: tuple[str, ...] = ()
     seed: int | None = None
     repetition_penalty: float | None = None

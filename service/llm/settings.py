@@ -81,3 +81,29 @@ class LLMSettings(BaseModel):
         description="Extra request fields merged into every request, e.g. "
         '{"repeat_penalty": 1.1} for llama.cpp servers or {"min_p": 0.05} for vLLM.',
     )
+
+
+class SamplingSettings(BaseModel):
+    """How answers are sampled by default: the ``rag.sampling`` section, every field a tunable.
+
+    A chat request overrides each with the OpenAI field of the same name; ``SamplingParams``
+    (what a backend receives) takes its defaults from here, so there is one default per knob.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(
+        0.1, ge=0, le=2, description="Sampling temperature.", json_schema_extra={"label": "T"}
+    )
+    top_p: float = Field(
+        1.0, gt=0, le=1, description="Nucleus sampling.", json_schema_extra={"label": "top-p"}
+    )
+    top_k: int | None = Field(
+        None,
+        ge=0,
+        description="Sampling top-k (empty: the backend's default).",
+        json_schema_extra={"label": "top-k"},
+    )
+    max_tokens: int = Field(
+        128, ge=1, description="Answer budget in tokens.", json_schema_extra={"label": "max tokens"}
+    )

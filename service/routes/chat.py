@@ -14,7 +14,6 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ingest import search
 from prompts.render import PromptBudgetError
 from service import rag
 from service.answer import Answer
@@ -47,7 +46,8 @@ def _check_limits(req: ChatCompletionRequest, state: AppState) -> str:
     max_tokens = req.max_completion_tokens or req.max_tokens
     if max_tokens is not None and max_tokens > caps.max_tokens:
         raise ApiError(400, f"max_tokens is at most {caps.max_tokens}", param="max_tokens")
-    if req.retrieval and req.retrieval.k and req.retrieval.k > caps.max_k:
+    k = req.retrieval.overrides().get("k", 0) if req.retrieval else 0
+    if k > caps.max_k:
         raise ApiError(400, f"retrieval.k is at most {caps.max_k}", param="retrieval.k")
     question = rag.question_of(req.messages)
     if not question:
@@ -72,6 +72,8 @@ def _plan(req: ChatCompletionRequest, state: AppState) -> rag.Plan:
         stop=req.stop,
         seed=req.seed,
     )
+    if r is not None:
+        serving = rag.with_retrieval(serving, **r.overrides())
     try:
         return rag.plan_answer(
             question=question,
@@ -81,10 +83,7 @@ def _plan(req: ChatCompletionRequest, state: AppState) -> rag.Plan:
             registry=state.registry,
             rag=serving,
             template_ref=req.prompt,
-            k=r.k if r else None,
             filters=r.filters if r else None,
-            min_score=r.min_score if r else None,
-            retrieval=search.with_overrides(serving.retrieval, **r.overrides()) if r else None,
             params=params,
             banks=state.example_banks,
             serving_version=serving_version,

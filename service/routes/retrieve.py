@@ -11,7 +11,6 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from ingest import search
 from service import rag
 from service.deps import State
 from service.errors import ApiError
@@ -22,7 +21,8 @@ router = APIRouter()
 
 @router.post("/v1/retrieve", response_model=RetrieveResponse)
 async def retrieve(req: RetrieveRequest, state: State) -> dict[str, Any]:
-    if req.k is not None and req.k > state.settings.service.max_k:
+    k = req.overrides().get("k", 0)
+    if k > state.settings.service.max_k:
         raise ApiError(400, f"k is at most {state.settings.service.max_k}", param="k")
     serving, _ = state.serving.effective(state.settings.rag)
     try:
@@ -31,11 +31,8 @@ async def retrieve(req: RetrieveRequest, state: State) -> dict[str, Any]:
             state.embedder,
             state.index,
             req.query,
-            serving,
-            k=req.k,
+            rag.with_retrieval(serving, **req.overrides()),
             filters=req.filters,
-            min_score=req.min_score,
-            retrieval=search.with_overrides(serving.retrieval, **req.overrides()),
         )
     except ValueError as e:
         raise ApiError(400, str(e), param="filters") from e

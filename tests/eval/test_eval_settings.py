@@ -94,7 +94,7 @@ class _Cfg:
     baseline: bool
     params: dict[str, object] = dataclasses.field(default_factory=dict)
 
-    def label(self) -> str:
+    def label(self, paths: object = None) -> str:
         return self.id
 
 

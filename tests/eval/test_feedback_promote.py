@@ -163,16 +163,14 @@ def test_promote_the_winner_then_roll_back(tmp_path: Path) -> None:
     write_run(tmp_path / "run")
     version, params = promote(tmp_path, tmp_path / "run")
     assert version == 1
+    # a results.json written with the short names of older runs: promoted by path
     assert params == {
         "template": "grounded-qa@2",
-        "temperature": 0.5,
-        "top_k": 20,
-        "top_p": 1.0,
-        "max_tokens": 64,
-        "k": 3,
+        "retrieval": {"k": 3},
+        "sampling": {"temperature": 0.5, "top_k": 20, "top_p": 1.0, "max_tokens": 64},
     }
     rag, v = ServingStore(tmp_path).effective(RagSettings())
-    assert v == 1 and rag.template == "grounded-qa@2" and rag.k == 3
+    assert v == 1 and rag.template == "grounded-qa@2" and rag.retrieval.k == 3
     [entry] = history(tmp_path)
     assert entry["config"] == "cafe" and entry["current"] and entry["metrics"] == {"m": 0.6}
     assert promote(tmp_path, tmp_path / "run", "base")[0] == 2

@@ -54,7 +54,7 @@ def test_feedback_to_promotion(
         chosen = next(
             c
             for c in result.configs
-            if c["template"] == "grounded-qa@2" and c["temperature"] == 0.8
+            if c["rag.template"] == "grounded-qa@2" and c["rag.sampling.temperature"] == 0.8
         )
 
         assert (

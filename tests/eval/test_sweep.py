@@ -25,8 +25,15 @@ from ingest.embed import Embedder
 from ingest.index import VectorIndex
 from ingest.settings import ChunkSettings, EmbedSettings
 from service.settings import RagSettings, Settings
+from service.tunables import tunables
 from tests.service.conftest import ScriptedLLM
 
+T, K, P, M = (
+    "rag.sampling.temperature",
+    "rag.retrieval.k",
+    "rag.sampling.top_p",
+    "rag.sampling.max_tokens",
+)
 CASE_IDS = ("dev-01", "dev-17")  # MQA in llm-guide.txt; zpipe's CHUNK in zlib-usage.html
 
 
@@ -38,21 +45,19 @@ def test_grid_expands_axes_and_keeps_serving_values_for_the_rest() -> None:
     sweep = parse_sweep({"axes": {"temperature": [0.1, 0.7], "retrieval_k": [3, 5]}}, rag)
     base = sweep.configs[0]
     assert base.baseline and sweep.baseline is base
-    assert (base.temperature, base.retrieval_k, base.top_p, base.max_tokens) == (0.1, 5, 0.9, 64)
+    assert (base[T], base[K], base[P], base[M]) == (0.1, 5, 0.9, 64)
     # (0.1, 5) is the baseline itself: four grid points, four configurations, one baseline
-    points = {(c.temperature, c.retrieval_k) for c in sweep.configs}
+    points = {(c[T], c[K]) for c in sweep.configs}
     assert points == {(0.1, 3), (0.1, 5), (0.7, 3), (0.7, 5)}
     assert len(sweep.configs) == 4 and sum(c.baseline for c in sweep.configs) == 1
-    assert all(
-        c.top_p == 0.9 and c.max_tokens == 64 and c.template == rag.template for c in sweep.configs
-    )
+    assert all(c[P] == 0.9 and c[M] == 64 and c.template == rag.template for c in sweep.configs)
 
 
 def test_the_baseline_is_included_even_when_the_grid_misses_it() -> None:
     sweep = parse_sweep({"axes": {"template": ["grounded-qa@2"], "top_k": [20, 40]}}, RagSettings())
     assert [c.baseline for c in sweep.configs] == [True, False, False]
     assert sweep.configs[0] == baseline_config(RagSettings())
-    assert {c.top_k for c in sweep.configs[1:]} == {20, 40}
+    assert {c["rag.sampling.top_k"] for c in sweep.configs[1:]} == {20, 40}
 
 
 def test_no_sweep_file_evaluates_the_baseline_alone() -> None:
@@ -62,18 +67,39 @@ def test_no_sweep_file_evaluates_the_baseline_alone() -> None:
 
 
 def test_config_ids_are_stable_and_depend_on_parameters_only() -> None:
-    a = Config("grounded-qa@1", 0.1, 1.0, None, 128, 5, 0)
-    # pinned: ids name configurations across runs, promotions and reports (changed once, when
-    # the retrieval axes joined the parameters)
-    assert a.id == "958b1d6fd5"
-    assert Config(**{**a.params, "retrieval_mode": "hybrid"}).id != a.id
-    assert Config("grounded-qa@1", 0.1, 1.0, None, 128, 5, 0, baseline=True).id == a.id
+    a = baseline_config(RagSettings(temperature=0.1, k=5), 0)
+    # pinned: ids name configurations across runs, promotions and reports (changed when every
+    # tunable became a settings path)
+    assert a.id == "23e3c448f1"
+    assert a.replace(**{"rag.retrieval.mode": "dense"}).id != a.id
+    assert Config(a.values, 0, baseline=False).id == a.id  # baseline or not: one configuration
     parsed = parse_sweep({"axes": {"temperature": [1]}}, RagSettings())
     toml_int = parsed.configs[1]
-    same = Config(**{**parsed.baseline.params, "temperature": 1.0})
-    assert toml_int.temperature == 1.0 and toml_int.id == same.id
-    assert Config(**{**a.params, "seed": 1}).id != a.id
-    assert Config(**{**a.params, "retrieval_k": 3}).id != a.id
+    same = parsed.baseline.replace(temperature=1.0)
+    assert toml_int[T] == 1.0 and isinstance(toml_int[T], float) and toml_int.id == same.id
+    assert Config(a.values, 1).id != a.id
+    assert a.replace(retrieval_k=3).id != a.id
+    # every tunable is part of a configuration, by its path
+    assert [p for p, _ in a.values] == [t.path for t in tunables()]
+
+
+def test_axes_are_paths_in_any_toml_spelling_and_old_names_still_work(tmp_path: Path) -> None:
+    spellings = [
+        '[axes]\n"rag.sampling.temperature" = [0.0, 0.5]',
+        "[axes]\nrag.sampling.temperature = [0.0, 0.5]",
+        "[axes.rag.sampling]\ntemperature = [0.0, 0.5]",
+        "[axes]\ntemperature = [0.0, 0.5]",
+    ]
+    ids = []
+    for i, text in enumerate(spellings):
+        path = tmp_path / f"s{i}.toml"
+        path.write_text(text)
+        ids.append([c.id for c in load_sweep(path, RagSettings()).configs])
+    assert all(x == ids[0] for x in ids) and len(ids[0]) == 3
+    with pytest.raises(SweepError, match="given twice"):
+        parse_sweep(
+            {"axes": {"temperature": [0.1], "rag.sampling.temperature": [0.2]}}, RagSettings()
+        )
 
 
 @pytest.mark.parametrize(
@@ -81,15 +107,15 @@ def test_config_ids_are_stable_and_depend_on_parameters_only() -> None:
     [
         (
             "[axes]\ntemprature = [0.1]",
-            r"unknown axis temprature; known axes: template, temperature",
+            r"unknown axis temprature; known axes: rag.template, rag.retrieval.k",
         ),
         ("temperature = [0.1]", r"unknown key temperature; .*go under \[axes\]"),
         ("[axes]\ntemperature = []", r"axes.temperature: empty list"),
-        ("[axes]\ntemperature = [3.0]", r"axes.temperature: 3.0 is out of range"),
-        ("[axes]\ntemperature = [true]", r"axes.temperature: True is not a number"),
-        ("[axes]\ntop_p = [0]", r"axes.top_p: 0 is out of range"),
-        ("[axes]\ntop_k = [1.5]", r"axes.top_k: 1.5 is not an integer"),
-        ("[axes]\nretrieval_k = [0]", r"axes.retrieval_k: 0 must be >= 1"),
+        ("[axes]\ntemperature = [3.0]", r"axes.temperature: 3.0: .*less than or equal to 2"),
+        ("[axes]\ntemperature = [true]", r"axes.temperature: True: .*valid number"),
+        ("[axes]\ntop_p = [0]", r"axes.top_p: 0: .*greater than 0"),
+        ("[axes]\ntop_k = [1.5]", r"axes.top_k: 1.5: .*valid integer"),
+        ("[axes]\nretrieval_k = [0]", r"axes.retrieval_k: 0: .*greater than or equal to 1"),
         ("[axes]\ntemplate = ['grounded-qa']", r"'grounded-qa' is not a template 'id@version'"),
         ("axes = 3", r"\[axes\] must be a table"),
         ("[search]\nmethod = 'random'", r"search.method: 'random' is not 'grid' or 'halving'"),
@@ -251,12 +277,7 @@ def test_results_files_structure(
             "id",
             "baseline",
             "label",
-            "template",
-            "temperature",
-            "top_p",
-            "top_k",
-            "max_tokens",
-            "retrieval_k",
+            *(t.path for t in tunables()),
             "seed",
             "questions",
             "metrics",
@@ -281,7 +302,8 @@ def test_results_files_structure(
 
     row = data["rows"][0]
     assert row["template"] == "grounded-qa@1" and row["index_version"] >= 1
-    assert set(row["params"]) >= {"temperature", "top_p", "top_k", "max_tokens", "seed"}
+    assert set(row["params"]) == {*(t.path for t in tunables()), "seed"}
+    assert set(row["sampling"]) >= {"temperature", "top_p", "top_k", "max_tokens", "seed"}
     assert row["passages"] and {"source", "text", "score"} <= set(row["passages"][0])
     assert row["passages"][0]["source"].endswith((".txt", ".html"))
     assert row["cited"] == [1] and row["metrics"]["citation_support"] in (0.0, 1.0)
@@ -422,28 +444,29 @@ def test_retrieval_axes_parse_and_validate() -> None:
     sweep = parse_sweep(
         {"axes": {"retrieval_mode": ["dense", "hybrid"], "dense_weight": [0.3, 1]}}, RagSettings()
     )
-    modes = {(c.retrieval_mode, c.dense_weight) for c in sweep.configs}
+    modes = {(c["rag.retrieval.mode"], c["rag.retrieval.dense_weight"]) for c in sweep.configs}
     assert {("dense", 0.3), ("hybrid", 1.0)} <= modes
-    assert sweep.baseline.retrieval_mode == RagSettings().retrieval.mode
-    assert "hybrid(" in sweep.baseline.label()
-    with pytest.raises(SweepError, match="not one of dense, bm25, hybrid"):
+    assert sweep.baseline["rag.retrieval.mode"] == RagSettings().retrieval.mode
+    assert "search=hybrid" in sweep.baseline.label()
+    with pytest.raises(SweepError, match="'dense', 'bm25' or 'hybrid'"):
         parse_sweep({"axes": {"retrieval_mode": ["sparse"]}}, RagSettings())
-    with pytest.raises(SweepError, match="between 0 and 1"):
+    with pytest.raises(SweepError, match="less than or equal to 1"):
         parse_sweep({"axes": {"dense_weight": [1.5]}}, RagSettings())
 
 
 def test_chunk_axes_are_canonical_against_the_serving_chunking() -> None:
     rag, chunk = RagSettings(), ChunkSettings(size=64, overlap=0)
     same = parse_sweep({"axes": {"chunk_size": [64], "chunk_overlap": [0]}}, rag, chunk)
-    assert len(same.configs) == 1 and same.configs[0].chunking is None  # the serving index
+    assert len(same.configs) == 1 and same.configs[0].chunking(chunk) is None  # the serving index
     sweep = parse_sweep({"axes": {"chunk_size": [48, 64], "chunk_overlap": [0, 8]}}, rag, chunk)
-    assert {c.chunking for c in sweep.configs} == {None, (48, 0), (48, 8), (64, 8)}
-    assert "chunks=48/8" in next(c for c in sweep.configs if c.chunking == (48, 8)).label()
-    only_overlap = parse_sweep({"axes": {"chunk_overlap": [16]}}, rag, chunk).configs[1]
-    assert only_overlap.chunking == (64, 16)
-    with pytest.raises(SweepError, match="must be below chunk_size 16"):
+    assert {c.chunking(chunk) for c in sweep.configs} == {None, (48, 0), (48, 8), (64, 8)}
+    c48 = next(c for c in sweep.configs if c.chunking(chunk) == (48, 8))
+    assert "chunk=48 overlap=8" in c48.label(["chunk.size", "chunk.overlap"])
+    only_overlap = parse_sweep({"axes": {"chunk.overlap": [16]}}, rag, chunk).configs[1]
+    assert only_overlap.chunking(chunk) == (64, 16)
+    with pytest.raises(SweepError, match=r"must be below chunk\.size 16"):
         parse_sweep({"axes": {"chunk_size": [16], "chunk_overlap": [16]}}, rag, chunk)
-    with pytest.raises(SweepError, match="16 <= chunk_size <= 254"):
+    with pytest.raises(SweepError, match="greater than or equal to 16"):
         parse_sweep({"axes": {"chunk_size": [8]}}, rag, chunk)
 
 
@@ -457,8 +480,8 @@ def test_chunk_axes_answer_from_a_rechunked_copy(
     copy = settings.home / "eval" / "indexes" / "chunk48-overlap0"
     assert r1.results["run"]["chunked_indexes"] == {"chunk48-overlap0": 1}
     assert r1.results["run"]["unchunkable_files"] == 0
-    assert {r["chunk_size"] for r in r1.rows if r["config"] == c48.id} == {48}
-    assert {r["chunk_size"] for r in r1.rows if r["config"] != c48.id} == {None}
+    assert {r["params"]["chunk.size"] for r in r1.rows if r["config"] == c48.id} == {48}
+    assert {r["params"]["chunk.size"] for r in r1.rows if r["config"] != c48.id} == {64}
     model, dim = embedder.name, embedder.dim
     serving = VectorIndex.open(settings.index_dir, settings.index, embed_model=model, dim=dim)
     smaller = VectorIndex.open(copy, settings.index, embed_model=model, dim=dim)

@@ -22,16 +22,19 @@ def test_promote_history_rollback(tmp_path: Path) -> None:
     store = ServingStore(tmp_path)
     base = RagSettings()
     assert store.effective(base) == (base, 0)
-    v1 = store.promote({"temperature": 0.7, "k": 3}, {"run": "r1", "config": "a"})
+    v1 = store.promote(
+        {"sampling": {"temperature": 0.7}, "retrieval": {"k": 3}}, {"run": "r1", "config": "a"}
+    )
     v2 = store.promote({"template": "grounded-qa@2"}, {"run": "r2", "config": "b"})
     assert (v1, v2) == (1, 2)
     rag, version = store.effective(base)
-    assert version == 2 and rag.template == "grounded-qa@2" and rag.temperature == base.temperature
+    assert version == 2 and rag.template == "grounded-qa@2"
+    assert rag.sampling.temperature == base.sampling.temperature
     assert [h["current"] for h in store.history()] == [False, True]
     assert store.history()[0]["run"] == "r1"
     assert store.rollback() == 1
     rag, version = store.effective(base)
-    assert version == 1 and rag.temperature == 0.7 and rag.k == 3
+    assert version == 1 and rag.sampling.temperature == 0.7 and rag.retrieval.k == 3
     assert store.rollback() == 0 and store.effective(base) == (base, 0)
     with pytest.raises(ServingError, match="nothing to roll back"):
         store.rollback()
@@ -55,6 +58,7 @@ def test_running_service_picks_up_a_promotion(
     with TestClient(create_app(s, llm=llm, embedder=embedder)) as c:
         info = ask(c).json()["ragtune"]
         assert info["serving_version"] == 0 and info["prompt"] == "grounded-qa@1"
+        # A promotion file written before tunables had paths (flat keys) still applies.
         ServingStore(s.home).promote({"template": "grounded-qa@2", "temperature": 0.6, "k": 2}, {})
         info = ask(c).json()["ragtune"]
         assert info["serving_version"] == 1 and info["prompt"] == "grounded-qa@2"
