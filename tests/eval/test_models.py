@@ -346,7 +346,7 @@ def test_embedded_and_served_gemma_end_to_end(
     assert by["server"]["raw"]["cost_per_1k_tokens"] == 0.001
     assert by["embedded"]["normalized"]["cost_per_1k_tokens"] == 1.0  # cheaper: lower is better
     assert all(r["completion_tokens"] <= 12 and r["answer"] for r in sel["rows"])
-    assert sel["run"]["config"]["retrieval_k"] == 2
+    assert sel["run"]["config"]["rag.retrieval.k"] == 2
     # The scores are the matrix of the raw values, as models.json records them.
     directions = {f: i["higher_is_better"] for f, i in sel["factors"].items()}
     weights = {f: i["weight"] for f, i in sel["factors"].items()}

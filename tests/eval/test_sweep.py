@@ -70,7 +70,7 @@ def test_config_ids_are_stable_and_depend_on_parameters_only() -> None:
     a = baseline_config(RagSettings(temperature=0.1, k=5), 0)
     # pinned: ids name configurations across runs, promotions and reports (changed when every
     # tunable became a settings path)
-    assert a.id == "23e3c448f1"
+    assert a.id == "812effd21a"
     assert a.replace(**{"rag.retrieval.mode": "dense"}).id != a.id
     assert Config(a.values, 0, baseline=False).id == a.id  # baseline or not: one configuration
     parsed = parse_sweep({"axes": {"temperature": [1]}}, RagSettings())
@@ -431,7 +431,7 @@ def test_real_model_end_to_end_through_the_command(
     assert data["run"]["model"].lower().startswith("gemma") and data["run"]["backend"] == "llamacpp"
     assert len(data["configs"]) == 2 and len(data["rows"]) == 4
     assert all(r["answer"] and r["completion_tokens"] <= 16 for r in data["rows"])
-    assert all(r["params"]["max_tokens"] == 16 and r["params"]["seed"] == 3 for r in data["rows"])
+    assert all(r["sampling"]["max_tokens"] == 16 and r["params"]["seed"] == 3 for r in data["rows"])
     assert "semantic_similarity" in data["configs"][1]["vs_baseline"]
     assert "configurations" in capsys.readouterr().err
     # the same command again: every row resumed, the gate now fails
