@@ -14,6 +14,7 @@ from eval.cache import CachedIndex, CachingLLM, EvalCache, MemoEmbedder
 from eval.dataset import Case
 from eval.metrics import Observation
 from eval.sweep import Config
+from ingest.windows import Window
 from service import rag
 from service.deps import AppState
 from service.settings import RagSettings
@@ -74,7 +75,7 @@ def answer_case(
         "passages": [
             {
                 "n": n,
-                "source": getattr(p.ref, "source", p.source),  # the full path, not the name
+                "source": p.ref.hit.source if isinstance(p.ref, Window) else p.source,
                 "page": p.page,
                 "heading": p.heading,
                 "score": round(float(p.score), 4),

@@ -222,6 +222,9 @@ class CachedIndex(IndexReader):
     def chunks(self, doc_id: str) -> list[Hit]:
         return self._index.chunks(doc_id)
 
+    def around(self, chunk_id: int, before: int, after: int) -> list[Hit]:
+        return self._index.around(chunk_id, before, after)
+
     def quarantined(self) -> list[QuarantineRecord]:
         return self._index.quarantined()
 

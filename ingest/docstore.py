@@ -216,6 +216,15 @@ class DocStore:
         rows = self._all(_HIT_SQL + "WHERE c.doc_id = ? ORDER BY c.ordinal", (doc_id,))
         return [_hit(row) for row in rows]
 
+    def around(self, chunk_id: int, before: int, after: int) -> list[Hit]:
+        """``chunk_id`` and up to ``before``/``after`` chunks of its document around it, in order."""
+        rows = self._all(
+            _HIT_SQL + "JOIN chunks h ON h.chunk_id = ? AND c.doc_id = h.doc_id "
+            "AND c.ordinal BETWEEN h.ordinal - ? AND h.ordinal + ? ORDER BY c.ordinal",
+            (chunk_id, before, after),
+        )
+        return [_hit(row) for row in rows]
+
     def hits(self, ids: Sequence[int]) -> dict[int, Hit]:
         """Rows for ``ids`` from one read snapshot, so a concurrent commit is seen whole or not."""
         found: dict[int, Hit] = {}

@@ -135,6 +135,15 @@ class RetrievalSettings(BaseModel):
         "calling the model. Empty: no floor.",
         json_schema_extra={"label": "min score"},
     )
+    window_tokens: int = Field(
+        0,
+        ge=0,
+        le=2048,
+        description="Tokens (the answering model's) of the window the model reads around each "
+        "retrieved chunk: neighbouring chunks joined, trimmed to whole sentences, overlapping "
+        "windows of a document merged. 0: the chunk alone.",
+        json_schema_extra={"label": "window"},
+    )
     mode: Literal["dense", "bm25", "hybrid"] = Field(
         "hybrid",
         description="dense: cosine over embeddings; bm25: lexical (bm25s, stemmed, stopwords "

@@ -31,7 +31,12 @@ class Citation(BaseModel):
     page: int | None
     heading: str
     score: float
-    text: str
+    text: str  # the passage the model read: the retrieved chunk's window
+    # Where ``text`` sits in the document's text, and [start, end) of each retrieved chunk inside
+    # ``text`` (to highlight what was found); absent from records made before windows.
+    start: int | None = omitted_if_none()
+    end: int | None = omitted_if_none()
+    spans: list[list[int]] | None = omitted_if_none()
 
 
 class RetrievalInfo(BaseModel):

@@ -18,6 +18,7 @@ from ingest import search
 from ingest.embed import Embedder
 from ingest.index import Hit, IndexReader
 from ingest.settings import RetrievalSettings
+from ingest.windows import Window, build_windows
 from prompts.fewshot import ExampleBank
 from prompts.registry import Example, Template, TemplateRegistry
 from prompts.render import Passage, RenderedPrompt, build_prompt
@@ -89,15 +90,16 @@ def heading_text(hit: Hit) -> str:
     return " > ".join(hit.heading)
 
 
-def to_passage(hit: Hit) -> Passage:
+def to_passage(window: Window) -> Passage:
     # The model sees the file name only: a long absolute path costs tokens and tells it nothing.
+    hit = window.hit
     return Passage(
-        text=hit.text,
+        text=window.text,
         source=Path(hit.source).name,
         page=hit.page,
         heading=heading_text(hit),
         score=hit.score,
-        ref=hit,
+        ref=window,
     )
 
 
@@ -147,11 +149,12 @@ def plan_answer(
     template = registry.get(template_ref or rag.template)
     examples = select_examples(template, question, embedder, banks if banks is not None else {})
     hits = retrieve_serving(embedder, index, question, rag, filters=filters)
+    windows = build_windows(hits, index, rag.retrieval.window_tokens, llm.count_tokens)
     t1 = time.perf_counter()
     rendered = build_prompt(
         template,
         question,
-        [to_passage(h) for h in hits],
+        [to_passage(w) for w in windows],
         style=llm.style,
         count_tokens=llm.count_tokens,
         context_window=llm.context_window,
@@ -244,7 +247,8 @@ def citations(plan: Plan, answer: str) -> list[Citation]:
         order = list(range(1, len(passages) + 1)) if plan.grounded and answer else []
     out = []
     for n in order:
-        hit: Hit = passages[n - 1].ref  # type: ignore[assignment]
+        window: Window = passages[n - 1].ref  # type: ignore[assignment]
+        hit = window.hit
         out.append(
             Citation(
                 index=n,
@@ -254,7 +258,10 @@ def citations(plan: Plan, answer: str) -> list[Citation]:
                 page=hit.page,
                 heading=heading_text(hit),
                 score=round(float(hit.score), 4),
-                text=hit.text,
+                text=window.text,
+                start=window.start,
+                end=window.end,
+                spans=[list(s) for s in window.spans],
             )
         )
     return out

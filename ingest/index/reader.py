@@ -50,4 +50,11 @@ class IndexReader(Protocol):
 
     def chunks(self, doc_id: str) -> list[Hit]: ...
 
+    def around(self, chunk_id: int, before: int, after: int) -> list[Hit]:
+        """The chunk and up to ``before``/``after`` neighbours of its document, in text order.
+
+        What a context window is built from (``ingest.windows``); empty for an unknown id.
+        """
+        ...
+
     def quarantined(self) -> list[QuarantineRecord]: ...

@@ -200,6 +200,9 @@ class VectorIndex(IndexReader):
     def chunks(self, doc_id: str) -> list[Hit]:
         return self._store.chunks(doc_id)
 
+    def around(self, chunk_id: int, before: int, after: int) -> list[Hit]:
+        return self._store.around(chunk_id, before, after)
+
     def quarantined(self) -> list[QuarantineRecord]:
         return self._store.quarantined()
 

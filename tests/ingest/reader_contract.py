@@ -90,6 +90,19 @@ class IndexReaderContract:
         assert reader.document("/no/such/file") is None and reader.chunks("nope") == []
         assert reader.quarantined() == store.quarantined()
 
+    def test_around_reads_a_chunks_neighbours_in_text_order(
+        self, make_reader: MakeReader, store: VectorIndex
+    ) -> None:
+        reader = make_reader(QUESTIONS[0], None)
+        doc = store.documents()[0]
+        chunks = store.chunks(doc.doc_id)
+        assert len(chunks) >= 5
+        mid = chunks[2]
+        assert reader.around(mid.chunk_id, 2, 1) == chunks[0:4] == store.around(mid.chunk_id, 2, 1)
+        assert reader.around(chunks[0].chunk_id, 3, 0) == chunks[:1]  # the document's start
+        assert reader.around(chunks[-1].chunk_id, 0, 5) == chunks[-1:]  # and its end
+        assert reader.around(-7, 1, 1) == []
+
     @pytest.mark.parametrize("question", QUESTIONS)
     def test_ranked_ids_read_back_as_the_stores_hits(
         self, make_reader: MakeReader, store: VectorIndex, embedder: Embedder, question: str

@@ -229,3 +229,16 @@ def test_the_stored_record_is_what_the_client_got(client: TestClient, llm: Scrip
         assert [c.model_dump() for c in record.citations] == sent["citations"]
         assert record.provenance.model_dump(mode="json") == sent["ragtune"]
         assert record.usage.model_dump() == sent["usage"] and not record.cached
+
+
+def test_citations_point_at_the_window_the_model_read(client: TestClient, llm: ScriptedLLM) -> None:
+    chunks = ask(client, retrieval={"k": 2}).json()["citations"]
+    assert all(c["spans"] == [[0, len(c["text"])]] for c in chunks)  # windows off: the chunk
+    wide = ask(client, retrieval={"k": 2, "window_tokens": 160}).json()["citations"]
+    assert [c["chunk_id"] for c in wide][:1] == [c["chunk_id"] for c in chunks][:1]
+    for c in wide:
+        assert c["end"] - c["start"] == len(c["text"])
+        assert all(0 <= a < b <= len(c["text"]) for a, b in c["spans"])
+    best = {c["chunk_id"]: c for c in chunks}[wide[0]["chunk_id"]]
+    [[a, b], *_] = wide[0]["spans"]
+    assert len(wide[0]["text"]) > len(best["text"]) and wide[0]["text"][a:b] == best["text"]
