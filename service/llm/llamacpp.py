@@ -27,6 +27,7 @@ from service.llm.base import (
 )
 from service.llm.gate import Gate
 from service.llm.settings import LLMSettings
+from service.llm.stops import StopScanner
 
 # llama.cpp's own default when a request does not name top_k (vLLM's is "off", i.e. -1).
 DEFAULT_TOP_K = 40
@@ -211,20 +212,26 @@ class LlamaCppLLM:
             self._keep_cache(tokens)
             chunks = self._llama.create_completion(
                 tokens,
-                **sampling_kwargs(params),
+                # Stops are ours (StopScanner): llama.cpp's would end an answer that begins with one.
+                **{**sampling_kwargs(params), "stop": []},
                 # No seed asked for: draw one, so unseeded requests differ (llama-cpp-python would
                 # otherwise derive each seed from the previous one, repeating across restarts).
                 seed=secrets.randbits(31) if params.seed is None else params.seed,
                 stream=True,
             )
+            scan = StopScanner(params.stop)
             try:
                 for chunk in chunks:
                     choice = chunk["choices"][0]
-                    if choice["text"]:
+                    text = scan.feed(choice["text"])
+                    if text:
                         if not parts:
                             timings["first_token"] = time.monotonic() - start
-                        parts.append(choice["text"])
-                        yield Delta(choice["text"])
+                        parts.append(text)
+                        yield Delta(text)
+                    if scan.stopped:
+                        finish = "stop"
+                        break
                     if choice["finish_reason"] is not None:
                         finish = choice["finish_reason"]
                     if cancel is not None and cancel.is_set():
@@ -232,6 +239,9 @@ class LlamaCppLLM:
                         break
             finally:
                 chunks.close()  # stops llama-cpp-python's generator: no token after this one
+            if (rest := scan.flush()) and finish != "cancelled":
+                parts.append(rest)
+                yield Delta(rest)
         except ValueError as e:  # llama-cpp-python reports bad requests as ValueError
             raise LLMError(f"llama.cpp rejected the request: {e}") from e
         finally:

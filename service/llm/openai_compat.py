@@ -25,6 +25,7 @@ from service.llm.base import (
     collect,
 )
 from service.llm.settings import LLMSettings
+from service.llm.stops import StopScanner
 from service.llm.tokenize import RemoteTokenCounter
 
 _RETRY_STATUS = {500, 502, 503, 504}
@@ -127,7 +128,7 @@ class OpenAICompatLLM:
         if not self._model:
             self._discover()
         path, body = self._request(prompt, params)
-        return self._generate(path, body, cancel)
+        return self._generate(path, body, cancel, StopScanner(params.stop))
 
     def _request(self, prompt: Prompt, params: SamplingParams) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {
@@ -139,8 +140,6 @@ class OpenAICompatLLM:
             # Usage in the last chunk (OpenAI, vLLM); servers without it ignore the field.
             "stream_options": {"include_usage": True},
         }
-        if params.stop:
-            body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = params.seed
         # Extensions go out only when set: OpenAI itself rejects fields it does not know.
@@ -158,8 +157,13 @@ class OpenAICompatLLM:
         return "/completions", {**body, "prompt": prompt.text}
 
     def _generate(
-        self, path: str, body: dict[str, Any], cancel: threading.Event | None
+        self,
+        path: str,
+        body: dict[str, Any],
+        cancel: threading.Event | None,
+        scan: StopScanner,
     ) -> Generator[Delta, None, None]:
+        """Stops are applied here, not sent (see ``service.llm.stops``); at one, the stream closes."""
         start = time.monotonic()
         timings: dict[str, float] = {}
         finish: str | None = None
@@ -170,17 +174,24 @@ class OpenAICompatLLM:
             for event in events:
                 usage = event.get("usage") or usage
                 for choice in event.get("choices") or []:
-                    text = (choice.get("delta") or {}).get("content") or choice.get("text") or ""
+                    raw = (choice.get("delta") or {}).get("content") or choice.get("text") or ""
+                    pieces += bool(raw)
+                    text = scan.feed(raw)
                     if text:
                         timings.setdefault("first_token", time.monotonic() - start)
-                        pieces += 1
                         yield Delta(text)
                     finish = choice.get("finish_reason") or finish
+                if scan.stopped:
+                    finish = "stop"
+                    break
                 if cancel is not None and cancel.is_set():
                     finish = "cancelled"
                     break
         finally:
             events.close()  # closes the response: vLLM and llama.cpp abort on disconnect
+        if (rest := scan.flush()) and finish != "cancelled":
+            timings.setdefault("first_token", time.monotonic() - start)
+            yield Delta(rest)
         if finish is None:
             raise LLMUnavailable(f"{self._base}{path}: stream ended without a finish reason")
         timings["total"] = time.monotonic() - start

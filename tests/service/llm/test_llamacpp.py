@@ -184,3 +184,12 @@ def test_chat_prompt_and_overlong_prompt_are_errors(llm: LlamaCppLLM) -> None:
         llm.complete(Prompt(messages=({"role": "user", "content": "hi"},)), GREEDY)
     with pytest.raises(LLMError, match="context window is 512"):
         llm.complete(Prompt(text="word " * 600), GREEDY)
+
+
+def test_a_stop_cannot_end_the_answer_before_its_first_word(llm: LlamaCppLLM) -> None:
+    """Gemma opens this answer with a blank line; "\n\n" as a stop returned '' before."""
+    prompt = Prompt(text="Question: Show the code.\nAnswer:")
+    out = llm.complete(prompt, SamplingParams(temperature=0, max_tokens=24, stop=("\n\n",)))
+    assert out.text.strip() and "\n\n" not in out.text.strip()
+    free = llm.complete(prompt, SamplingParams(temperature=0, max_tokens=24))
+    assert free.text.startswith(out.text) and out.finish_reason in ("stop", "length")

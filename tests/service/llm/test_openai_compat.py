@@ -72,9 +72,26 @@ def test_completion_request_carries_params_and_extras() -> None:
     assert req.headers["Authorization"] == "Bearer sk-test"
     assert req.body == {
         "model": "m", "prompt": TEXT.text, "temperature": 0.7, "top_p": 0.9, "max_tokens": 8,
-        "stop": ["\n"], "seed": 3, "top_k": 20, "repetition_penalty": 1.2, "repeat_penalty": 1.1,
+        "seed": 3, "top_k": 20, "repetition_penalty": 1.2, "repeat_penalty": 1.1,
         "min_p": 0.05, "stream": True, "stream_options": {"include_usage": True},
     }  # fmt: skip
+
+
+def blank_first(h: BaseHTTPRequestHandler, body: Any) -> None:
+    """A model that opens with a blank line, answers, then runs on past a blank line."""
+    start_sse(h)
+    for piece in ("\n", "\nThe app", " runs:\n", "\n", "make run", "\n\nQuestion: next"):
+        send_event(h, text_chunk(piece))
+    send_event(h, text_chunk("", "length"))
+    send_event(h, "[DONE]")
+
+
+def test_a_stop_ends_the_answer_only_after_its_first_word() -> None:
+    """Stops are applied by ragtune: "\n\n" first would otherwise return an empty answer."""
+    with fake_server(blank_first) as (url, seen):
+        out = backend(url).complete(TEXT, SamplingParams(temperature=0, stop=("\n\n",)))
+    assert (out.text, out.finish_reason) == ("\n\nThe app runs:", "stop")
+    assert "stop" not in seen[0].body
 
 
 def test_unset_extensions_are_not_sent() -> None:

@@ -1,0 +1,64 @@
+"""Stop sequences applied by ragtune, so that none can end an answer before its first word.
+
+A server cuts at the first occurrence of a stop anywhere in the output, so a model that begins
+its answer with a blank line ("\n\nThe application must run ...") under the stop "\n\n" returns
+an empty answer. Both backends generate without the server's stops and scan the text here: a
+stop counts only once it starts after the answer's first non-blank character. Text that could
+still turn into a stop is held back until it cannot, so nothing after a stop is ever sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class StopScanner:
+    """Feed generated pieces; get back what is safe to send, and whether a stop was reached."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self._stops = [s for s in dict.fromkeys(stops) if s]
+        self._text = ""  # everything generated so far
+        self._sent = 0  # how much of it has been handed out
+        self._begin: int | None = None  # index of the first non-blank character
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        """The part of the output that can be sent now (empty while it may be a stop's start)."""
+        if self.stopped:
+            return ""
+        self._text += piece
+        if self._begin is None:
+            stripped = len(self._text) - len(self._text.lstrip())
+            if stripped < len(self._text):
+                self._begin = stripped
+        if self._begin is None:  # blanks only so far: a stop here would end an empty answer
+            return self._take(len(self._text) - self._held())
+        cut = self._first_stop()
+        if cut is not None:
+            self.stopped = True
+            return self._take(cut)
+        return self._take(len(self._text) - self._held())
+
+    def flush(self) -> str:
+        """What is left once generation ends without a stop."""
+        return "" if self.stopped else self._take(len(self._text))
+
+    def _first_stop(self) -> int | None:
+        """Where the first stop starts; text already sent never holds one (it was held back)."""
+        assert self._begin is not None
+        start = max(self._begin + 1, self._sent)
+        found = [i for s in self._stops if (i := self._text.find(s, start)) >= 0]
+        return min(found) if found else None
+
+    def _held(self) -> int:
+        """Length of the longest tail that is the beginning of some stop sequence."""
+        tail = self._text[self._sent :]
+        for n in range(min(len(tail), max((len(s) for s in self._stops), default=0)), 0, -1):
+            if any(s.startswith(tail[-n:]) for s in self._stops):
+                return n
+        return 0
+
+    def _take(self, upto: int) -> str:
+        out = self._text[self._sent : upto] if upto > self._sent else ""
+        self._sent = max(self._sent, upto)
+        return out
