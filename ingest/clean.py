@@ -7,12 +7,15 @@ idempotent, so cleaning a block twice (page, then paragraph) is harmless.
 
 from __future__ import annotations
 
+import bisect
 import html
+import itertools
 import re
 import unicodedata
 from collections import Counter
 
 __all__ = [
+    "Spellings",
     "clean_text",
     "decode_entities",
     "join_hyphenation",
@@ -79,27 +82,99 @@ def normalize_space(s: str) -> str:
     return " ".join(s.split())
 
 
-_HYPHENATED = re.compile(r"(\S*?)([^\W\d_])-[ \t]*\n[ \t]*(?=[^\W\d_])")
+_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+_HYPHEN_BREAK = re.compile(r"(\S*?)([^\W\d_]+)-[ \t]*\n[ \t]*([^\W\d_]+)")
+# Used only when the document gives no evidence either way. Left halves that form hyphenated
+# compounds far more often than they end a syllable:
+_COMPOUND_PREFIXES = frozenset({"self", "non", "well", "cross", "half", "all", "semi", "quasi"})
+# ... and left halves that are words but mostly start closed compounds ("some-thing").
+_CLOSED_PREFIXES = frozenset(
+    {"some", "every", "there", "where", "what", "when", "with", "through", "under", "over", "trans"}
+)
 
 
-def join_hyphenation(s: str) -> str:
-    """Join words split across a line end with a hyphen: ``"exam-\\nple"`` -> ``"example"``.
+class Spellings:
+    """How one document spells its words: casefolded words and in-line hyphen pairs, counted.
 
-    Only letter, hyphen, line break, then a lowercase letter is joined, so names and capitalised
-    words ("Jean-\\nPaul") keep their hyphen. When the word before the break already holds a
-    hyphen ("state-of-\\nthe-art") it is a compound: the line break goes but the hyphen stays.
-    A real compound broken exactly at its only hyphen ("pre-\\ntrained") is joined wrongly;
-    telling it apart needs a dictionary, and search barely suffers from it.
+    A word split at a line end is usually spelled elsewhere in the same document, joined or
+    hyphenated, in this or another inflection ("pre-trained" beside "pre-\\ntrains"); that is
+    better evidence than a general dictionary. Only unbroken, in-line occurrences are counted.
     """
 
-    def repl(m: re.Match[str]) -> str:
-        nxt = s[m.end()]
-        if not nxt.islower():
-            return m.group(0)
-        hyphen = "-" if "-" in m.group(1) else ""
-        return m.group(1) + m.group(2) + hyphen
+    def __init__(self, text: str) -> None:
+        counts: Counter[str] = Counter()
+        for m in _WORD.finditer(text):
+            parts = m.group(0).casefold().split("-")
+            counts.update(parts)
+            counts.update(f"{a}-{b}" for a, b in itertools.pairwise(parts))
+        self._counts = counts
+        self._keys = sorted(counts)
+        self._cumulative = list(itertools.accumulate((counts[k] for k in self._keys), initial=0))
 
-    return _HYPHENATED.sub(repl, s)
+    def count(self, word: str) -> int:
+        """Occurrences of ``word`` (casefolded; "a-b" counts in-line hyphen pairs)."""
+        return self._counts[word.casefold()]
+
+    def count_prefixed(self, prefix: str) -> int:
+        """Occurrences of all words and pairs that start with ``prefix`` (casefolded)."""
+        prefix = prefix.casefold()
+        lo = bisect.bisect_left(self._keys, prefix)
+        hi = bisect.bisect_left(self._keys, prefix + "\U0010ffff")
+        return self._cumulative[hi] - self._cumulative[lo]
+
+
+def join_hyphenation(s: str, spellings: Spellings | None = None) -> str:
+    """Undo line-end hyphenation: ``"exam-\\nple"`` -> ``"example"``, but keep real hyphens.
+
+    Only a hyphen right after a letter and right before the line break is considered, and only
+    when a lowercase letter follows, so names and capitalised words ("Jean-\\nPaul") and hyphens
+    inside a line ("English-to-German") are never touched. Whether the hyphen is a real one is
+    decided by how the document spells the word elsewhere (``spellings``, by default those of
+    ``s``): joined ("example") or hyphenated ("English-to"), exactly or in another inflection
+    ("pre-trained" for "pre-\\ntrains"). Without evidence, ``_looks_compound`` guesses from the
+    word's shape. Either way the line break goes, so the word reads whole.
+    """
+    spellings = Spellings(s) if spellings is None else spellings
+
+    def repl(m: re.Match[str]) -> str:
+        before, left, right = m.groups()
+        if not right[0].islower():
+            return m.group(0)
+        stem = right[: max(3, len(right) - 3)]  # "trains" -> "tra": any inflection counts
+        for joined, hyphenated in (
+            (spellings.count(left + right), spellings.count(f"{left}-{right}")),
+            (spellings.count_prefixed(left + stem), spellings.count_prefixed(f"{left}-{stem}")),
+        ):
+            if joined != hyphenated:
+                keep = hyphenated > joined
+                break
+        else:
+            keep = _looks_compound(before, left, right, s[m.end() : m.end() + 2], spellings)
+        return before + left + ("-" if keep else "") + right
+
+    return _HYPHEN_BREAK.sub(repl, s)
+
+
+def _looks_compound(before: str, left: str, right: str, after: str, spellings: Spellings) -> bool:
+    """Whether ``left-\\nright`` is a hyphenated compound, judged without a spelling elsewhere.
+
+    A hyphen already in the left or right word ("state-of-\\nthe-art", "English-\\nto-German")
+    or a compound-forming prefix ("self-\\nattention") says compound. Otherwise: a syllable break
+    almost always leaves a half that is no word of its own ("transduc-tion"),
+    whereas "sequence-aligned" joins two words the document also uses alone (the break itself
+    counts each half once, hence ``>= 2``). Short halves are too often words by accident.
+    """
+    if "-" in before or (after[:1] == "-" and after[1:].isalpha()):
+        return True  # "state-of-\nthe-art", "English-\nto-German"
+    lo, ro = left.casefold(), right.casefold()
+    if lo in _COMPOUND_PREFIXES:
+        return True
+    return (
+        min(len(lo), len(ro)) >= 4
+        and lo not in _CLOSED_PREFIXES
+        and spellings.count(lo) >= 2
+        and spellings.count(ro) >= 2
+    )
 
 
 _PAGE_NUMBER = re.compile(
