@@ -180,39 +180,63 @@ def _looks_compound(before: str, left: str, right: str, after: str, spellings: S
 _PAGE_NUMBER = re.compile(
     r"^[-–—\s]*(?:page\s+)?\d{1,4}(?:\s*(?:of|/)\s*\d{1,4})?[-–—\s]*$", re.IGNORECASE
 )
+_EDGE_DEPTH = 2  # lines looked at from each edge of a page: a header and its page number
+_RUN_GAP = 2  # pages between two occurrences of one running line: 2 when it alternates sides
+_RUN_LENGTH = 3  # occurrences a run needs before its line counts as page furniture
 
 
 def strip_repeated_lines(pages: list[str]) -> list[str]:
     """Remove running headers, footers and bare page numbers from the text of each page.
 
     They recur on every page and would otherwise be glued into chunks as noise (and dominate
-    near-duplicate detection). A candidate is one of the first or last two non-empty lines of a
-    page; it is dropped when, with digits replaced by ``#``, it recurs on at least half the
-    pages and on at least three. With fewer than three pages nothing is touched: there is no
-    evidence of repetition, and a bare number there may be content.
+    near-duplicate detection). A line is a running header (footer) when, with digits replaced by
+    ``#``, it is among the first (last) two lines of at least three pages, each within two pages
+    of the next: books alternate headers between left and right pages, and a chapter's running
+    title covers a stretch of pages, not half the book. Lines are peeled from each edge inwards
+    and the peeling stops at the first line that is not furniture, so a repeated line of body
+    text below a kept line is safe. The top and bottom are counted apart: a title on page one
+    that is also every page's footer stays. With fewer than three pages nothing is touched.
     """
-    if len(pages) < 3:
+    if len(pages) < _RUN_LENGTH:
         return list(pages)
     split = [page.split("\n") for page in pages]
-    candidates = [_edge_lines(lines) for lines in split]
-    counts: Counter[str] = Counter()
-    for lines, idx in zip(split, candidates, strict=True):
-        counts.update({_line_key(lines[i]) for i in idx})
-    threshold = max(3, (len(pages) + 1) // 2)
+    edges = [_edge_lines(lines) for lines in split]
+    seen: dict[tuple[int, str], list[int]] = {}
+    for number, (lines, sides) in enumerate(zip(split, edges, strict=True)):
+        for side, idx in enumerate(sides):
+            for key in {_line_key(lines[i]) for i in idx}:
+                seen.setdefault((side, key), []).append(number)
+    running = {k: r for k, on in seen.items() if (r := _in_runs(on))}
     out = []
-    for lines, idx in zip(split, candidates, strict=True):
-        drop = {
-            i
-            for i in idx
-            if counts[_line_key(lines[i])] >= threshold or _PAGE_NUMBER.match(lines[i])
-        }
+    for number, (lines, sides) in enumerate(zip(split, edges, strict=True)):
+        drop: set[int] = set()
+        for side, idx in enumerate(sides):
+            for i in idx:
+                pages_on = running.get((side, _line_key(lines[i])), frozenset())
+                if not (_PAGE_NUMBER.match(lines[i]) or number in pages_on):
+                    break
+                drop.add(i)
         out.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
     return out
 
 
-def _edge_lines(lines: list[str]) -> list[int]:
+def _in_runs(pages: list[int]) -> frozenset[int]:
+    """The pages (sorted input) that lie in runs of ``_RUN_LENGTH`` or more, ``_RUN_GAP`` apart."""
+    kept: list[int] = []
+    run = pages[:1]
+    for page in pages[1:]:
+        if page - run[-1] > _RUN_GAP:
+            kept.extend(run if len(run) >= _RUN_LENGTH else [])
+            run = []
+        run.append(page)
+    kept.extend(run if len(run) >= _RUN_LENGTH else [])
+    return frozenset(kept)
+
+
+def _edge_lines(lines: list[str]) -> tuple[list[int], list[int]]:
+    """Indices of the top and bottom candidate lines, each listed from its edge inwards."""
     nonempty = [i for i, line in enumerate(lines) if line.strip()]
-    return sorted(set(nonempty[:2] + nonempty[-2:]))
+    return nonempty[:_EDGE_DEPTH], nonempty[::-1][:_EDGE_DEPTH]
 
 
 def _line_key(line: str) -> str:

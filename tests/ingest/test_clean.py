@@ -93,6 +93,31 @@ def test_strip_repeated_lines_needs_three_pages() -> None:
     assert strip_repeated_lines(pages) == pages
 
 
+def test_strip_repeated_lines_alternating_headers_and_footers() -> None:
+    # A book: the header and footer alternate between odd and even pages; page one opens
+    # with the title, which is also every odd page's footer.
+    title, author = "The LaTeX TUGboat macros", "Robin Fairbairns"
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven"]
+    pages = []
+    for n in range(1, 8):
+        head = f"TUGboat, Volume 0, draft {900 + n}" if n % 2 else f"{900 + n} draft, TUGboat"
+        foot = title if n % 2 else author
+        lead = f"{title}\n{author}\n" if n == 1 else ""
+        pages.append(f"{head}\n{lead}body text of {words[n]}\nmore of page {words[n]}\n{foot}")
+    out = strip_repeated_lines(pages)
+    assert out[0] == f"{title}\n{author}\nbody text of one\nmore of page one"
+    for n, page in enumerate(out[1:], start=2):
+        assert page == f"body text of {words[n]}\nmore of page {words[n]}"
+
+
+def test_strip_repeated_lines_stops_at_the_first_body_line() -> None:
+    # "Syntax:" repeats at the top of three pages, but below a unique first line: body text.
+    pages = [f"Chapter {w}\nSyntax:\nbody {w}" for w in ("one", "two", "three")]
+    assert strip_repeated_lines(pages) == pages
+    pages = [f"manual 5.4 {n}\nSyntax:\nbody {w}" for n, w in ((11, "a"), (12, "b"), (13, "c"))]
+    assert strip_repeated_lines(pages) == ["body a", "body b", "body c"]
+
+
 def test_decode_entities() -> None:
     assert decode_entities("a &amp; b &lt;c&gt; &#8212; &#x41;") == "a & b <c> \u2014 A"
     assert decode_entities("?a=1&copy=2 &nosuchentity;") == "?a=1&copy=2 &nosuchentity;"
@@ -150,3 +175,19 @@ def test_join_hyphenation_follows_spelling_evidence(left: str, right: str) -> No
     assert join_hyphenation(f"{left}{right} ; {left}-\n{right}") == f"{left}{right} ; {left}{right}"
     hyphenated = f"{left}-{right}"
     assert join_hyphenation(f"{hyphenated} ; {left}-\n{right}") == f"{hyphenated} ; {hyphenated}"
+
+
+_page_lines = st.lists(st.sampled_from(["Header 1", "Header 2", "x", "body", "7", "", "Foot"]))
+
+
+@given(st.lists(_page_lines.map("\n".join), max_size=8))
+def test_strip_repeated_lines_only_drops_edge_lines(pages: list[str]) -> None:
+    out = strip_repeated_lines(pages)
+    assert len(out) == len(pages)
+    for before, after in zip(pages, out, strict=True):
+        lines = before.split("\n")
+        nonempty = [i for i, line in enumerate(lines) if line.strip()]
+        body = [lines[i] for i in nonempty[2:-2]]
+        kept = iter(after.split("\n"))
+        assert all(any(k == line for k in kept) for line in body)  # body: a subsequence
+        assert len(after.split("\n")) >= len(lines) - 4
