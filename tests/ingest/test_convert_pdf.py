@@ -1,4 +1,4 @@
-"""PDF text quality on real documents: real hyphens kept, page furniture gone.
+"""PDF text quality on real documents: real hyphens kept, page furniture gone, table rows intact.
 
 The structural PDF tests (pages, outline sections, broken files) live in ``test_convert.py``;
 these pin what a reader of the extracted text notices first, each with the passage that broke.
@@ -62,6 +62,23 @@ def test_alternating_running_headers_and_footers_dropped(pdfs: dict[str, Documen
     assert doc.text.count("Robin Fairbairns & TUGboat editors") == 2  # byline and signature
     vit = pdfs["vit"].text
     assert "Published as a conference paper at ICLR 2021" not in vit
+
+
+def _lines(doc: Document) -> set[str]:
+    return set(doc.text.split("\n"))
+
+
+def test_table_rows_stay_rows(pdfs: dict[str, Document]) -> None:
+    att = _lines(pdfs["attention"])
+    assert {  # Table 2 and the last row of Table 3, one row per line
+        "ConvS2S [9] 25.16 40.46 9.6 · 1018 1.5 · 1020",
+        "GNMT + RL Ensemble [38] 26.30 41.16 1.8 · 1020 1.1 · 1021",
+        "Transformer (big) 28.4 41.8 2.3 · 1019",
+        "big 6 1024 4096 16 0.3 300K 4.33 26.4 213",
+    } <= att
+    booktabs = _lines(pdfs["booktabs"])
+    assert {"Gnat per gram 13.65", "Gnu stuffed 92.50", "Armadillo frozen 8.99"} <= booktabs
+    assert "Gnu & stuffed & 92.50 \\\\" in booktabs  # the LaTeX source of that table, too
 
 
 _GNUPLOT_HEADER = re.compile(
