@@ -7,12 +7,15 @@ idempotent, so cleaning a block twice (page, then paragraph) is harmless.
 
 from __future__ import annotations
 
+import bisect
 import html
+import itertools
 import re
 import unicodedata
 from collections import Counter
 
 __all__ = [
+    "Spellings",
     "clean_text",
     "decode_entities",
     "join_hyphenation",
@@ -79,65 +82,161 @@ def normalize_space(s: str) -> str:
     return " ".join(s.split())
 
 
-_HYPHENATED = re.compile(r"(\S*?)([^\W\d_])-[ \t]*\n[ \t]*(?=[^\W\d_])")
+_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+_HYPHEN_BREAK = re.compile(r"(\S*?)([^\W\d_]+)-[ \t]*\n[ \t]*([^\W\d_]+)")
+# Used only when the document gives no evidence either way. Left halves that form hyphenated
+# compounds far more often than they end a syllable:
+_COMPOUND_PREFIXES = frozenset({"self", "non", "well", "cross", "half", "all", "semi", "quasi"})
+# ... and left halves that are words but mostly start closed compounds ("some-thing").
+_CLOSED_PREFIXES = frozenset(
+    {"some", "every", "there", "where", "what", "when", "with", "through", "under", "over", "trans"}
+)
 
 
-def join_hyphenation(s: str) -> str:
-    """Join words split across a line end with a hyphen: ``"exam-\\nple"`` -> ``"example"``.
+class Spellings:
+    """How one document spells its words: casefolded words and in-line hyphen pairs, counted.
 
-    Only letter, hyphen, line break, then a lowercase letter is joined, so names and capitalised
-    words ("Jean-\\nPaul") keep their hyphen. When the word before the break already holds a
-    hyphen ("state-of-\\nthe-art") it is a compound: the line break goes but the hyphen stays.
-    A real compound broken exactly at its only hyphen ("pre-\\ntrained") is joined wrongly;
-    telling it apart needs a dictionary, and search barely suffers from it.
+    A word split at a line end is usually spelled elsewhere in the same document, joined or
+    hyphenated, in this or another inflection ("pre-trained" beside "pre-\\ntrains"); that is
+    better evidence than a general dictionary. Only unbroken, in-line occurrences are counted.
     """
 
-    def repl(m: re.Match[str]) -> str:
-        nxt = s[m.end()]
-        if not nxt.islower():
-            return m.group(0)
-        hyphen = "-" if "-" in m.group(1) else ""
-        return m.group(1) + m.group(2) + hyphen
+    def __init__(self, text: str) -> None:
+        counts: Counter[str] = Counter()
+        for m in _WORD.finditer(text):
+            parts = m.group(0).casefold().split("-")
+            counts.update(parts)
+            counts.update(f"{a}-{b}" for a, b in itertools.pairwise(parts))
+        self._counts = counts
+        self._keys = sorted(counts)
+        self._cumulative = list(itertools.accumulate((counts[k] for k in self._keys), initial=0))
 
-    return _HYPHENATED.sub(repl, s)
+    def count(self, word: str) -> int:
+        """Occurrences of ``word`` (casefolded; "a-b" counts in-line hyphen pairs)."""
+        return self._counts[word.casefold()]
+
+    def count_prefixed(self, prefix: str) -> int:
+        """Occurrences of all words and pairs that start with ``prefix`` (casefolded)."""
+        prefix = prefix.casefold()
+        lo = bisect.bisect_left(self._keys, prefix)
+        hi = bisect.bisect_left(self._keys, prefix + "\U0010ffff")
+        return self._cumulative[hi] - self._cumulative[lo]
+
+
+def join_hyphenation(s: str, spellings: Spellings | None = None) -> str:
+    """Undo line-end hyphenation: ``"exam-\\nple"`` -> ``"example"``, but keep real hyphens.
+
+    Only a hyphen right after a letter and right before the line break is considered, and only
+    when a lowercase letter follows, so names and capitalised words ("Jean-\\nPaul") and hyphens
+    inside a line ("English-to-German") are never touched. Whether the hyphen is a real one is
+    decided by how the document spells the word elsewhere (``spellings``, by default those of
+    ``s``): joined ("example") or hyphenated ("English-to"), exactly or in another inflection
+    ("pre-trained" for "pre-\\ntrains"). Without evidence, ``_looks_compound`` guesses from the
+    word's shape. Either way the line break goes, so the word reads whole.
+    """
+    spellings = Spellings(s) if spellings is None else spellings
+
+    def repl(m: re.Match[str]) -> str:
+        before, left, right = m.groups()
+        if not right[0].islower():
+            return m.group(0)
+        stem = right[: max(3, len(right) - 3)]  # "trains" -> "tra": any inflection counts
+        for joined, hyphenated in (
+            (spellings.count(left + right), spellings.count(f"{left}-{right}")),
+            (spellings.count_prefixed(left + stem), spellings.count_prefixed(f"{left}-{stem}")),
+        ):
+            if joined != hyphenated:
+                keep = hyphenated > joined
+                break
+        else:
+            keep = _looks_compound(before, left, right, s[m.end() : m.end() + 2], spellings)
+        return before + left + ("-" if keep else "") + right
+
+    return _HYPHEN_BREAK.sub(repl, s)
+
+
+def _looks_compound(before: str, left: str, right: str, after: str, spellings: Spellings) -> bool:
+    """Whether ``left-\\nright`` is a hyphenated compound, judged without a spelling elsewhere.
+
+    A hyphen already in the left or right word ("state-of-\\nthe-art", "English-\\nto-German")
+    or a compound-forming prefix ("self-\\nattention") says compound. Otherwise: a syllable break
+    almost always leaves a half that is no word of its own ("transduc-tion"),
+    whereas "sequence-aligned" joins two words the document also uses alone (the break itself
+    counts each half once, hence ``>= 2``). Short halves are too often words by accident.
+    """
+    if "-" in before or (after[:1] == "-" and after[1:].isalpha()):
+        return True  # "state-of-\nthe-art", "English-\nto-German"
+    lo, ro = left.casefold(), right.casefold()
+    if lo in _COMPOUND_PREFIXES:
+        return True
+    return (
+        min(len(lo), len(ro)) >= 4
+        and lo not in _CLOSED_PREFIXES
+        and spellings.count(lo) >= 2
+        and spellings.count(ro) >= 2
+    )
 
 
 _PAGE_NUMBER = re.compile(
     r"^[-–—\s]*(?:page\s+)?\d{1,4}(?:\s*(?:of|/)\s*\d{1,4})?[-–—\s]*$", re.IGNORECASE
 )
+_EDGE_DEPTH = 2  # lines looked at from each edge of a page: a header and its page number
+_RUN_GAP = 2  # pages between two occurrences of one running line: 2 when it alternates sides
+_RUN_LENGTH = 3  # occurrences a run needs before its line counts as page furniture
 
 
 def strip_repeated_lines(pages: list[str]) -> list[str]:
     """Remove running headers, footers and bare page numbers from the text of each page.
 
     They recur on every page and would otherwise be glued into chunks as noise (and dominate
-    near-duplicate detection). A candidate is one of the first or last two non-empty lines of a
-    page; it is dropped when, with digits replaced by ``#``, it recurs on at least half the
-    pages and on at least three. With fewer than three pages nothing is touched: there is no
-    evidence of repetition, and a bare number there may be content.
+    near-duplicate detection). A line is a running header (footer) when, with digits replaced by
+    ``#``, it is among the first (last) two lines of at least three pages, each within two pages
+    of the next: books alternate headers between left and right pages, and a chapter's running
+    title covers a stretch of pages, not half the book. Lines are peeled from each edge inwards
+    and the peeling stops at the first line that is not furniture, so a repeated line of body
+    text below a kept line is safe. The top and bottom are counted apart: a title on page one
+    that is also every page's footer stays. With fewer than three pages nothing is touched.
     """
-    if len(pages) < 3:
+    if len(pages) < _RUN_LENGTH:
         return list(pages)
     split = [page.split("\n") for page in pages]
-    candidates = [_edge_lines(lines) for lines in split]
-    counts: Counter[str] = Counter()
-    for lines, idx in zip(split, candidates, strict=True):
-        counts.update({_line_key(lines[i]) for i in idx})
-    threshold = max(3, (len(pages) + 1) // 2)
+    edges = [_edge_lines(lines) for lines in split]
+    seen: dict[tuple[int, str], list[int]] = {}
+    for number, (lines, sides) in enumerate(zip(split, edges, strict=True)):
+        for side, idx in enumerate(sides):
+            for key in {_line_key(lines[i]) for i in idx}:
+                seen.setdefault((side, key), []).append(number)
+    running = {k: r for k, on in seen.items() if (r := _in_runs(on))}
     out = []
-    for lines, idx in zip(split, candidates, strict=True):
-        drop = {
-            i
-            for i in idx
-            if counts[_line_key(lines[i])] >= threshold or _PAGE_NUMBER.match(lines[i])
-        }
+    for number, (lines, sides) in enumerate(zip(split, edges, strict=True)):
+        drop: set[int] = set()
+        for side, idx in enumerate(sides):
+            for i in idx:
+                pages_on = running.get((side, _line_key(lines[i])), frozenset())
+                if not (_PAGE_NUMBER.match(lines[i]) or number in pages_on):
+                    break
+                drop.add(i)
         out.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
     return out
 
 
-def _edge_lines(lines: list[str]) -> list[int]:
+def _in_runs(pages: list[int]) -> frozenset[int]:
+    """The pages (sorted input) that lie in runs of ``_RUN_LENGTH`` or more, ``_RUN_GAP`` apart."""
+    kept: list[int] = []
+    run = pages[:1]
+    for page in pages[1:]:
+        if page - run[-1] > _RUN_GAP:
+            kept.extend(run if len(run) >= _RUN_LENGTH else [])
+            run = []
+        run.append(page)
+    kept.extend(run if len(run) >= _RUN_LENGTH else [])
+    return frozenset(kept)
+
+
+def _edge_lines(lines: list[str]) -> tuple[list[int], list[int]]:
+    """Indices of the top and bottom candidate lines, each listed from its edge inwards."""
     nonempty = [i for i, line in enumerate(lines) if line.strip()]
-    return sorted(set(nonempty[:2] + nonempty[-2:]))
+    return nonempty[:_EDGE_DEPTH], nonempty[::-1][:_EDGE_DEPTH]
 
 
 def _line_key(line: str) -> str:

@@ -1,4 +1,4 @@
-"""Convert a file (PDF, HTML, Markdown, plain text) into a cleaned ``Document``.
+"""Convert a file (PDF, DOCX, PPTX, HTML, Markdown, plain text) into a cleaned ``Document``.
 
 One entry point per input (``convert_file`` for the watcher, ``convert_bytes`` for API uploads),
 dispatching on the file suffix. A file with an unknown suffix raises ``UnsupportedFile`` (skipped);
@@ -14,6 +14,7 @@ from pathlib import Path, PurePath
 from ingest.builder import DocumentBuilder
 from ingest.clean import decode_entities
 from ingest.convert_html import convert_html
+from ingest.convert_office import convert_docx, convert_pptx
 from ingest.convert_pdf import convert_pdf
 from ingest.model import ConversionError, Document, UnsupportedFile
 
@@ -28,6 +29,8 @@ __all__ = [
 
 SUPPORTED_SUFFIXES: dict[str, str] = {
     ".pdf": "pdf",
+    ".docx": "docx",
+    ".pptx": "pptx",
     ".html": "html",
     ".htm": "html",
     ".xhtml": "html",
@@ -63,6 +66,10 @@ def convert_bytes(data: bytes, name: str) -> Document:
     builder = DocumentBuilder(kind)
     if kind == "pdf":
         convert_pdf(data, builder)
+    elif kind == "docx":
+        convert_docx(data, builder)
+    elif kind == "pptx":
+        convert_pptx(data, builder)
     elif kind == "html":
         try:
             convert_html(decode_text(data, html=True), builder)

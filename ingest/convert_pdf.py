@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from pypdf import PdfReader
 
-from ingest.clean import clean_text, join_hyphenation, normalize_space, strip_repeated_lines
+from ingest.clean import (
+    Spellings,
+    clean_text,
+    join_hyphenation,
+    normalize_space,
+    strip_repeated_lines,
+)
 from ingest.model import ConversionError
 
 if TYPE_CHECKING:
@@ -43,13 +49,14 @@ def convert_pdf(data: bytes, b: DocumentBuilder) -> None:
         raise ConversionError(f"unreadable PDF: {reason}") from e
     b.title = title if isinstance(title, str) else None
     pages = strip_repeated_lines([clean_text(p) for p in pages])
+    spellings = Spellings("\n".join(pages))  # how the whole document spells its words
     bounds: list[tuple[int, int]] = []  # (offset where each page starts, end) in the text
     for number, text in enumerate(pages, start=1):
         b.page(number)
         start = b.offset
         # Hyphenation is joined within a page only: across a page break sit figures and
         # footnotes, so the word's second half is often not the next line of text.
-        for para in re.split(r"\n\s*\n", join_hyphenation(text)):
+        for para in re.split(r"\n\s*\n", join_hyphenation(text, spellings)):
             b.paragraph(para)
         bounds.append((start, max(start, len(b.text_so_far()))))
     _add_outline_sections(b, outline, bounds)

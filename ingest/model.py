@@ -32,10 +32,10 @@ class Document:
     """A converted, cleaned document: the text every offset refers to, plus its structure."""
 
     text: str
-    kind: str  # "pdf" | "html" | "markdown" | "text"
+    kind: str  # "pdf" | "docx" | "pptx" | "html" | "markdown" | "text"
     title: str | None = None
     sections: list[Section] = field(default_factory=list)  # ordered by start
-    pages: list[PageSpan] = field(default_factory=list)  # empty unless the source is paged
+    pages: list[PageSpan] = field(default_factory=list)  # PDF pages, PPTX slides; else empty
 
     def heading_path(self, offset: int) -> tuple[str, ...]:
         """Titles of the enclosing headings at ``offset``, outermost first."""

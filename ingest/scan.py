@@ -29,14 +29,18 @@ def source_of(path: Path) -> str:
 
 
 def walk(roots: Iterable[Path]) -> Iterator[Path]:
-    """Files under ``roots`` (files given directly are kept as they are), hidden entries skipped."""
+    """Files under ``roots`` (files given directly are kept as they are), hidden entries skipped.
+
+    Office's lock files (``~$report.docx``, a few bytes while the document is open) count as
+    hidden: they carry a document suffix but no document, and would only be quarantined.
+    """
     for root in roots:
         if root.is_file():
             yield root
         elif root.is_dir():
             for p in sorted(root.rglob("*")):
                 rel = p.relative_to(root).parts
-                if any(part.startswith(".") for part in rel) or not p.is_file():
+                if any(part.startswith((".", "~$")) for part in rel) or not p.is_file():
                     continue
                 yield p
 

@@ -57,7 +57,7 @@ def test_detect_kind() -> None:
     assert detect_kind("x.htm") == detect_kind("x.xhtml") == "html"
     assert detect_kind("x.markdown") == "markdown"
     assert detect_kind("x.text") == "text"
-    assert set(SUPPORTED_SUFFIXES.values()) == {"pdf", "html", "markdown", "text"}
+    assert set(SUPPORTED_SUFFIXES.values()) == {"pdf", "docx", "pptx", "html", "markdown", "text"}
     with pytest.raises(UnsupportedFile, match=r"unsupported file type '\.xyz'"):
         detect_kind("notes.xyz")
     with pytest.raises(UnsupportedFile):
