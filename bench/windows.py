@@ -86,7 +86,7 @@ def main() -> int:
             found, tokens, seconds = 0, [], 0.0
             for case, hits in zip(cases, hits_of[name], strict=True):
                 t = time.perf_counter()
-                windows = build_windows(hits, index, budget, count)
+                windows = build_windows(hits, index, budget)
                 seconds += time.perf_counter() - t
                 found += any(has_evidence(w.text, case["evidence"]) for w in windows)
                 tokens += [count(w.text) for w in windows]

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     ordinal INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL, page INTEGER,
     heading TEXT NOT NULL, text TEXT NOT NULL, n_tokens INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_doc_id ON chunks(doc_id);
+CREATE INDEX IF NOT EXISTS chunks_doc_ordinal ON chunks(doc_id, ordinal);
 CREATE TABLE IF NOT EXISTS quarantine (
     source TEXT PRIMARY KEY, content_hash TEXT, reason TEXT NOT NULL, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS versions (
@@ -42,8 +43,8 @@ CREATE TABLE IF NOT EXISTS versions (
 """
 
 _HIT_SQL = (
-    'SELECT c.chunk_id, c.doc_id, d.source, c.page, c.heading, c.start, c."end", c.text '
-    "FROM chunks c JOIN documents d ON d.doc_id = c.doc_id "
+    'SELECT c.chunk_id, c.doc_id, d.source, c.page, c.heading, c.start, c."end", c.text, '
+    "c.n_tokens FROM chunks c JOIN documents d ON d.doc_id = c.doc_id "
 )
 
 
@@ -76,6 +77,7 @@ class Hit:
     end: int
     text: str
     score: float
+    n_tokens: int = 0  # in the embedding model's tokenizer, as the chunker counted them
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ def _hit(row: Sequence[Any], score: float = 0.0) -> Hit:
         end=int(row[6]),
         text=row[7],
         score=score,
+        n_tokens=int(row[8]),
     )
 
 

@@ -136,12 +136,14 @@ class RetrievalSettings(BaseModel):
         json_schema_extra={"label": "min score"},
     )
     window_tokens: int = Field(
-        0,
+        160,
         ge=0,
         le=2048,
-        description="Tokens (the answering model's) of the window the model reads around each "
-        "retrieved chunk: neighbouring chunks joined, trimmed to whole sentences, overlapping "
-        "windows of a document merged. 0: the chunk alone.",
+        description="Size of the window the model reads around each retrieved chunk, in the "
+        "chunks' stored token counts: neighbouring chunks joined, trimmed to whole sentences, "
+        "overlapping windows of a document merged. 0: the chunk alone. 160 was chosen on "
+        "bench/windows.py: evidence in the top 5 passages 0.95 -> 1.00 on dev, 0.67 -> 0.78 on "
+        "qa2, at ~160 tokens a passage.",
         json_schema_extra={"label": "window"},
     )
     mode: Literal["dense", "bm25", "hybrid"] = Field(

@@ -149,7 +149,7 @@ def plan_answer(
     template = registry.get(template_ref or rag.template)
     examples = select_examples(template, question, embedder, banks if banks is not None else {})
     hits = retrieve_serving(embedder, index, question, rag, filters=filters)
-    windows = build_windows(hits, index, rag.retrieval.window_tokens, llm.count_tokens)
+    windows = build_windows(hits, index, rag.retrieval.window_tokens)
     t1 = time.perf_counter()
     rendered = build_prompt(
         template,

@@ -70,7 +70,7 @@ def test_config_ids_are_stable_and_depend_on_parameters_only() -> None:
     a = baseline_config(RagSettings(temperature=0.1, k=5), 0)
     # pinned: ids name configurations across runs, promotions and reports (changed when every
     # tunable became a settings path)
-    assert a.id == "812effd21a"
+    assert a.id == "7a759a88c0"
     assert a.replace(**{"rag.retrieval.mode": "dense"}).id != a.id
     assert Config(a.values, 0, baseline=False).id == a.id  # baseline or not: one configuration
     parsed = parse_sweep({"axes": {"temperature": [1]}}, RagSettings())
