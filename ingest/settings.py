@@ -182,5 +182,5 @@ class RetrievalSettings(BaseModel):
         description="chunk: the k best chunks, several may come from one document; document: "
         "the best chunk of each document, so k hits are k distinct documents (where the index "
         "has that many matching).",
-        json_schema_extra={"label": "group by"},
+        json_schema_extra={"label": "group by", "absent": "chunk"},
     )
