@@ -16,6 +16,7 @@ from typing import Any
 
 from eval.cli_common import EXIT_USAGE, ProgressBar, UsageError, default_out
 from eval.cli_models import add_models
+from eval.cli_retrieval import add_retrieval
 from eval.cli_serving import add_serving_actions
 from eval.run import DEFAULT_PRIMARY
 from service import cli as service_cli
@@ -28,6 +29,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     actions = p.add_subparsers(dest="eval_command", required=True, metavar="ACTION")
     add_run(actions, common)
     add_models(actions, common)
+    add_retrieval(actions, common)
     add_serving_actions(actions, common)
 
 

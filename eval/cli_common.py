@@ -6,6 +6,7 @@ Apart from ``eval.cli`` so that each action's module (``cli_models``, ...) can u
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 from collections.abc import Sequence
@@ -19,6 +20,17 @@ EXIT_USAGE = 2  # what argparse itself returns for a bad command line
 
 class UsageError(ValueError):
     """A command-line value that cannot be used; reported on one line, exit status 2."""
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return n
 
 
 def default_out(settings: Settings, dataset: Path, ids: Sequence[str], extra: Any) -> Path:

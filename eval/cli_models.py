@@ -7,18 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from eval.cli_common import EXIT_USAGE, ProgressBar, UsageError, default_out
+from eval.cli_common import EXIT_USAGE, ProgressBar, UsageError, default_out, positive_int
 from service.settings import Settings
-
-
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return n
 
 
 def add_models(actions: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -48,7 +38,7 @@ def add_models(actions: argparse._SubParsersAction, common: argparse.ArgumentPar
         help="OpenAI-compatible judge for the LLM metrics (default: settings' eval.judge_*)",
     )
     a.add_argument(
-        "--limit", type=_positive, metavar="N", help="only the first N questions of the dataset"
+        "--limit", type=positive_int, metavar="N", help="only the first N questions of the dataset"
     )
     a.set_defaults(handler=cmd_models)
 

@@ -69,10 +69,19 @@ def rouge_l(reference: str, response: str) -> float:
     return 2 * lcs / (len(ref) + len(hyp)) if lcs else 0.0
 
 
+def evidence_key(text: str) -> str:
+    """``text`` as evidence is compared: runs of whitespace collapsed, case folded.
+
+    The datasets define a match this way (qa2/README.md): an evidence string is copied from the
+    document, but conversion may rewrap lines or change a heading's case.
+    """
+    return normalize_ws(text).casefold()
+
+
 def has_evidence(passage: str, evidence: Sequence[str]) -> bool:
-    """Whether ``passage`` contains one of the ``evidence`` strings, whitespace normalized."""
-    text = normalize_ws(passage)
-    return any(normalize_ws(e) in text for e in evidence if e.strip())
+    """Whether ``passage`` contains one of the ``evidence`` strings (compared by ``evidence_key``)."""
+    text = evidence_key(passage)
+    return any(evidence_key(e) in text for e in evidence if e.strip())
 
 
 def is_dont_know(answer: str) -> bool:

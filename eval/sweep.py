@@ -92,7 +92,8 @@ class Config:
 
     @property
     def id(self) -> str:
-        blob = json.dumps(self.params, sort_keys=True, separators=(",", ":"))
+        identifying = tunables.identifying(self.params)
+        blob = json.dumps(identifying, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     @property

@@ -9,7 +9,7 @@ to the question, whatever the mode ranks by, so the "don't know" threshold keeps
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -36,6 +36,7 @@ __all__ = [
 Filters = Mapping[str, str | Sequence[str]]
 FILTER_KEYS = ("source", "doc_id", "kind")
 OVERFETCH = 8  # filtered searches fetch this many times the depth before filtering
+DEEPEN = 4  # grouped by document: how much deeper each new search goes while documents lack
 
 
 class _Encoder(Protocol):
@@ -167,44 +168,34 @@ def retrieve(
 ) -> list[Hit]:
     """Best-first chunks for ``query`` in ``options.mode``; scores are that mode's ranking score.
 
-    Works on chunk ids until the end: only the chunks that are returned (or, with filters, the
-    candidates being filtered) are read from SQLite.
+    Works on chunk ids until the end: only the chunks that are returned (or, with filters or
+    grouping by document, the candidates being filtered or grouped) are read from SQLite. Grouped
+    by document, each document's best chunk stands for it, and the search deepens until ``k``
+    documents are found or nothing more matches.
     """
     check_filters(filters)
-    depth = max(options.candidates, k) if options.mode != "dense" or options.mmr else k
-    fetch = depth * OVERFETCH if filters else depth
+    by_document = options.group_by == "document"
+    deep = options.mode != "dense" or options.mmr or by_document
+    depth = max(options.candidates, k) if deep else k
     need_vector = options.mode != "bm25" or min_score is not None or options.mmr
     qvec = embedder.encode([query]) if need_vector else None
-    lists: list[Ranked] = []
-    if options.mode != "bm25":
-        assert qvec is not None
-        lists.append(index.search_ids(qvec, fetch)[0])
-    if options.mode != "dense":
-        lists.append(index.search_lexical_ids([query], fetch)[0])
-    rows: dict[int, Hit] = {}
-    if filters:
-        for ids, scores in lists:
-            rows.update((h.chunk_id, h) for h in index.hits(ids, scores))
-        allowed = {i for i, h in rows.items() if matches(h, filters, index)}
-        lists = [_keep(ranked, allowed) for ranked in lists]
-    lists = [(ids[:depth], scores[:depth]) for ids, scores in lists]
-    ids, scores = _fuse(lists[0], lists[1], options) if options.mode == "hybrid" else lists[0]
+    while True:
+        found = _candidates(index, qvec, query, depth, options, filters)
+        ids, scores = found.ranked
+        rows = found.rows
+        if qvec is not None and min_score is not None and ids:
+            need = len(ids) if options.mmr or by_document else k
+            ids, scores = _floor(index, qvec[0], (ids, scores), found.dense, min_score, need, k)
+        if not by_document:
+            break
+        rows = rows or {h.chunk_id: h for h in index.hits(ids, scores)}
+        ids, scores = _best_per_document((ids, scores), rows)
+        if len(ids) >= k or found.exhausted:
+            break
+        depth *= DEEPEN
     if not ids:
         return []
-    if qvec is not None and min_score is not None:
-        dense = lists[0] if options.mode != "bm25" else ([], [])
-        # Without MMR only the first k survivors matter: check cosines in slices, best first.
-        need = len(ids) if options.mmr else k
-        keep: set[int] = set()
-        for start in range(0, len(ids), 4 * k):
-            part = ids[start : start + 4 * k]
-            cosines = _cosines(index, qvec[0], part, dense)
-            keep |= {i for i, c in zip(part, cosines.tolist(), strict=True) if c >= min_score}
-            if len(keep) >= need:
-                ids, scores = ids[: start + len(part)], scores[: start + len(part)]
-                break
-        ids, scores = _keep((ids, scores), keep)
-    if options.mmr and qvec is not None and ids:
+    if options.mmr and qvec is not None:
         vecs = index.vectors(ids)
         ok = ~np.isnan(vecs).any(axis=1)
         ids, scores = _keep(
@@ -216,6 +207,81 @@ def retrieve(
     if rows:
         return [replace(rows[i], score=sc) for i, sc in zip(ids, scores, strict=True) if i in rows]
     return index.hits(ids, scores)
+
+
+@dataclass
+class _Found:
+    """One search's fused ranking, with what the later steps need from it."""
+
+    ranked: Ranked
+    dense: Ranked  # the dense side's own ranking (cosines), empty in bm25 mode
+    rows: dict[int, Hit]  # candidates already read (with filters), by chunk id
+    exhausted: bool  # every side returned fewer than asked: searching deeper finds nothing new
+
+
+def _candidates(
+    index: IndexReader,
+    qvec: np.ndarray | None,
+    query: str,
+    depth: int,
+    options: RetrievalSettings,
+    filters: Filters | None,
+) -> _Found:
+    fetch = depth * OVERFETCH if filters else depth
+    lists: list[Ranked] = []
+    if options.mode != "bm25":
+        assert qvec is not None
+        lists.append(index.search_ids(qvec, fetch)[0])
+    if options.mode != "dense":
+        lists.append(index.search_lexical_ids([query], fetch)[0])
+    exhausted = all(len(ids) < fetch for ids, _ in lists)
+    rows: dict[int, Hit] = {}
+    if filters:
+        for ids, scores in lists:
+            rows.update((h.chunk_id, h) for h in index.hits(ids, scores))
+        allowed = {i for i, h in rows.items() if matches(h, filters, index)}
+        lists = [_keep(ranked, allowed) for ranked in lists]
+    lists = [(ids[:depth], scores[:depth]) for ids, scores in lists]
+    ranked = _fuse(lists[0], lists[1], options) if options.mode == "hybrid" else lists[0]
+    dense = lists[0] if options.mode != "bm25" else ([], [])
+    return _Found(ranked, dense, rows, exhausted)
+
+
+def _floor(
+    index: IndexReader,
+    qvec: np.ndarray,
+    ranked: Ranked,
+    dense: Ranked,
+    min_score: float,
+    need: int,
+    k: int,
+) -> Ranked:
+    """``ranked`` without chunks under ``min_score`` cosine, checked best first in slices.
+
+    Only the first ``need`` survivors matter, so checking stops once they are found.
+    """
+    ids, scores = ranked
+    keep: set[int] = set()
+    for start in range(0, len(ids), 4 * k):
+        part = ids[start : start + 4 * k]
+        cosines = _cosines(index, qvec, part, dense)
+        keep |= {i for i, c in zip(part, cosines.tolist(), strict=True) if c >= min_score}
+        if len(keep) >= need:
+            ids, scores = ids[: start + len(part)], scores[: start + len(part)]
+            break
+    return _keep((ids, scores), keep)
+
+
+def _best_per_document(ranked: Ranked, rows: Mapping[int, Hit]) -> Ranked:
+    """The first (best) chunk of each document, in rank order; ids without a row are dropped."""
+    seen: set[str] = set()
+    out: list[tuple[int, float]] = []
+    for i, sc in zip(*ranked, strict=True):
+        hit = rows.get(i)
+        if hit is not None and hit.doc_id not in seen:
+            seen.add(hit.doc_id)
+            out.append((i, sc))
+    return [i for i, _ in out], [sc for _, sc in out]
 
 
 def _keep(ranked: Ranked, allowed: set[int]) -> Ranked:

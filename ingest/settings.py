@@ -171,7 +171,10 @@ class RetrievalSettings(BaseModel):
         json_schema_extra={"label": "rrf k"},
     )
     candidates: int = Field(
-        100, ge=1, description="Hits taken from each side before fusing (and before MMR)."
+        100,
+        ge=1,
+        description="Hits taken from each side before fusing (and before MMR or grouping by "
+        "document, which searches deeper while it finds fewer than k documents).",
     )
     mmr: bool = Field(
         False,
@@ -184,4 +187,11 @@ class RetrievalSettings(BaseModel):
         le=1,
         description="MMR trade-off: 1 is pure relevance, 0 pure novelty.",
         json_schema_extra={"label": "MMR lambda"},
+    )
+    group_by: Literal["chunk", "document"] = Field(
+        "chunk",
+        description="chunk: the k best chunks, several may come from one document; document: "
+        "the best chunk of each document, so k hits are k distinct documents (where the index "
+        "has that many matching).",
+        json_schema_extra={"label": "group by", "absent": "chunk"},
     )

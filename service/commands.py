@@ -35,6 +35,11 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--dense-weight", type=float, help="hybrid: weight of the dense side, 0..1")
     p.add_argument("--mmr", type=float, metavar="LAMBDA", help="diversify (1: relevance only)")
     p.add_argument(
+        "--group-by",
+        choices=("chunk", "document"),
+        help="document: the best chunk of each document, k distinct documents (default: serving)",
+    )
+    p.add_argument(
         "--min-score",
         type=float,
         help="drop chunks less similar (cosine) to the query (default: serving; -1: keep all)",
@@ -126,6 +131,7 @@ def _search_options(
             mode=args.mode,
             fusion=args.fusion,
             dense_weight=args.dense_weight,
+            group_by=args.group_by,
             **mmr,
         )
     except ValidationError as e:

@@ -5,7 +5,8 @@ A tunable is a leaf field of the settings model, addressed by its path: ``rag.te
 parameters derives the list from here: sweep axes, configuration ids, row columns, promotion
 files, report labels and the chat request's extension fields. Adding a tunable is one field with
 its description (and ``json_schema_extra={"label": ...}`` for a short report label), plus the
-code that uses it.
+code that uses it. A tunable added later also declares ``"absent"``: the value that behaves as
+the code did before it existed, left out of configuration ids so earlier ids stay valid.
 
 Two scopes:
 - ``serve``: everything under ``rag``. Applied per request, promotable, visible in the API.
@@ -60,6 +61,11 @@ class Tunable:
     def default(self) -> Any:
         return self.field.get_default(call_default_factory=True)
 
+    def implied(self, value: Any) -> bool:
+        """Whether ``value`` is this tunable's ``absent`` value: what it was before it existed."""
+        extra = self.field.json_schema_extra
+        return isinstance(extra, dict) and "absent" in extra and extra["absent"] == value
+
 
 def _leaves(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, FieldInfo]]:
     for name, info in model.model_fields.items():
@@ -96,6 +102,16 @@ def label(path: str) -> str:
     """The report label of ``path`` (the path itself for one that is not a tunable)."""
     t = by_path().get(path)
     return t.label if t else path
+
+
+def identifying(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` ({path: value}) without values implied by a tunable's absence.
+
+    Configuration ids hash this, so adding a tunable does not rename every configuration run
+    or promoted before it: at its ``absent`` value it is left out, as it was then.
+    """
+    known = by_path()
+    return {p: v for p, v in params.items() if p not in known or not known[p].implied(v)}
 
 
 def values_of(rag: RagSettings, chunk: ChunkSettings) -> dict[str, Any]:

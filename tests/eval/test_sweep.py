@@ -79,6 +79,9 @@ def test_config_ids_are_stable_and_depend_on_parameters_only() -> None:
     assert toml_int[T] == 1.0 and isinstance(toml_int[T], float) and toml_int.id == same.id
     assert Config(a.values, 1).id != a.id
     assert a.replace(retrieval_k=3).id != a.id
+    # a tunable added later keeps earlier ids at the value that behaves as before it existed
+    assert a["rag.retrieval.group_by"] == "chunk"
+    assert a.replace(**{"rag.retrieval.group_by": "document"}).id != a.id
     # every tunable is part of a configuration, by its path
     assert [p for p, _ in a.values] == [t.path for t in tunables()]
 

@@ -161,3 +161,75 @@ def test_queries_do_not_grow_the_bm25_vocabulary() -> None:
     assert lex.vocabulary_entries() == before
     assert lex.search("Running DOGS!", 5)[0].tolist() == [2]  # same terms as the chunks got
     assert lex.search("the and of", 5)[0].size == 0  # stopwords only
+
+
+# --- grouping by document --------------------------------------------------------------------
+
+TOOLS = ("gzip", "pigz", "zlib", "zopfli", "libdeflate", "miniz", "busybox", "7zip", "python",
+         "java", "go", "rust")  # fmt: skip
+
+
+def _paragraph(tool: str, n: int) -> str:
+    return (
+        f"Note {n} on {tool}: to write a gzip header, {tool} passes windowBits 31 to "
+        f"deflateInit2, and the header then carries the file name and modification time {n}."
+    )
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[VectorIndex]:
+    """Twelve documents on one subject; the first has many matching chunks, the rest one each."""
+    tmp = tmp_path_factory.mktemp("grouped")
+    for i, tool in enumerate(TOOLS):
+        paragraphs = [_paragraph(tool, n) for n in range(12 if i == 0 else 1)]
+        paragraphs += [f"{tool} was first released in year {1990 + i} by its authors."]
+        (tmp / "docs").mkdir(exist_ok=True)
+        (tmp / "docs" / f"{tool}.md").write_text(f"# {tool}\n\n" + "\n\n".join(paragraphs))
+    idx = open_store(tmp / "index", embedder)
+    make_ingestor(idx, embedder).run([tmp / "docs"])
+    yield idx
+    idx.close()
+
+
+QUERY = "how do I write a gzip header with windowBits 31 and deflateInit2"
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_ten_documents_asked_for_are_ten_distinct_documents(
+    many: VectorIndex, embedder: Embedder, mode: str
+) -> None:
+    # candidates=5: the first search is too shallow for ten documents and has to deepen
+    chunks = RetrievalSettings(mode=mode, candidates=5)  # type: ignore[arg-type]
+    plain = retrieve(embedder, many, QUERY, 10, chunks)
+    assert len(plain) == 10 and len({h.doc_id for h in plain}) < 10  # one document crowds in
+    grouped = retrieve(
+        embedder, many, QUERY, 10, chunks.model_copy(update={"group_by": "document"})
+    )
+    assert len(grouped) == 10 and len({h.doc_id for h in grouped}) == 10
+    assert [h.score for h in grouped] == sorted((h.score for h in grouped), reverse=True)
+    # each document is represented by its best chunk: the first of its chunks in a deep ranking
+    deep = retrieve(embedder, many, QUERY, 200, chunks)
+    best = {}
+    for h in deep:
+        best.setdefault(h.doc_id, h.chunk_id)
+    assert all(best[h.doc_id] == h.chunk_id for h in grouped)
+
+
+def test_grouping_returns_every_document_when_there_are_fewer_than_k(
+    many: VectorIndex, embedder: Embedder
+) -> None:
+    opts = RetrievalSettings(group_by="document", candidates=3)
+    hits = retrieve(embedder, many, QUERY, 50, opts)
+    assert len(hits) == len(TOOLS) == len({h.doc_id for h in hits})
+
+
+def test_grouping_keeps_filters_the_floor_and_mmr(many: VectorIndex, embedder: Embedder) -> None:
+    opts = RetrievalSettings(group_by="document", mmr=True)
+    folder = str(Path(many.documents()[0].source).parent)
+    wanted = [f"{folder}/{t}.md" for t in TOOLS[:4]]
+    hits = retrieve(embedder, many, QUERY, 10, opts, filters={"source": wanted})
+    assert sorted(h.source for h in hits) == sorted(wanted)
+    dense = retrieve(embedder, many, QUERY, 1, RetrievalSettings(mode="dense"))
+    floor = dense[0].score - 1e-4  # only the best chunk clears it
+    only = retrieve(embedder, many, QUERY, 10, opts, min_score=floor)
+    assert [h.chunk_id for h in only] == [dense[0].chunk_id]

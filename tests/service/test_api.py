@@ -136,6 +136,18 @@ def test_retrieve_endpoint(client: TestClient) -> None:
     assert {d["source"] for d in only.json()["data"]} == {top["source"]}
 
 
+def test_retrieve_grouped_by_document_gives_distinct_documents(client: TestClient) -> None:
+    query = {"query": "What value does zpipe.c define for CHUNK?", "k": 5, "min_score": -1}
+    chunks = client.post("/v1/retrieve", json=query).json()["data"]
+    assert len(chunks) == 5 and len({d["doc_id"] for d in chunks}) < 5  # zlib crowds in
+    resp = client.post("/v1/retrieve", json={**query, "group_by": "document"})
+    assert resp.status_code == 200, resp.text
+    docs = [d["doc_id"] for d in resp.json()["data"]]
+    assert len(docs) == len(set(docs)) == 2  # every document of this index, once
+    assert docs[0] == chunks[0]["doc_id"] and resp.json()["data"][0] == chunks[0]
+    assert_openai_error(client.post("/v1/retrieve", json={**query, "group_by": "page"}), 422)
+
+
 def test_bad_requests_get_openai_shaped_errors(client: TestClient, settings: Settings) -> None:
     assert_openai_error(client.post("/v1/chat/completions", json={"messages": []}), 422, "messages")
     assert_openai_error(ask(client, temperature=5), 422, "temperature")

@@ -134,3 +134,9 @@ def test_search_command_follows_the_promoted_configuration(
     ServingStore(promoted_home.home).promote({"k": 3, "retrieval": {"mode": "bm25"}}, {})
     dense = search("--mode", "dense", "--min-score", "-1")
     assert search("--min-score", "-1") != dense  # the promoted mode ranks by BM25
+    # --group-by document: one chunk per document (this index holds two)
+    grouped = search("--group-by", "document", "-k", "5", "--min-score", "-1", "--mode", "hybrid")
+    assert len(grouped) == len({h["doc_id"] for h in grouped}) == 2
+    ServingStore(promoted_home.home).promote({"retrieval": {"group_by": "document", "k": 5}}, {})
+    assert search("--min-score", "-1") == grouped  # promoted, it serves the same
+    assert len(search("--group-by", "chunk", "--min-score", "-1")) == 5

@@ -21,7 +21,7 @@ from service.serving import ServingStore
 from service.settings import ALIASES, RagSettings
 
 CANDIDATES: tuple[Any, ...] = (
-    "grounded-qa@2", "bm25", "blend", True, False, 3, 48, 1, 0.5, 0.3, 7,
+    "grounded-qa@2", "bm25", "blend", "document", True, False, 3, 48, 1, 0.5, 0.3, 7,
 )  # fmt: skip
 
 
