@@ -144,7 +144,7 @@ class RetrievalSettings(BaseModel):
         "overlapping windows of a document merged. 0: the chunk alone. 160 was chosen on "
         "bench/windows.py: evidence in the top 5 passages 0.95 -> 1.00 on dev, 0.67 -> 0.78 on "
         "qa2, at ~160 tokens a passage.",
-        json_schema_extra={"label": "window"},
+        json_schema_extra={"label": "window", "absent": 0},
     )
     mode: Literal["dense", "bm25", "hybrid"] = Field(
         "hybrid",
