@@ -27,7 +27,7 @@ from service.llm.base import (
 )
 from service.llm.gate import Gate
 from service.llm.settings import LLMSettings
-from service.llm.stops import StopScanner
+from service.llm.stops import AnswerText
 
 # llama.cpp's own default when a request does not name top_k (vLLM's is "off", i.e. -1).
 DEFAULT_TOP_K = 40
@@ -212,14 +212,14 @@ class LlamaCppLLM:
             self._keep_cache(tokens)
             chunks = self._llama.create_completion(
                 tokens,
-                # Stops are ours (StopScanner): llama.cpp's would end an answer that begins with one.
+                # Stops are ours (AnswerText): llama.cpp's would end an answer that begins with one.
                 **{**sampling_kwargs(params), "stop": []},
                 # No seed asked for: draw one, so unseeded requests differ (llama-cpp-python would
                 # otherwise derive each seed from the previous one, repeating across restarts).
                 seed=secrets.randbits(31) if params.seed is None else params.seed,
                 stream=True,
             )
-            scan = StopScanner(params.stop)
+            scan = AnswerText(params.stop)
             try:
                 for chunk in chunks:
                     choice = chunk["choices"][0]
@@ -229,7 +229,7 @@ class LlamaCppLLM:
                             timings["first_token"] = time.monotonic() - start
                         parts.append(text)
                         yield Delta(text)
-                    if scan.stopped:
+                    if scan.ended:
                         finish = "stop"
                         break
                     if choice["finish_reason"] is not None:

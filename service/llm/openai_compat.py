@@ -25,7 +25,7 @@ from service.llm.base import (
     collect,
 )
 from service.llm.settings import LLMSettings
-from service.llm.stops import StopScanner
+from service.llm.stops import AnswerText
 from service.llm.tokenize import RemoteTokenCounter
 
 _RETRY_STATUS = {500, 502, 503, 504}
@@ -128,7 +128,7 @@ class OpenAICompatLLM:
         if not self._model:
             self._discover()
         path, body = self._request(prompt, params)
-        return self._generate(path, body, cancel, StopScanner(params.stop))
+        return self._generate(path, body, cancel, AnswerText(params.stop))
 
     def _request(self, prompt: Prompt, params: SamplingParams) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {
@@ -161,7 +161,7 @@ class OpenAICompatLLM:
         path: str,
         body: dict[str, Any],
         cancel: threading.Event | None,
-        scan: StopScanner,
+        scan: AnswerText,
     ) -> Generator[Delta, None, None]:
         """Stops are applied here, not sent (see ``service.llm.stops``); at one, the stream closes."""
         start = time.monotonic()
@@ -181,7 +181,7 @@ class OpenAICompatLLM:
                         timings.setdefault("first_token", time.monotonic() - start)
                         yield Delta(text)
                     finish = choice.get("finish_reason") or finish
-                if scan.stopped:
+                if scan.ended:
                     finish = "stop"
                     break
                 if cancel is not None and cancel.is_set():

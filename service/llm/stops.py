@@ -9,6 +9,7 @@ still turn into a stop is held back until it cannot, so nothing after a stop is 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 
@@ -62,3 +63,75 @@ class StopScanner:
         out = self._text[self._sent : upto] if upto > self._sent else ""
         self._sent = max(self._sent, upto)
         return out
+
+
+_WORD = re.compile(r"\S+")
+
+
+class LoopGuard:
+    """Ends an answer that has started repeating itself, without touching how it is sampled.
+
+    Small models fall into loops ("The API for the API for the API for the ..."; one sentence ten
+    times). A repeat penalty changes every answer to prevent that; this looks only at the text:
+    when the last ``times`` runs of the same 2-40 words follow each other (a single word: ``times``
+    + 1), the answer ends before the last of them. Answers that never loop are left as they were.
+    """
+
+    def __init__(self, times: int = 3, longest: int = 40) -> None:
+        self._times, self._longest = times, longest
+        self._text = ""
+        self._words: list[tuple[int, str]] = []  # (start offset, word) of complete words
+        self.looped = False
+
+    def feed(self, piece: str) -> str:
+        """The part of ``piece`` to keep: all of it, or what comes before a loop's last repeat."""
+        if self.looped:
+            return ""
+        base = len(self._text)
+        self._text += piece
+        tail = self._words[-1][0] if self._words else 0
+        # words that are complete (followed by white space) and not seen yet
+        for m in _WORD.finditer(self._text, tail):
+            if m.end() == len(self._text):
+                break  # maybe still growing
+            if not self._words or m.start() > self._words[-1][0]:
+                self._words.append((m.start(), m.group().lower()))
+                cut = self._loop_start()
+                if cut is not None:
+                    self.looped = True
+                    return piece[: max(0, cut - base)]
+        return piece
+
+    def _loop_start(self) -> int | None:
+        words = [w for _, w in self._words]
+        n = len(words)
+        for size in range(1, min(self._longest, n // self._times) + 1):
+            times = self._times + (size == 1)
+            if size * times > n:
+                break
+            unit = words[n - size :]
+            if all(words[n - k * size : n - (k - 1) * size] == unit for k in range(2, times + 1)):
+                return self._words[n - size][0]  # where the last repeat starts
+        return None
+
+
+class AnswerText:
+    """The generated text as the client gets it: stops applied (after the first word), loops cut.
+
+    Both backends feed every raw piece through one of these and end generation once ``ended``.
+    """
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self._stops = StopScanner(stops)
+        self._loops = LoopGuard()
+
+    @property
+    def ended(self) -> bool:
+        return self._stops.stopped or self._loops.looped
+
+    def feed(self, raw: str) -> str:
+        text = self._stops.feed(raw)
+        return self._loops.feed(text) if text else ""
+
+    def flush(self) -> str:
+        return self._loops.feed(self._stops.flush()) if not self._loops.looped else ""

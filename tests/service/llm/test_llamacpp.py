@@ -193,3 +193,13 @@ def test_a_stop_cannot_end_the_answer_before_its_first_word(llm: LlamaCppLLM) ->
     assert out.text.strip() and "\n\n" not in out.text.strip()
     free = llm.complete(prompt, SamplingParams(temperature=0, max_tokens=24))
     assert free.text.startswith(out.text) and out.finish_reason in ("stop", "length")
+
+
+def test_a_looping_answer_is_cut_short(llm: LlamaCppLLM, llama: Any) -> None:
+    """Gemma primed with a loop repeats "the API for" to the token limit; the guard ends it."""
+    text = "Question: What is the API for?\nAnswer: The API for the API for"
+    out = llm.complete(Prompt(text=text), SamplingParams(temperature=0, max_tokens=48))
+    raw = llama.create_completion(text, max_tokens=48, temperature=0)["choices"][0]["text"]
+    assert raw.count("API for") > 6  # the model does loop: otherwise this proves nothing
+    assert raw.startswith(out.text) and out.text.count("API for") <= 3
+    assert out.finish_reason == "stop"

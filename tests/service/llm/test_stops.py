@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.llm.stops import StopScanner
+from service.llm.stops import AnswerText, LoopGuard, StopScanner
 
 
 def run(pieces: list[str], stops: tuple[str, ...]) -> tuple[list[str], bool]:
@@ -55,3 +55,50 @@ def test_any_chunking_gives_the_reference_cut(
     pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
     out, stopped = run(pieces, stops)
     assert ("".join(out), stopped) == expected(text, stops)
+
+
+def guarded(pieces: list[str]) -> tuple[str, bool]:
+    guard = LoopGuard()
+    out = "".join(guard.feed(p) for p in pieces)
+    return out, guard.looped
+
+
+def test_a_phrase_repeated_a_third_time_ends_the_answer_before_it() -> None:
+    text = "The API for the API for the API for the API for the"
+    assert guarded([text + " "]) == ("The API for the API for ", True)
+    # streamed in small pieces, what was sent before the third repeat was complete stays sent
+    out, looped = guarded([text[i : i + 5] for i in range(0, len(text), 5)])
+    assert looped and text.startswith(out) and out.count("API") == 3
+
+
+def test_a_sentence_loop_is_cut() -> None:
+    s = "It is licensed under the Apache License. "
+    out, looped = guarded([s] * 6)
+    assert looped and out == s * 2
+
+
+def test_answers_that_do_not_loop_pass_unchanged() -> None:
+    for text in (
+        "Use -p (--persist): it keeps the plot window open after gnuplot exits.",
+        "- ALiBi: linear biases\n- RoPE: rotary\n- LLaMA: RoPE\n- GPT-NeoX: RoPE",
+        "New York, New York is a song. It is very, very old.",
+        "1. make install\n2. make test\n3. make run\n",
+    ):
+        out, looped = guarded([text[i : i + 3] for i in range(0, len(text), 3)])
+        assert (out, looped) == (text, False)
+
+
+@given(st.lists(st.sampled_from(["alpha", "beta", "gamma", "delta", "x.", "y,"]), max_size=30))
+def test_the_guard_only_ever_cuts_a_tail(words: list[str]) -> None:
+    text = " ".join(words) + " "
+    out, looped = guarded([text])
+    assert text.startswith(out)
+    if not looped:
+        assert out == text
+
+
+def test_answer_text_applies_stops_then_loops() -> None:
+    answer = AnswerText(("\n\n",))
+    pieces = ["\n\n", "yes yes yes yes yes ", "more"]
+    out = "".join(answer.feed(p) for p in pieces) + answer.flush()
+    assert out == "\n\nyes yes yes " and answer.ended
