@@ -29,9 +29,12 @@ from service.settings import load_settings  # noqa: E402
 from service.state import build_state, close_state  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
-_STOPWORDS = set(
-    "a an the of to in on for and or is are was were be by with as at it its this that from "
-    "which what how why when where who does do can use used using your you i not no".split()  # noqa: SIM905
+_STOPWORDS = frozenset(
+    re.findall(
+        r"\w+",
+        "a an the of to in on for and or is are was were be by with as at it its this that from "
+        "which what how why when where who does do can use used using your you i not no",
+    )
 )
 
 
