@@ -67,12 +67,13 @@ class ChunkSettings(BaseModel):
         json_schema_extra={"label": "overlap"},
     )
     context: ContextMode = Field(
-        "heading",
+        "title+heading",
         description="What a chunk is embedded and BM25-indexed with besides its text (the stored "
         "text stays the passage itself): none; heading: its section path; title+heading: its "
         "document's title, then the section path, so a passage that never names its subject is "
-        "found by it. The prefix is cut to 24 tokens. Changing it re-embeds every document on "
-        "the next `ragtune ingest`.",
+        "found by it. The prefix is cut to 24 tokens. Hybrid hit@5 (bench/context.py): held-out "
+        "qa2 0.593 / 0.685 / 0.704, dev 0.857 / 0.952 / 0.952 (none / heading / title+heading). "
+        "Changing it re-embeds every document on the next `ragtune ingest`.",
     )
 
     @model_validator(mode="before")

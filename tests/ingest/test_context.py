@@ -124,6 +124,7 @@ def test_prefix_is_title_then_section_path_and_bounded(tokenizer: Tokenizer) -> 
 def test_legacy_heading_context_setting_still_loads() -> None:
     assert ChunkSettings.model_validate({"heading_context": True}).context == "heading"
     assert ChunkSettings.model_validate({"heading_context": "false"}).context == "none"
+    assert ChunkSettings().context == "title+heading"  # chosen on bench/context.py
 
 
 # --- what is indexed -------------------------------------------------------------------------
