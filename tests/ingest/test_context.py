@@ -163,7 +163,7 @@ def test_title_reaches_the_embedder_and_bm25_not_the_stored_text(
 
     spy.texts.clear()
     ctx = make_ingestor(index, spy, chunk=ChunkSettings(context="title+heading"))
-    summary = ctx.run([tmp_path / "docs"])
+    summary = ctx.run([tmp_path / "docs"], trust_stat=True)  # as the watcher polls
     assert (summary.updated, summary.unchanged) == (1, 0)  # a new context re-embeds
     (doc,) = index.documents()
     assert (doc.title, doc.context) == ("Quokka Logger Manual", "title+heading")
