@@ -30,9 +30,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ingest.context import contextual_text  # noqa: E402
 from ingest.embed import load_embedder  # noqa: E402
 from ingest.index import VectorIndex  # noqa: E402
-from ingest.pipeline import Ingestor, embed_text  # noqa: E402
+from ingest.pipeline import Ingestor  # noqa: E402
 from ingest.scan import scan  # noqa: E402
 from ingest.settings import ChunkSettings, EmbedSettings, IndexSettings, IngestSettings  # noqa: E402
 
@@ -76,7 +77,7 @@ def run_ragtune(home: Path) -> tuple[dict, list[str], object, object]:
     seconds = time.perf_counter() - t
     chunking = ChunkSettings()
     texts = [
-        embed_text(_as_chunk(h), chunking.heading_context)
+        contextual_text(chunking.context, d.title, _as_chunk(h))
         for d in index.documents()
         for h in index.chunks(d.doc_id)
     ]

@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ingest.chunk import chunk_document  # noqa: E402
+from ingest.context import contextual_text  # noqa: E402
 from ingest.convert import convert_file  # noqa: E402
 from ingest.embed import load_embedder  # noqa: E402
-from ingest.pipeline import embed_text  # noqa: E402
 from ingest.scan import scan  # noqa: E402
 from ingest.settings import EmbedSettings  # noqa: E402
 
@@ -90,7 +90,8 @@ def main() -> int:
                 for d in docs
                 for c in chunk_document(d, embedder.tokenizer, size=size, overlap=overlap)
             ]
-            vectors = embedder.encode([embed_text(c, ctx) for c in chunks])
+            mode = "heading" if ctx else "none"
+            vectors = embedder.encode([contextual_text(mode, None, c) for c in chunks])
             seconds = time.perf_counter() - t
             hit, mrr, misses = score([c.text for c in chunks], vectors, qvecs, questions, args.k)
             row = {

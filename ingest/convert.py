@@ -13,6 +13,7 @@ from pathlib import Path, PurePath
 
 from ingest.builder import DocumentBuilder
 from ingest.clean import decode_entities
+from ingest.context import document_title
 from ingest.convert_html import convert_html
 from ingest.convert_office import convert_docx, convert_pptx
 from ingest.convert_pdf import convert_pdf
@@ -83,6 +84,7 @@ def convert_bytes(data: bytes, name: str) -> Document:
     if not doc.text:
         reason = " (scanned PDF? OCR is not supported)" if kind == "pdf" else ""
         raise ConversionError(f"no extractable text{reason}")
+    doc.title = document_title(doc, name)
     return doc
 
 

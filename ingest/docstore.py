@@ -11,15 +11,17 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ingest.context import file_title
 from ingest.model import Chunk
+from ingest.records import KIND as RECORD_KIND
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: documents.context (what chunks were indexed with besides their text)
 _BATCH = 500  # stays far below SQLite's bound-variable limit on old builds (999)
 
 _SCHEMA = """
@@ -27,7 +29,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS documents (
     doc_id TEXT PRIMARY KEY, source TEXT UNIQUE NOT NULL, content_hash TEXT NOT NULL,
     size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, kind TEXT NOT NULL, title TEXT,
-    n_chunks INTEGER NOT NULL, version INTEGER NOT NULL, ingested_at REAL NOT NULL);
+    n_chunks INTEGER NOT NULL, version INTEGER NOT NULL, ingested_at REAL NOT NULL,
+    context TEXT);
 CREATE TABLE IF NOT EXISTS chunks (
     chunk_id INTEGER PRIMARY KEY,
     doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
@@ -42,6 +45,10 @@ CREATE TABLE IF NOT EXISTS versions (
     n_chunks INTEGER NOT NULL, ntotal INTEGER NOT NULL, sha256 TEXT NOT NULL);
 """
 
+_DOC_SQL = (
+    "SELECT doc_id, source, content_hash, size, mtime_ns, kind, title, n_chunks, version, "
+    "ingested_at, context FROM documents "
+)
 _HIT_SQL = (
     'SELECT c.chunk_id, c.doc_id, d.source, c.page, c.heading, c.start, c."end", c.text, '
     "c.n_tokens FROM chunks c JOIN documents d ON d.doc_id = c.doc_id "
@@ -62,6 +69,7 @@ class DocumentRecord:
     n_chunks: int = 0
     version: int = 0
     ingested_at: float = 0.0
+    context: str | None = None  # ChunkSettings.context it was indexed with; None: before it existed
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,7 @@ class PendingPut:
     chunks: Sequence[Chunk]
     vectors: np.ndarray
     ids: np.ndarray
+    texts: Sequence[str]  # what BM25 indexes for each chunk (see ``ingest.context``)
 
 
 @dataclass
@@ -112,6 +121,14 @@ class CommitBatch:
     next_chunk_id: int
     ntotal: int
     sha256: str
+
+
+def _document(row: Sequence[Any]) -> DocumentRecord:
+    record = DocumentRecord(*row)
+    if record.title is None and record.kind != RECORD_KIND:
+        # Rows written before titles were always chosen: the file name, as a new ingest would.
+        return replace(record, title=file_title(record.source))
+    return record
 
 
 def _hit(row: Sequence[Any], score: float = 0.0) -> Hit:
@@ -146,6 +163,32 @@ class DocStore:
             # commit() returns, not merely ordered.
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_SCHEMA)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a store written by an older ragtune up to ``SCHEMA_VERSION`` (idempotent).
+
+        Columns are only ever added, at the end, NULL in existing rows; reads name their
+        columns, so rows of either age load. Two processes opening an old store at once both
+        get here: the check runs again under the write lock, so only one of them alters it.
+        """
+        if "context" in self._document_columns():
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            if "context" not in self._document_columns():
+                self._conn.execute("ALTER TABLE documents ADD COLUMN context TEXT")
+            self._conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version' AND value < ?",
+                (SCHEMA_VERSION, SCHEMA_VERSION),
+            )
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def _document_columns(self) -> set[str]:
+        return {row[1] for row in self._conn.execute("PRAGMA table_info(documents)")}
 
     def close(self) -> None:
         with self._lock:
@@ -199,17 +242,17 @@ class DocStore:
         """All documents, or those whose source starts with ``prefix`` (a range scan on the
         source index, so a watcher polling one record collection does not read every row)."""
         if not prefix:
-            rows = self._all("SELECT * FROM documents ORDER BY source")
+            rows = self._all(_DOC_SQL + "ORDER BY source")
         else:
             rows = self._all(
-                "SELECT * FROM documents WHERE source >= ? AND source < ? ORDER BY source",
+                _DOC_SQL + "WHERE source >= ? AND source < ? ORDER BY source",
                 (prefix, prefix + "\U0010ffff"),
             )
-        return [DocumentRecord(*row) for row in rows]
+        return [_document(row) for row in rows]
 
     def document(self, source: str) -> DocumentRecord | None:
-        rows = self._all("SELECT * FROM documents WHERE source = ?", (source,))
-        return DocumentRecord(*rows[0]) if rows else None
+        rows = self._all(_DOC_SQL + "WHERE source = ?", (source,))
+        return _document(rows[0]) if rows else None
 
     def source_of_doc_id(self, doc_id: str) -> str | None:
         rows = self._all("SELECT source FROM documents WHERE doc_id = ?", (doc_id,))
@@ -338,9 +381,10 @@ class DocStore:
     def _insert_put(self, put: PendingPut, version: int, at: float) -> None:
         d = put.doc
         self._conn.execute(
-            "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO documents(doc_id, source, content_hash, size, mtime_ns, kind, title, "
+            "n_chunks, version, ingested_at, context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (d.doc_id, d.source, d.content_hash, d.size, d.mtime_ns, d.kind, d.title,
-             len(put.chunks), version, at),
+             len(put.chunks), version, at, d.context),
         )  # fmt: skip
         self._conn.executemany(
             "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -8,6 +8,7 @@ rerun skips everything committed (same content hash) and finishes the job.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ingest.chunk import chunk_document
+from ingest.context import LEGACY_CONTEXT, PREFIX_TOKENS, contextual_text
 from ingest.embed import Embedder
 from ingest.index import DocumentRecord, VectorIndex
 from ingest.model import Chunk, Document
@@ -71,16 +73,6 @@ class _Pending:
 _Item = _Pending | tuple[FileEntry, Failed]  # what the batching loop consumes
 
 
-def embed_text(chunk: Chunk, heading_context: bool) -> str:
-    """What the encoder reads for a chunk: its heading path (if not already its first line), then text."""
-    if not heading_context or not chunk.heading:
-        return chunk.text
-    path = chunk.heading
-    if chunk.text.startswith(path[-1]):
-        path = path[:-1]
-    return " > ".join(path) + "\n" + chunk.text if path else chunk.text
-
-
 class Ingestor:
     """Keeps an index in step with a set of files and folders."""
 
@@ -95,6 +87,27 @@ class Ingestor:
         self.embedder = embedder
         self.chunking = chunking
         self.settings = settings
+        self._count_tokens = functools.lru_cache(maxsize=4096)(self._count_tokens_uncached)
+
+    def _count_tokens_uncached(self, text: str) -> int:
+        return len(self.embedder.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def current(self, record: DocumentRecord | None, content_hash: str | None = None) -> bool:
+        """Whether ``record`` is this content (any, if None) indexed the way this ingestor would.
+
+        A changed ``chunk.context`` changes what every chunk is embedded and BM25-indexed with,
+        so the next run re-processes each document although its content is unchanged.
+        """
+        return (
+            record is not None
+            and content_hash in (None, record.content_hash)
+            and (record.context or LEGACY_CONTEXT) == self.chunking.context
+        )
+
+    def index_texts(self, title: str | None, chunks: Sequence[Chunk]) -> list[str]:
+        """What the encoder and BM25 read for each chunk of a document titled ``title``."""
+        mode = self.chunking.context
+        return [contextual_text(mode, title, c, self._count_tokens) for c in chunks]
 
     def plan(
         self, roots: Sequence[Path], *, retry_quarantined: bool = False, trust_stat: bool = False
@@ -119,11 +132,11 @@ class Ingestor:
                 entry.size,
                 entry.mtime_ns,
             )
-            if trust_stat and same_stat:
+            if trust_stat and same_stat and self.current(record):
                 summary.unchanged += 1
                 continue
             digest = file_hash(entry.path)
-            if record is not None and record.content_hash == digest:
+            if self.current(record, digest):
                 summary.unchanged += 1
                 continue
             held = self.index.quarantine_entry(entry.source)
@@ -181,10 +194,12 @@ class Ingestor:
         return summary
 
     def _chunk(self, doc: Document) -> list[Chunk]:
+        # The context prefix shares the encoder's window: keep room for it beside the text.
+        room = self.embedder.max_tokens - (PREFIX_TOKENS if self.chunking.context != "none" else 0)
         return chunk_document(
             doc,
             self.embedder.tokenizer,
-            size=min(self.chunking.size, self.embedder.max_tokens),
+            size=min(self.chunking.size, room),
             overlap=self.chunking.overlap,
         )
 
@@ -207,7 +222,11 @@ class Ingestor:
         """Changed and new records of a collection; removes the records gone from it."""
         stored = {d.source: d for d in self.index.documents(record_source(entry.source, ""))}
         stat = (entry.size, entry.mtime_ns)
-        if trust_stat and stored and all((d.size, d.mtime_ns) == stat for d in stored.values()):
+        if (
+            trust_stat
+            and stored
+            and all((d.size, d.mtime_ns) == stat and self.current(d) for d in stored.values())
+        ):
             summary.unchanged += len(stored)
             return
         try:
@@ -220,7 +239,7 @@ class Ingestor:
             source = record_source(entry.source, rec.id)
             current.add(source)
             old = stored.get(source)
-            if old is not None and old.content_hash == rec.content_hash:
+            if self.current(old, rec.content_hash):
                 summary.unchanged += 1
                 continue
             item = FileEntry(entry.path, source, entry.size, entry.mtime_ns)
@@ -311,11 +330,11 @@ class _Batcher:
         batch, self._batch = self._batch, []
         if not batch:
             return
-        chunking, summary = self._ing.chunking, self._summary
-        texts = [embed_text(c, chunking.heading_context) for p in batch for c in p.chunks]
-        vectors = self._ing.embedder.encode(texts)
+        summary = self._summary
+        texts = [self._ing.index_texts(p.converted.document.title, p.chunks) for p in batch]
+        vectors = self._ing.embedder.encode([t for doc_texts in texts for t in doc_texts])
         offset = 0
-        for p in batch:
+        for p, doc_texts in zip(batch, texts, strict=True):
             n = len(p.chunks)
             doc = p.converted.document
             record = DocumentRecord(
@@ -328,8 +347,9 @@ class _Batcher:
                 title=doc.title,
                 n_chunks=n,
                 ingested_at=time.time(),
+                context=self._ing.chunking.context,
             )
-            self._writer.put(record, p.chunks, vectors[offset : offset + n])
+            self._writer.put(record, p.chunks, vectors[offset : offset + n], doc_texts)
             offset += n
             summary.chunks += n
             summary.bytes += len(doc.text) if p.doc_id else p.entry.size

@@ -120,9 +120,23 @@ class Writer:
     def pending(self) -> int:
         return self._ops
 
-    def put(self, doc: DocumentRecord, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        """Stage ``doc`` (identified by its source), replacing any earlier version of it."""
+    def put(
+        self,
+        doc: DocumentRecord,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        texts: Sequence[str] | None = None,
+    ) -> None:
+        """Stage ``doc`` (identified by its source), replacing any earlier version of it.
+
+        ``texts`` is what BM25 indexes for each chunk: the text the vectors were embedded from
+        (default: heading path and text), so both sides of hybrid search see the same context.
+        """
         self._check()
+        if texts is None:
+            texts = [lexical_text(c.heading, c.text) for c in chunks]
+        if len(texts) != len(chunks):
+            raise ValueError(f"{doc.source}: {len(texts)} index texts for {len(chunks)} chunks")
         dim = self._owner.dim
         vecs = np.array(vectors, dtype=np.float32, copy=True)  # caller may reuse its buffer
         if vecs.shape != (len(chunks), dim):
@@ -139,7 +153,7 @@ class Writer:
         self._next_id += len(chunks)  # ids are never reused, so stale search hits cannot alias
         self._removes.discard(doc.source)
         self._quarantines.pop(doc.source, None)
-        self._puts[doc.source] = PendingPut(doc, tuple(chunks), vecs, ids)
+        self._puts[doc.source] = PendingPut(doc, tuple(chunks), vecs, ids, tuple(texts))
         self._ops += 1
 
     def remove(self, source: str) -> bool:
@@ -187,9 +201,7 @@ class Writer:
                 np.concatenate([p.ids for p in puts]),
             )
         texts = [
-            (int(i), lexical_text(c.heading, c.text))
-            for p in puts
-            for i, c in zip(p.ids.tolist(), p.chunks, strict=True)
+            (int(i), text) for p in puts for i, text in zip(p.ids.tolist(), p.texts, strict=True)
         ]
         snap = owner.snapshot().derive(stale, adds, texts, owner.settings)
         n_docs += len(self._puts) - n_replaced
@@ -246,9 +258,18 @@ class StagedChanges:
     def pending(self) -> int:
         return len(self._ops)
 
-    def put(self, doc: DocumentRecord, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+    def put(
+        self,
+        doc: DocumentRecord,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        texts: Sequence[str] | None = None,
+    ) -> None:
         # Copied: the caller may reuse its buffer before the commit.
-        self._ops.append(("put", (doc, tuple(chunks), np.array(vectors, np.float32, copy=True))))
+        vecs = np.array(vectors, np.float32, copy=True)
+        self._ops.append(
+            ("put", (doc, tuple(chunks), vecs, None if texts is None else tuple(texts)))
+        )
         self._owners[doc.doc_id] = doc.source
 
     def claim(self, doc_id: str, source: str) -> str | None:
