@@ -219,8 +219,8 @@ def test_total_timeout_bounds_a_trickling_stream() -> None:
     def trickle(h: BaseHTTPRequestHandler, body: Any) -> None:
         start_sse(h)
         try:
-            for _ in range(100):
-                send_event(h, text_chunk(" la"))
+            for i in range(100):  # distinct words: a repeated one would end at the loop guard
+                send_event(h, text_chunk(f" w{i}"))
                 time.sleep(0.2)
         except OSError:
             pass  # the client hung up, as it should
@@ -237,8 +237,8 @@ def test_cancel_closes_the_stream() -> None:
     def endless(h: BaseHTTPRequestHandler, body: Any) -> None:
         start_sse(h)
         try:
-            for _ in range(50):
-                send_event(h, text_chunk(" la"))
+            for i in range(50):
+                send_event(h, text_chunk(f" w{i}"))
                 time.sleep(0.05)
         except OSError:
             pass
