@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from eval.dataset import load_dataset  # noqa: E402
 from eval.retrieval import REASONS, dataset_label, diagnose  # noqa: E402
-from ingest.embed import load_embedder  # noqa: E402
+from ingest.embed import Embedder, load_embedder  # noqa: E402
+from ingest.index import VectorIndex  # noqa: E402
 from ingest.pipeline import Ingestor  # noqa: E402
 from ingest.search import open_index  # noqa: E402
 from ingest.settings import RetrievalSettings  # noqa: E402
@@ -51,15 +52,10 @@ MODES = {
 }
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--home", type=Path, default=Path("/tmp/ragtune-quality"))
-    ap.add_argument("--depth", type=int, default=100, help="how deep misses are searched")
-    ap.add_argument(
-        "--out", type=Path, default=ROOT / "bench" / "results" / "retrieval_quality.json"
-    )
-    args = ap.parse_args()
-    settings = Settings(home=args.home)
+def build_index(home: Path) -> tuple[Settings, Embedder, VectorIndex]:
+    """The benchmark index under ``home`` with default settings, brought up to date (incremental:
+    a second run reads only what changed). bench/windows.py measures on the same index."""
+    settings = Settings(home=home)
     embedder = load_embedder(settings.embed)
     index = open_index(settings, embedder)
     t0 = time.perf_counter()
@@ -70,6 +66,18 @@ def main() -> int:
         f"{len(index.documents())} documents (ingest {time.perf_counter() - t0:.0f} s: "
         f"{summary.added} added, {summary.updated} updated, {summary.unchanged} unchanged)"
     )
+    return settings, embedder, index
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--home", type=Path, default=Path("/tmp/ragtune-quality"))
+    ap.add_argument("--depth", type=int, default=100, help="how deep misses are searched")
+    ap.add_argument(
+        "--out", type=Path, default=ROOT / "bench" / "results" / "retrieval_quality.json"
+    )
+    args = ap.parse_args()
+    settings, embedder, index = build_index(args.home)
     datasets = [(dataset_label(p), load_dataset(p)) for p in DATASETS]
     rows = []
     print(

@@ -2,12 +2,13 @@
 
 A question's evidence often straddles two 64-token chunks, or the chunk that ranks holds only the
 half of the sentence that matched. This measures, on ``qa/dev.jsonl`` and the answerable
-questions of ``qa2`` with the bench distractors in the same index, how often the top 5 passages
-the model is given contain the evidence (``eval.strings.has_evidence``), for each window budget,
-and what the passages cost in the answering model's tokens. Retrieval itself is the serving
+questions of ``qa2`` with the bench distractors in the same index (bench/retrieval_quality.py's),
+how often the top 5 passages the model is given contain the evidence
+(``eval.strings.has_evidence``), for each window budget, and what the passages cost in the
+answering model's tokens. Retrieval itself is the serving
 default and the same for every budget: only what is read around each hit changes.
 
-    .venv/bin/python bench/windows.py [--home /tmp/ragtune-windows] [--budgets 0,96,160,256]
+    .venv/bin/python bench/windows.py [--home /tmp/ragtune-quality] [--budgets 0,96,160,256]
 """
 
 from __future__ import annotations
@@ -22,21 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from retrieval_quality import DATA, build_index  # noqa: E402  (bench/ is sys.path[0])
+
 from eval.strings import has_evidence  # noqa: E402
-from ingest.embed import load_embedder  # noqa: E402
-from ingest.index import VectorIndex  # noqa: E402
-from ingest.pipeline import Ingestor  # noqa: E402
 from ingest.search import retrieve  # noqa: E402
-from ingest.settings import (  # noqa: E402
-    ChunkSettings,
-    EmbedSettings,
-    IndexSettings,
-    IngestSettings,
-    RetrievalSettings,
-)
 from ingest.windows import build_windows  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
 K = 5
 
 
@@ -47,7 +39,7 @@ def load(path: Path) -> list[dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--home", type=Path, default=Path("/tmp/ragtune-windows"))
+    ap.add_argument("--home", type=Path, default=Path("/tmp/ragtune-quality"))
     ap.add_argument("--budgets", default="0,96,160,256")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "windows.json")
     args = ap.parse_args()
@@ -60,16 +52,9 @@ def main() -> int:
     def count(text: str) -> int:
         return len(vocab.tokenize(text.encode(), add_bos=False, special=False))
 
-    embedder = load_embedder(EmbedSettings())
-    index = VectorIndex.open(
-        args.home / "index", IndexSettings(), embed_model=embedder.name, dim=embedder.dim
-    )
-    ingest = IngestSettings(commit_every=100_000, commit_interval_s=3600)
-    Ingestor(index, embedder, ChunkSettings(), ingest).run(
-        [DATA / "corpus", DATA / "qa2" / "docs", DATA / "bench"]
-    )
+    settings, embedder, index = build_index(args.home)
     sets = {"dev": load(DATA / "qa" / "dev.jsonl"), "qa2": load(DATA / "qa2" / "qa.jsonl")}
-    options = RetrievalSettings()
+    options = settings.rag.retrieval
     hits_of = {
         name: [retrieve(embedder, index, c["question"], K, options, min_score=options.min_score)
                for c in cases]

@@ -33,9 +33,11 @@ def choose(results: dict[str, Any], config_id: str | None) -> dict[str, Any]:
 def promote(home: Path, run_dir: Path, config_id: str | None = None) -> tuple[int, dict[str, Any]]:
     results = load_results(run_dir)
     config = choose(results, config_id)
-    values = _values(config)
+    values = tunables.params_of(config)
     baseline = next((c for c in results.get("configs", []) if c.get("baseline")), config)
-    serving_chunking = {p: _values(baseline).get(p) for p in ("chunk.size", "chunk.overlap")}
+    serving_chunking = {
+        p: tunables.params_of(baseline).get(p) for p in ("chunk.size", "chunk.overlap")
+    }
     chunking = {p: values.get(p) for p in serving_chunking}
     if chunking != serving_chunking:
         raise ValueError(
@@ -53,19 +55,6 @@ def promote(home: Path, run_dir: Path, config_id: str | None = None) -> tuple[in
         "metrics": config.get("metrics", {}),
     }
     return ServingStore(home).promote(params, provenance), params
-
-
-def _values(config: dict[str, Any]) -> dict[str, Any]:
-    """A results.json configuration's tunables by path (older runs used short names)."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        try:
-            path = tunables.resolve(key)
-        except tunables.TunableError:
-            continue  # id, label, metrics...: not a parameter
-        if path not in out or key == path:
-            out[path] = value
-    return out
 
 
 def history(home: Path) -> list[dict[str, Any]]:

@@ -24,15 +24,7 @@ LABEL_PARAMS = ("rag.template", "rag.sampling.temperature", "rag.sampling.top_k"
 
 def by_path(c: Mapping[str, Any]) -> dict[str, Any]:
     """A configuration with its parameters keyed by path (older results used short names)."""
-    out = dict(c)
-    for key, value in c.items():
-        try:
-            path = tunables.resolve(key)
-        except tunables.TunableError:
-            continue
-        if path != key and path not in c:
-            out[path] = value
-    return out
+    return {**c, **tunables.params_of(c)}
 
 
 def num(v: Any) -> float | None:

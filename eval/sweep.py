@@ -116,7 +116,7 @@ class Config:
     def label(self, paths: Sequence[str] | None = None) -> str:
         """A one-liner for tables and progress bars: template, then each of ``paths`` labelled.
 
-        ``paths`` defaults to temperature, top-k and k, plus retrieval and chunking where set.
+        ``paths`` defaults to ``LABEL_PATHS``; a run adds the paths its configurations differ in.
         """
         shown = paths if paths is not None else LABEL_PATHS
         parts = [self.template]

@@ -69,8 +69,7 @@ def build_windows(
     windows: list[Window] = []
     for hit in hits:
         around = reader.around(hit.chunk_id, NEIGHBOURS, NEIGHBOURS)
-        count = count_tokens or _stored_count(around)
-        mine = _assemble(hit, _grow(hit, around, budget_tokens, count), {hit.chunk_id})
+        mine = _assemble(hit, _grow(hit, around, budget_tokens, count_tokens), {hit.chunk_id})
         for i, other in enumerate(windows):
             if other.hit.doc_id == hit.doc_id and _meet(other, mine):
                 rows = {r.chunk_id: r for r in (*other.rows, *mine.rows)}.values()
@@ -82,39 +81,29 @@ def build_windows(
     return windows
 
 
-def _stored_count(rows: Sequence[Hit]) -> Callable[[str], int]:
-    known = {r.text: r.n_tokens for r in rows if r.n_tokens}
-    return lambda text: known.get(text) or max(1, len(text) // 4)
-
-
-def _grow(hit: Hit, rows: list[Hit], budget: int, count: Callable[[str], int]) -> list[Hit]:
+def _grow(hit: Hit, rows: list[Hit], budget: int, count: Callable[[str], int] | None) -> list[Hit]:
     """The hit plus neighbours, alternately after and before it, while they fit ``budget``.
 
-    Each chunk is counted once and the window's size is their sum: exact up to the joints.
+    The window's size is the sum of its chunks' (``count``, else the counts the chunker stored):
+    exact up to the joints.
     """
     at = next((i for i, r in enumerate(rows) if r.chunk_id == hit.chunk_id), None)
     if at is None:  # the hit's document changed since it was ranked: the hit alone
         return [hit]
-    sizes: dict[int, int] = {}
-
-    def size(i: int) -> int:
-        if i not in sizes:
-            sizes[i] = count(rows[i].text)
-        return sizes[i]
-
-    lo, hi, used = at, at + 1, size(at)
+    size = [count(r.text) if count else r.n_tokens or max(1, len(r.text) // 4) for r in rows]
+    lo, hi, used = at, at + 1, size[at]
     after, before = True, True
     while after or before:
         if after:
-            after = hi < len(rows) and used + size(hi) <= budget
+            after = hi < len(rows) and used + size[hi] <= budget
             if after:
-                used += size(hi)
+                used += size[hi]
                 hi += 1
         if before:
-            before = lo > 0 and used + size(lo - 1) <= budget
+            before = lo > 0 and used + size[lo - 1] <= budget
             if before:
                 lo -= 1
-                used += size(lo)
+                used += size[lo]
     return rows[lo:hi]
 
 

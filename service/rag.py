@@ -29,28 +29,6 @@ from service.settings import RagSettings
 _CITE = re.compile(r"\[(\d{1,3})\]")
 
 
-def retrieve(
-    embedder: Embedder,
-    index: IndexReader,
-    query: str,
-    k: int,
-    *,
-    options: RetrievalSettings | None = None,
-    filters: search.Filters | None = None,
-    min_score: float | None = None,
-) -> list[Hit]:
-    """Best-first chunks for ``query``; filters match source (path or folder prefix), doc_id, kind."""
-    return search.retrieve(
-        embedder,
-        index,
-        query,
-        k,
-        options or RetrievalSettings(),
-        filters=filters,
-        min_score=min_score,
-    )
-
-
 def retrieve_serving(
     embedder: Embedder,
     index: IndexReader,
@@ -59,20 +37,14 @@ def retrieve_serving(
     *,
     filters: search.Filters | None = None,
 ) -> list[Hit]:
-    """``retrieve`` under a serving configuration (with a request's overrides already in it).
+    """Best-first chunks for ``query`` under a serving configuration (with a request's overrides already in it).
 
     Chat, ``/v1/retrieve`` and ``ragtune search`` all come through here, so the configuration in
     force (the promoted one, if any) means the same passages everywhere.
     """
     options = serving.retrieval
-    return retrieve(
-        embedder,
-        index,
-        query,
-        options.k,
-        options=options,
-        filters=filters,
-        min_score=options.min_score,
+    return search.retrieve(
+        embedder, index, query, options.k, options, filters=filters, min_score=options.min_score
     )
 
 

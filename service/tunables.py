@@ -47,10 +47,14 @@ class Tunable:
         return self.path.rsplit(".", 1)[1]
 
     @property
+    def _extra(self) -> dict[str, Any]:
+        extra = self.field.json_schema_extra
+        return extra if isinstance(extra, dict) else {}
+
+    @property
     def label(self) -> str:
         """Short name for tables and plots: the field's ``label``, else its name."""
-        extra = self.field.json_schema_extra
-        label = extra.get("label") if isinstance(extra, dict) else None
+        label = self._extra.get("label")
         return str(label) if label else self.name.replace("_", " ")
 
     @property
@@ -63,8 +67,7 @@ class Tunable:
 
     def implied(self, value: Any) -> bool:
         """Whether ``value`` is this tunable's ``absent`` value: what it was before it existed."""
-        extra = self.field.json_schema_extra
-        return isinstance(extra, dict) and "absent" in extra and extra["absent"] == value
+        return "absent" in self._extra and self._extra["absent"] == value
 
 
 def _leaves(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, FieldInfo]]:
@@ -104,6 +107,19 @@ def label(path: str) -> str:
     return t.label if t else path
 
 
+def params_of(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The tunables in a results record, by path; older records used short names (``ALIASES``).
+
+    Other keys (id, label, metrics...) are left out; a path beats a short name for the same one.
+    """
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        path = key if key in by_path() else ALIASES.get(key)
+        if path is not None and (path not in out or key == path):
+            out[path] = value
+    return out
+
+
 def identifying(params: Mapping[str, Any]) -> dict[str, Any]:
     """``params`` ({path: value}) without values implied by a tunable's absence.
 
@@ -116,17 +132,8 @@ def identifying(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def values_of(rag: RagSettings, chunk: ChunkSettings) -> dict[str, Any]:
     """Every tunable's value in these settings, by path."""
-    sections: dict[str, Any] = {
-        "rag": rag.model_dump(mode="json"),
-        "chunk": chunk.model_dump(mode="json"),
-    }
-    out: dict[str, Any] = {}
-    for t in tunables():
-        node: Any = sections
-        for part in t.path.split("."):
-            node = node[part]
-        out[t.path] = node
-    return out
+    flat = flatten({"rag": rag.model_dump(mode="json"), "chunk": chunk.model_dump(mode="json")})
+    return {t.path: flat[t.path] for t in tunables()}
 
 
 def flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

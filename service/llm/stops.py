@@ -80,7 +80,8 @@ class LoopGuard:
     def __init__(self, times: int = 3, longest: int = 40) -> None:
         self._times, self._longest = times, longest
         self._text = ""
-        self._words: list[tuple[int, str]] = []  # (start offset, word) of complete words
+        self._starts: list[int] = []  # where each complete word starts in the text
+        self._words: list[str] = []  # the complete words, lower-cased
         self.looped = False
 
     def feed(self, piece: str) -> str:
@@ -89,13 +90,14 @@ class LoopGuard:
             return ""
         base = len(self._text)
         self._text += piece
-        tail = self._words[-1][0] if self._words else 0
+        tail = self._starts[-1] if self._starts else 0
         # words that are complete (followed by white space) and not seen yet
         for m in _WORD.finditer(self._text, tail):
             if m.end() == len(self._text):
                 break  # maybe still growing
-            if not self._words or m.start() > self._words[-1][0]:
-                self._words.append((m.start(), m.group().lower()))
+            if not self._starts or m.start() > self._starts[-1]:
+                self._starts.append(m.start())
+                self._words.append(m.group().lower())
                 cut = self._loop_start()
                 if cut is not None:
                     self.looped = True
@@ -103,15 +105,21 @@ class LoopGuard:
         return piece
 
     def _loop_start(self) -> int | None:
-        words = [w for _, w in self._words]
-        n = len(words)
+        """Where the last repeat of a loop ending at the newest word starts, if there is one.
+
+        Runs once per generated word, so each unit size is rejected on one comparison unless
+        the newest word also stands one unit back.
+        """
+        words, n = self._words, len(self._words)
         for size in range(1, min(self._longest, n // self._times) + 1):
             times = self._times + (size == 1)
             if size * times > n:
                 break
+            if words[-1] != words[-1 - size]:
+                continue
             unit = words[n - size :]
             if all(words[n - k * size : n - (k - 1) * size] == unit for k in range(2, times + 1)):
-                return self._words[n - size][0]  # where the last repeat starts
+                return self._starts[n - size]  # where the last repeat starts
         return None
 
 
