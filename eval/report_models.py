@@ -109,7 +109,7 @@ def backend_text(profile: Mapping[str, Any]) -> str:
         model = profile.get("model") or "the server's model"
         return f"openai: {model} @ {profile.get('base_url')}"
     path = profile.get("model_path")
-    return f"llamacpp: {Path(path).name if path else 'packaged Gemma 3 270M'}"
+    return f"llamacpp: {Path(path).name if path else profile.get('model') or 'gemma-3-270m'}"
 
 
 def _shade(t: float | None) -> str:
