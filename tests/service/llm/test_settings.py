@@ -18,7 +18,7 @@ def test_defaults() -> None:
     s = LLMSettings()
     assert (s.backend, s.model_path, s.n_ctx, s.threads) == ("llamacpp", None, 4096, 0)
     assert (s.queue_size, s.queue_timeout_s) == (8, 60)
-    assert (s.base_url, s.model, s.style, s.retries) == ("http://127.0.0.1:8001/v1", "", "chat", 2)
+    assert (s.base_url, s.model, s.style, s.retries) == ("http://127.0.0.1:8001/v1", "", None, 2)
     assert (s.connect_timeout_s, s.first_token_timeout_s, s.total_timeout_s) == (5, 60, 300)
 
 
