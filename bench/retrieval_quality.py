@@ -52,15 +52,18 @@ MODES = {
 }
 
 
-def build_index(home: Path) -> tuple[Settings, Embedder, VectorIndex]:
-    """The benchmark index under ``home`` with default settings, brought up to date (incremental:
-    a second run reads only what changed). bench/windows.py measures on the same index."""
+def build_index(
+    home: Path, sources: list[Path] | None = None
+) -> tuple[Settings, Embedder, VectorIndex]:
+    """The benchmark index of ``sources`` (default: SOURCES) under ``home`` with default settings,
+    brought up to date (incremental: a second run reads only what changed). bench/windows.py and
+    bench/second_stage.py measure on the same index."""
     settings = Settings(home=home)
     embedder = load_embedder(settings.embed)
     index = open_index(settings, embedder)
     t0 = time.perf_counter()
     ingest = settings.ingest.model_copy(update={"commit_every": 100_000, "commit_interval_s": 3600})
-    summary = Ingestor(index, embedder, settings.chunk, ingest).run(SOURCES)
+    summary = Ingestor(index, embedder, settings.chunk, ingest).run(sources or SOURCES)
     print(
         f"index v{index.version}: {index.stats()['chunks']} chunks in "
         f"{len(index.documents())} documents (ingest {time.perf_counter() - t0:.0f} s: "
