@@ -52,7 +52,7 @@ def answer_case(
         banks=state.example_banks,
     )
     out = rag.generate(plan, llm)
-    answer = rag.record(plan, out, state.backend)
+    answer = rag.record(plan, out, state.backend, embedder)
     # Only explicit [n] markers count as citations (see Answer.explicit_citations).
     cited = answer.explicit_citations()
     passages = plan.rendered.passages

@@ -1,9 +1,10 @@
-"""One typed record of an answer: its text, citations and provenance.
+"""One typed record of an answer: its text, citations, provenance and verification.
 
 The chat route (plain and streamed), ``ragtune ask``, the feedback store and the eval rows all
 serialize this record, so what an answer says about how it was produced is declared once (as
 simonw/llm's ``Response.to_dict``/``from_dict``). The JSON of ``Citation`` and ``Provenance`` is
-the ``citations`` and ``ragtune`` extensions of the chat API, which clients read as they are.
+the ``citations`` and ``ragtune`` extensions of the chat API, which clients read as they are;
+``Verification`` rides inside ``ragtune`` as ``ragtune.verification``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class Citation(BaseModel):
     start: int | None = omitted_if_none()
     end: int | None = omitted_if_none()
     spans: list[list[int]] | None = omitted_if_none()
+    # Whether the passage backs the answer: a sentence marked [index] is supported by it (for
+    # [n] the text wrote), or it is a sentence's best support (cited for want of markers).
+    # Absent from records made before verification.
+    supported: bool | None = omitted_if_none()
 
 
 class RetrievalInfo(BaseModel):
@@ -75,6 +80,51 @@ class Provenance(BaseModel):
     timings: dict[str, float]  # seconds per stage, rounded to 0.1 ms
 
 
+class MarkerSupport(BaseModel):
+    """A [n] a sentence carries: passage n's support for that sentence (None: no passage n)."""
+
+    n: int
+    support: float | None
+    backed: bool  # support >= the threshold
+
+
+class SentenceSupport(BaseModel):
+    """One sentence of the answer, ``text == answer[start:end]``, and the passage that backs it."""
+
+    text: str
+    start: int
+    end: int
+    passage: int | None  # the [n] that supports it best
+    support: float  # that passage's support, in [0, 1]
+    supported: bool  # support >= the threshold
+    markers: list[MarkerSupport] = Field(default_factory=list)
+
+
+class Verification(BaseModel):
+    """How well the answer's sentences are supported by the passages it was given.
+
+    ``verdict``: every scored sentence supported, at least half ("partial"), fewer
+    ("unsupported"), or not checked: the answer declines ("declined") or had no passages
+    ("ungrounded"). ``action``: what ``rag.verify.on_unsupported`` did to an unsupported answer:
+    "flagged" (sent as written), or "refused" (the text became the template's "I don't know",
+    the model's text is ``original``, and offsets index into it). A streamed answer is only ever
+    flagged: its text was sent before it could be checked.
+    """
+
+    min_support: float
+    supported_share: float  # share of scored sentences with support >= min_support
+    verdict: Literal["supported", "partial", "unsupported", "declined", "ungrounded"]
+    action: Literal["none", "flagged", "refused"] = "none"
+    original: str | None = omitted_if_none()
+    sentences: list[SentenceSupport] = Field(default_factory=list)
+
+
+class Ragtune(Provenance):
+    """The ``ragtune`` extension of a chat response: provenance, and verification when checked."""
+
+    verification: Verification | None = omitted_if_none()
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
@@ -99,14 +149,21 @@ class Answer(BaseModel):
     provenance: Provenance
     usage: Usage
     cached: bool = False  # served from the eval cache, not generated for this request
+    # Support per sentence; absent from records made before verification.
+    verification: Verification | None = None
 
     def explicit_citations(self) -> list[int]:
         """The [n] the text itself writes, in the order first cited.
 
-        ``citations`` falls back to every passage given when the text cites none (for display),
-        which would make an uncited answer look fully supported to a metric.
+        ``citations`` also holds passages found to back an answer that cites none (and, in
+        records made before verification, every passage given), which a metric of the model's
+        own citing must not count.
         """
         return [c.index for c in self.citations if f"[{c.index}]" in self.text]
+
+    def ragtune(self) -> Ragtune:
+        """The ``ragtune`` extension as a chat response carries it."""
+        return Ragtune(**dict(self.provenance), verification=self.verification)
 
     @classmethod
     def from_legacy(

@@ -176,11 +176,11 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
             params=rag.sampling_params(serving),
             serving_version=serving_version,
         )
-        answer = rag.record(plan, rag.generate(plan, state.llm), state.backend)
+        answer = rag.record(plan, rag.generate(plan, state.llm), state.backend, state.embedder)
     finally:
         close_state(state)
     if args.json:
-        body = {"answer": answer.text, "citations": answer.citations, "ragtune": answer.provenance}
+        body = {"answer": answer.text, "citations": answer.citations, "ragtune": answer.ragtune()}
         print(json.dumps(to_jsonable_python(body), indent=2))
         return 0
     print(answer.text)

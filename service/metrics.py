@@ -27,7 +27,7 @@ class Metrics:
     def observe_answer(
         self, timings: dict[str, float], prompt_tokens: int, completion_tokens: int
     ) -> None:
-        for stage in ("retrieval", "prompt", "generation", "first_token"):
+        for stage in ("retrieval", "prompt", "generation", "first_token", "verify"):
             if stage in timings:
                 self.stage.labels(stage).observe(timings[stage])
         self.tokens.labels("prompt").inc(prompt_tokens)

@@ -6,7 +6,6 @@ the HTTP API, ``ragtune ask`` and the eval loop.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -22,11 +21,18 @@ from ingest.windows import Window, build_windows
 from prompts.fewshot import ExampleBank
 from prompts.registry import Example, Template, TemplateRegistry
 from prompts.render import Passage, RenderedPrompt, build_prompt
-from service.answer import Answer, Citation, Provenance, RetrievalInfo, SamplingInfo, Usage
+from service.answer import (
+    Answer,
+    Citation,
+    Provenance,
+    RetrievalInfo,
+    SamplingInfo,
+    Usage,
+    Verification,
+)
 from service.llm.base import LLM, Completion, Delta, Prompt, SamplingParams
-from service.settings import RagSettings
-
-_CITE = re.compile(r"\[(\d{1,3})\]")
+from service.settings import RagSettings, VerifySettings
+from service.verify import check, cited_passages
 
 
 def retrieve_serving(
@@ -88,6 +94,7 @@ class Plan:
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     timings: dict[str, float] = field(default_factory=dict)
     serving_version: int = 0  # the promoted configuration in force (0: the settings)
+    verify: VerifySettings = field(default_factory=VerifySettings)
 
     @property
     def prompt(self) -> Prompt:
@@ -147,6 +154,7 @@ def plan_answer(
         retrieval=rag.retrieval,
         timings={"retrieval": t1 - t0, "prompt": t2 - t1},
         serving_version=serving_version,
+        verify=rag.verify,
     )
 
 
@@ -190,35 +198,36 @@ def stream(plan: Plan, llm: LLM, cancel: threading.Event | None = None) -> Itera
     plan.timings["generation"] = time.perf_counter() - t
 
 
-def record(plan: Plan, out: Completion, backend: str) -> Answer:
-    """The answer as it is sent, stored and evaluated: text, citations and provenance."""
+def record(
+    plan: Plan, out: Completion, backend: str, embedder: Embedder, *, streamed: bool = False
+) -> Answer:
+    """The answer as it is sent, stored and evaluated: text, citations, provenance, verification.
+
+    ``streamed``: the text has already gone out, so an unsupported answer can only be flagged.
+    """
+    t = time.perf_counter()
+    passages = [p.text for p in plan.rendered.passages]
+    text, checked = check(
+        out.text, passages, embedder, plan.verify, plan.template.no_answer, streamed=streamed
+    )
+    plan.timings["verify"] = time.perf_counter() - t
     return Answer(
         question=plan.question,
-        text=out.text,
+        text=text,
         finish_reason=out.finish_reason,
-        citations=citations(plan, out.text),
+        citations=citations(plan, text, checked),
         provenance=provenance(plan, backend),
         usage=Usage.of(out.prompt_tokens, out.completion_tokens),
         cached=out.cached,
+        verification=checked,
     )
 
 
-def citations(plan: Plan, answer: str) -> list[Citation]:
-    """Passages the answer cites as [n], in the order first cited.
-
-    An answer that cites nothing still gets the passages it was given (in prompt order), so a
-    client can always show what the answer was grounded in.
-    """
+def citations(plan: Plan, answer: str, verification: Verification) -> list[Citation]:
+    """The passages the answer rests on (``verify.cited_passages``), as clients are sent them."""
     passages = plan.rendered.passages
-    order: list[int] = []
-    for m in _CITE.finditer(answer):
-        n = int(m.group(1))
-        if 1 <= n <= len(passages) and n not in order:
-            order.append(n)
-    if not order:
-        order = list(range(1, len(passages) + 1)) if plan.grounded and answer else []
     out = []
-    for n in order:
+    for n, supported in cited_passages(answer, len(passages), verification):
         window: Window = passages[n - 1].ref  # type: ignore[assignment]
         hit = window.hit
         out.append(
@@ -234,6 +243,7 @@ def citations(plan: Plan, answer: str) -> list[Citation]:
                 start=window.start,
                 end=window.end,
                 spans=[list(s) for s in window.spans],
+                supported=supported,
             )
         )
     return out

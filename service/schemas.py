@@ -1,7 +1,8 @@
 """Request and response bodies, mirroring OpenAI's field names and order (as vLLM's protocol.py).
 
-ragtune's extensions are separate, optional fields: ``top_k`` (sampling), ``retrieval`` and
-``prompt`` in requests; ``citations`` and ``ragtune`` in responses. Unknown OpenAI fields
+ragtune's extensions are separate, optional fields: ``top_k`` (sampling), ``retrieval``,
+``prompt`` and ``verify`` in requests; ``citations`` and ``ragtune`` (with its ``verification``)
+in responses. Unknown OpenAI fields
 (``user``, ``n=1``, ``logit_bias``...) are accepted and ignored, so clients work unchanged.
 """
 
@@ -13,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic.fields import FieldInfo
 
 from ingest.settings import RetrievalSettings
-from service.answer import Answer, Citation, Provenance, Usage, omitted_if_none
+from service.answer import Answer, Citation, Ragtune, Usage, omitted_if_none
+from service.settings import VerifySettings
 
 
 class ChatMessage(BaseModel):
@@ -71,6 +73,26 @@ else:
     )
 
 
+class _VerifyExtension(BaseModel):
+    """ragtune extension: how this request's answer is checked (``rag.verify``, each optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def overrides(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+if TYPE_CHECKING:
+    VerifyOptions = _VerifyExtension
+else:
+    VerifyOptions = create_model(
+        "VerifyOptions",
+        __base__=_VerifyExtension,
+        __doc__=_VerifyExtension.__doc__,
+        **_optional_fields(VerifySettings),
+    )
+
+
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -88,6 +110,7 @@ class ChatCompletionRequest(BaseModel):
     top_k: int | None = Field(None, ge=-1, description="Sampling top-k (vLLM's extension).")
     retrieval: RetrievalOptions | None = None
     prompt: str | None = Field(None, description="Prompt template as 'id@version' or 'id'.")
+    verify: VerifyOptions | None = None
 
     @field_validator("stop")
     @classmethod
@@ -119,7 +142,7 @@ class ChatCompletionResponse(BaseModel):
     choices: list[Choice]
     usage: Usage
     citations: list[Citation]
-    ragtune: Provenance
+    ragtune: Ragtune
 
     @classmethod
     def of(cls, rid: str, created: int, model: str, answer: Answer) -> ChatCompletionResponse:
@@ -135,7 +158,7 @@ class ChatCompletionResponse(BaseModel):
             ],
             usage=answer.usage,
             citations=answer.citations,
-            ragtune=answer.provenance,
+            ragtune=answer.ragtune(),
         )
 
 
@@ -162,7 +185,7 @@ class ChatCompletionChunk(BaseModel):
     choices: list[ChunkChoice]
     usage: Usage | None = omitted_if_none()
     citations: list[Citation] | None = omitted_if_none()
-    ragtune: Provenance | None = omitted_if_none()
+    ragtune: Ragtune | None = omitted_if_none()
 
 
 class RetrieveRequest(RetrievalOptions):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -59,6 +59,30 @@ ALIASES = {
 }
 
 
+class VerifySettings(BaseModel):
+    """How answers are checked against their passages (``service.verify``) and what follows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_support: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Support (0-1: content words of a sentence found in a passage, with the "
+        "encoder's similarity) at which a passage backs a sentence; below it the sentence is "
+        "unsupported and that passage is not cited for it.",
+        json_schema_extra={"label": "min support", "absent": 0.6},
+    )
+    on_unsupported: Literal["flag", "refuse"] = Field(
+        "flag",
+        description="An answer with under half its sentences supported: 'flag' sends it as "
+        "written, marked unsupported in ragtune.verification; 'refuse' answers the template's "
+        "\"I don't know\" instead, keeping the model's text in the verification. A streamed "
+        "answer is flagged either way (its text went out before it could be checked).",
+        json_schema_extra={"label": "on unsupported", "absent": "flag"},
+    )
+
+
 class RagSettings(BaseModel):
     """The serving configuration the eval loop tunes: every field below it is a tunable.
 
@@ -80,6 +104,10 @@ class RagSettings(BaseModel):
     )
     sampling: SamplingSettings = Field(
         default_factory=SamplingSettings, description="Sampling defaults of the answering model."
+    )
+    verify: VerifySettings = Field(
+        default_factory=VerifySettings,
+        description="Support per answer sentence, what is cited, and unsupported answers.",
     )
 
     @model_validator(mode="before")

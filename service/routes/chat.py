@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter
@@ -74,6 +75,9 @@ def _plan(req: ChatCompletionRequest, state: AppState) -> rag.Plan:
     )
     if r is not None:
         serving = rag.with_retrieval(serving, **r.overrides())
+    if req.verify is not None:
+        checks = serving.verify.model_copy(update=req.verify.overrides())
+        serving = serving.model_copy(update={"verify": checks})
     try:
         return rag.plan_answer(
             question=question,
@@ -105,7 +109,7 @@ async def chat_completions(req: ChatCompletionRequest, state: State) -> Any:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     out = await run_in_threadpool(rag.generate, plan, state.llm)
-    answer = rag.record(plan, out, state.backend)
+    answer = await run_in_threadpool(rag.record, plan, out, state.backend, state.embedder)
     await run_in_threadpool(_record, state, rid, plan, answer)
     return ChatCompletionResponse.of(rid, created, state.llm.name, answer)
 
@@ -119,6 +123,9 @@ def _record(state: AppState, rid: str, plan: rag.Plan, answer: Answer) -> None:
 
 async def _sse(plan: rag.Plan, state: AppState, rid: str, created: int) -> AsyncIterator[str]:
     """Deltas from a generation thread; citations and ragtune info ride on the last chunk.
+
+    The answer is verified once it is complete, after its text went out: an unsupported one is
+    flagged in ``ragtune.verification``, never refused.
 
     The generator is closed when the client disconnects; ``finally`` then sets ``cancel`` and the
     backend stops generating between two tokens.
@@ -146,7 +153,7 @@ async def _sse(plan: rag.Plan, state: AppState, rid: str, created: int) -> Async
             choices=[ChunkChoice(delta=delta, finish_reason=answer and answer.finish_reason)],
             usage=answer and answer.usage,
             citations=answer and answer.citations,
-            ragtune=answer and answer.provenance,
+            ragtune=answer and answer.ragtune(),
         )
         # json.dumps, not model_dump_json: the events stay byte for byte what they were.
         return f"data: {json.dumps(body.model_dump(mode='json'), ensure_ascii=False)}\n\n"
@@ -177,7 +184,9 @@ async def _sse(plan: rag.Plan, state: AppState, rid: str, created: int) -> Async
         finish = (last.finish_reason if last else None) or "stop"
         p_tok, c_tok = (last.prompt_tokens, last.completion_tokens) if last else (0, 0)
         out = Completion("".join(parts).strip(), finish, p_tok, c_tok)
-        answer = rag.record(plan, out, state.backend)
+        answer = await run_in_threadpool(
+            partial(rag.record, streamed=True), plan, out, state.backend, state.embedder
+        )
         await run_in_threadpool(_record, state, rid, plan, answer)
         yield chunk(DeltaMessage(), answer)
         yield "data: [DONE]\n\n"

@@ -239,7 +239,8 @@ def test_the_stored_record_is_what_the_client_got(client: TestClient, llm: Scrip
         record = kept[sent["id"]]
         assert record.question == QUESTION and record.text == llm.answer
         assert [c.model_dump() for c in record.citations] == sent["citations"]
-        assert record.provenance.model_dump(mode="json") == sent["ragtune"]
+        assert record.ragtune().model_dump(mode="json") == sent["ragtune"]
+        assert record.verification is not None and record.verification.verdict == "supported"
         assert record.usage.model_dump() == sent["usage"] and not record.cached
 
 

@@ -16,12 +16,12 @@ from eval.promote import promote
 from eval.sweep import SweepError, parse_sweep
 from ingest.settings import ChunkSettings
 from service import tunables
-from service.schemas import ChatCompletionRequest, RetrievalOptions
+from service.schemas import ChatCompletionRequest, RetrievalOptions, VerifyOptions
 from service.serving import ServingStore
 from service.settings import ALIASES, RagSettings
 
 CANDIDATES: tuple[Any, ...] = (
-    "grounded-qa@2", "bm25", "blend", "document", True, False, 3, 48, 1, 0.5, 0.3, 7,
+    "grounded-qa@2", "bm25", "blend", "document", "refuse", True, False, 3, 48, 1, 0.5, 0.3, 7,
 )  # fmt: skip
 
 
@@ -85,6 +85,8 @@ def test_each_tunable_is_a_sweep_axis_promotable_and_in_the_api(
         assert RetrievalOptions.model_validate({name: value}).overrides() == {name: value}
     elif section == "sampling":
         assert name in ChatCompletionRequest.model_fields
+    elif section == "verify":
+        assert VerifyOptions.model_validate({name: value}).overrides() == {name: value}
     else:
         assert tunable.path == "rag.template" and "prompt" in ChatCompletionRequest.model_fields
 
