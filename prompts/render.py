@@ -77,7 +77,8 @@ def _turn(t: Template, passages: Sequence[Passage], question: str) -> str:
     """The passages and the question: one example's input, or the real request."""
     ctx = t.context
     block = ctx.separator.join(_passage(ctx, n, p) for n, p in enumerate(passages, 1)) or ctx.empty
-    return f"{t.layout.passages}\n{block}\n\n{t.layout.question} {question}"
+    turn = f"{t.layout.passages}\n{block}\n\n{t.layout.question} {question}"
+    return f"{turn}\n{t.layout.reminder}" if t.layout.reminder else turn
 
 
 def _completion(t: Template, shots: Sequence[Example], passages: Sequence[Passage], q: str) -> str:

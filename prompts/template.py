@@ -65,6 +65,9 @@ class Layout:
     question: str = "Question:"
     answer: str = "Answer:"
     example_separator: str = "---"
+    # A line after every question (the examples' too): the rule small instruct models most need
+    # to see last, where they attend best, e.g. how to cite. Empty: none.
+    reminder: str = ""
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,7 @@ class LayoutModel(_Strict):
     question: str = Layout.question
     answer: str = Layout.answer
     example_separator: str = Layout.example_separator
+    reminder: str = Layout.reminder
 
 
 class FewShotModel(_Strict):

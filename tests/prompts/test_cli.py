@@ -30,8 +30,9 @@ def test_list(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, tmp_path, "list")
     assert code == 0
     lines = out.splitlines()
-    assert [line.split()[0] for line in lines] == ["grounded-qa@1", "grounded-qa@2"]
-    assert "citations" in lines[0]
+    refs = ["grounded-chat@1", "grounded-qa@1", "grounded-qa@2"]
+    assert [line.split()[0] for line in lines] == refs
+    assert all("citation" in line for line in lines)
 
 
 def test_list_shows_user_templates_with_their_path(
@@ -40,7 +41,8 @@ def test_list_shows_user_templates_with_their_path(
     path = user_template(tmp_path, 3)
     code, out, _ = run(capsys, tmp_path, "list")
     assert code == 0
-    assert out.splitlines()[-1].startswith("grounded-qa@3  Mine.")
+    ref, description = out.splitlines()[-1].split(None, 1)
+    assert ref == "grounded-qa@3" and description.startswith("Mine.")
     assert str(path) in out
 
 
@@ -56,7 +58,9 @@ def test_show(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
 def test_show_unknown_lists_available(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, err = run(capsys, tmp_path, "show", "grounded-qa@5")
     assert code == 1 and out == ""
-    assert "grounded-qa@5" in err and "available: grounded-qa@1, grounded-qa@2" in err
+    assert (
+        "grounded-qa@5" in err and "available: grounded-chat@1, grounded-qa@1, grounded-qa@2" in err
+    )
 
 
 def test_invalid_user_template_is_reported(

@@ -37,14 +37,14 @@ no_answer: Not known.
 
 
 def test_builtins_load_and_latest_is_default(builtins: TemplateRegistry) -> None:
-    assert [t.ref for t in builtins.list()] == ["grounded-qa@1", "grounded-qa@2"]
+    assert [t.ref for t in builtins.list()] == ["grounded-chat@1", "grounded-qa@1", "grounded-qa@2"]
     assert builtins.get("grounded-qa").version == 2
     t = builtins.get("grounded-qa@1")
     assert (t.id, t.version, t.ref) == ("grounded-qa", 1, "grounded-qa@1")
     assert t.path == BUILTIN_V1.resolve()
 
 
-@pytest.mark.parametrize("ref", ["grounded-qa@1", "grounded-qa@2"])
+@pytest.mark.parametrize("ref", ["grounded-qa@1", "grounded-qa@2", "grounded-chat@1"])
 def test_builtin_templates_teach_grounding(builtins: TemplateRegistry, ref: str) -> None:
     t = builtins.get(ref)
     assert t.no_answer == "I don't know based on the provided documents."
@@ -55,7 +55,8 @@ def test_builtin_templates_teach_grounding(builtins: TemplateRegistry, ref: str)
     assert any("[2]" in ex.answer for ex in t.examples) or any(
         "[1]" in ex.answer for ex in t.examples
     )
-    assert t.stop and all(s.startswith("\n") for s in t.stop)
+    assert all(s.startswith("\n") for s in t.stop)
+    assert t.stop or t.id == "grounded-chat"  # a chat model ends its turn itself
     assert 1 <= t.fewshot.k <= len(t.examples)
 
 
@@ -76,6 +77,7 @@ def test_user_dir_overrides_same_version_and_adds_new_ones(tmp_path: Path) -> No
     write(tmp_path, "mine/1.yaml", MINIMAL)
     reg = TemplateRegistry([builtin_dir(), tmp_path])
     assert [t.ref for t in reg.list()] == [
+        "grounded-chat@1",
         "grounded-qa@1",
         "grounded-qa@2",
         "grounded-qa@7",
@@ -91,7 +93,7 @@ def test_user_dir_overrides_same_version_and_adds_new_ones(tmp_path: Path) -> No
 
 def test_missing_dirs_are_skipped(tmp_path: Path) -> None:
     reg = TemplateRegistry([builtin_dir(), tmp_path / "nope"])
-    assert len(reg.list()) == 2
+    assert len(reg.list()) == 3
     assert TemplateRegistry([]).list() == []
 
 
@@ -101,7 +103,7 @@ def test_not_found_lists_available(builtins: TemplateRegistry, ref: str) -> None
         builtins.get(ref)
     msg = str(e.value)
     assert repr(ref) in msg
-    assert "available: grounded-qa@1, grounded-qa@2" in msg
+    assert "available: grounded-chat@1, grounded-qa@1, grounded-qa@2" in msg
 
 
 BAD = {

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from prompts.cli import format_rendered
 from prompts.fewshot import ExampleBank, hashed_bag_of_words
-from prompts.registry import Template
+from prompts.registry import Template, TemplateRegistry
 from prompts.render import Passage, RenderedPrompt, Style, build_prompt, neutralize
 from tests.prompts.conftest import PASSAGES, QUESTION, assert_snapshot, words
 
@@ -46,6 +46,16 @@ def test_snapshot_v2_with_similar_examples(v2: Template, style: Style) -> None:
     r = render(v2, style=style, examples=bank.select(QUESTION, v2.fewshot.k))
     assert len(r.examples) == v2.fewshot.k
     assert_snapshot(f"grounded-qa@2.{style}.txt", format_rendered(r))
+
+
+def test_snapshot_chat_template_repeats_the_reminder(builtins: TemplateRegistry) -> None:
+    chat = builtins.get("grounded-chat@1")
+    r = render(chat, style="chat")
+    assert r.messages is not None
+    users = [m["content"] for m in r.messages if m["role"] == "user"]
+    assert len(users) == chat.fewshot.k + 1
+    assert all(u.endswith("\n" + chat.layout.reminder) for u in users)
+    assert_snapshot("grounded-chat@1.chat.txt", format_rendered(r))
 
 
 def test_snapshot_no_passages(v1: Template) -> None:
