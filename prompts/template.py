@@ -65,6 +65,7 @@ class Layout:
     question: str = "Question:"
     answer: str = "Answer:"
     example_separator: str = "---"
+    conversation: str = "Conversation so far:"  # completion style: the earlier turns' heading
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,7 @@ class LayoutModel(_Strict):
     question: str = Layout.question
     answer: str = Layout.answer
     example_separator: str = Layout.example_separator
+    conversation: str = Layout.conversation
 
 
 class FewShotModel(_Strict):
