@@ -1,7 +1,7 @@
 """Request and response bodies, mirroring OpenAI's field names and order (as vLLM's protocol.py).
 
-ragtune's extensions are separate, optional fields: ``top_k`` (sampling), ``retrieval`` and
-``prompt`` in requests; ``citations`` and ``ragtune`` in responses. Unknown OpenAI fields
+ragtune's extensions are separate, optional fields: ``top_k`` (sampling), ``retrieval``,
+``conversation`` and ``prompt`` in requests; ``citations`` and ``ragtune`` in responses. Unknown OpenAI fields
 (``user``, ``n=1``, ``logit_bias``...) are accepted and ignored, so clients work unchanged.
 """
 
@@ -14,6 +14,7 @@ from pydantic.fields import FieldInfo
 
 from ingest.settings import RetrievalSettings
 from service.answer import Answer, Citation, Provenance, Usage, omitted_if_none
+from service.settings import ConversationSettings
 
 
 class ChatMessage(BaseModel):
@@ -71,6 +72,29 @@ else:
     )
 
 
+class _ConversationExtension(BaseModel):
+    """ragtune extension: how a follow-up is searched for and how much history the prompt shows.
+
+    Every ``rag.conversation`` setting, each optional (derived below, never re-listed).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    def overrides(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+if TYPE_CHECKING:
+    ConversationOptions = _ConversationExtension
+else:
+    ConversationOptions = create_model(
+        "ConversationOptions",
+        __base__=_ConversationExtension,
+        __doc__=_ConversationExtension.__doc__,
+        **_optional_fields(ConversationSettings),
+    )
+
+
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -88,6 +112,7 @@ class ChatCompletionRequest(BaseModel):
     top_k: int | None = Field(None, ge=-1, description="Sampling top-k (vLLM's extension).")
     retrieval: RetrievalOptions | None = None
     prompt: str | None = Field(None, description="Prompt template as 'id@version' or 'id'.")
+    conversation: ConversationOptions | None = None
 
     @field_validator("stop")
     @classmethod
