@@ -15,7 +15,7 @@ from eval.dataset import Case
 from eval.metrics import Observation
 from eval.sweep import Config
 from ingest.windows import Window
-from service import rag
+from service import conversation, rag
 from service.deps import AppState
 from service.settings import RagSettings
 
@@ -37,8 +37,11 @@ def answer_case(
     question, so a rerun or an overlapping configuration reuses retrievals and generations.
     """
     rag_settings = config.rag(serving)
+    # A follow-up is searched for condensed with its history: the cache keys what was searched.
+    history = conversation.turns_of({"role": r, "content": c} for r, c in case.history)
+    condensed = conversation.condense(case.question, history, llm, rag_settings.conversation)
     index = CachedIndex(
-        state.index, cache, case.question, rag_settings.retrieval.min_score, index_tag
+        state.index, cache, condensed.query, rag_settings.retrieval.min_score, index_tag
     )
     params = rag.sampling_params(rag_settings, seed=config.seed)
     plan = rag.plan_answer(
@@ -50,6 +53,8 @@ def answer_case(
         rag=rag_settings,
         params=params,
         banks=state.example_banks,
+        history=history,
+        condensed=condensed,
     )
     out = rag.generate(plan, llm)
     answer = rag.record(plan, out, state.backend, embedder)
@@ -65,6 +70,7 @@ def answer_case(
         "baseline": config.baseline,
         "case": case.id,
         "question": case.question,
+        **({"query": condensed.query} if case.history else {}),
         "ground_truth": case.ground_truth,
         "template": prov.prompt,
         "params": config.params,

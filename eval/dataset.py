@@ -1,7 +1,10 @@
 """Evaluation datasets: JSONL, one case a line (the format of ../shared/data/qa/dev.jsonl).
 
 Required: ``id``, ``question``, ``ground_truth``. Optional: ``evidence`` (strings a correct
-retrieved passage contains), ``reference_contexts``, ``tags``. Other fields are kept in ``extra``
+retrieved passage contains), ``reference_contexts``, ``tags``, and ``history``: the conversation
+before ``question``, as chat messages (``[{"role": "user" | "assistant", "content": "..."}]``,
+oldest first), for a follow-up that only makes sense after them (eval/data/dialogues.jsonl);
+``ground_truth`` and ``evidence`` are then the follow-up's. Other fields are kept in ``extra``
 and written back unchanged, so a dataset survives a round trip through our tools.
 """
 
@@ -16,7 +19,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_KNOWN = ("id", "question", "ground_truth", "evidence", "reference_contexts", "tags")
+_KNOWN = ("id", "question", "ground_truth", "evidence", "reference_contexts", "tags", "history")
 
 
 class DatasetError(ValueError):
@@ -49,6 +52,7 @@ class Case:
     evidence: tuple[str, ...] = ()
     reference_contexts: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    history: tuple[tuple[str, str], ...] = ()  # earlier turns: (role, content), oldest first
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
@@ -60,6 +64,8 @@ class Case:
             out["reference_contexts"] = list(self.reference_contexts)
         if self.tags:
             out["tags"] = list(self.tags)
+        if self.history:
+            out["history"] = [{"role": r, "content": c} for r, c in self.history]
         return {**out, **self.extra}
 
 
@@ -71,6 +77,24 @@ def _strings(value: Any, name: str, where: str) -> tuple[str, ...]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
     raise DatasetError(f"{where}: '{name}' must be a string or a list of strings")
+
+
+def _history(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    ok = isinstance(value, list) and all(
+        isinstance(m, dict)
+        and m.get("role") in ("user", "assistant")
+        and isinstance(m.get("content"), str)
+        and set(m) == {"role", "content"}
+        for m in value
+    )
+    if not ok:
+        raise DatasetError(
+            f'{where}: \'history\' must be a list of {{"role": "user" | "assistant", '
+            '"content": string}} messages'
+        )
+    return tuple((m["role"], m["content"]) for m in value)
 
 
 def parse_case(obj: Any, where: str) -> Case:
@@ -86,6 +110,7 @@ def parse_case(obj: Any, where: str) -> Case:
         evidence=_strings(obj.get("evidence"), "evidence", where),
         reference_contexts=_strings(obj.get("reference_contexts"), "reference_contexts", where),
         tags=_strings(obj.get("tags"), "tags", where),
+        history=_history(obj.get("history"), where),
         extra={k: v for k, v in obj.items() if k not in _KNOWN},
     )
 

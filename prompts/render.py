@@ -5,7 +5,9 @@ question), so vLLM's prefix cache and llama.cpp's KV reuse skip the shared prefi
 checked by counting the whole rendered prompt with the serving model's own tokenizer (pieces do
 not add up exactly), a handful of times per request thanks to a binary search over passages.
 Retrieved text is fenced and any fence marker inside it is broken up, so a document can neither
-escape its fence nor pose as another passage.
+escape its fence nor pose as another passage. Earlier turns of a conversation go after the stable
+prefix too: chat messages before the last user turn, or a "Conversation so far" block before the
+question; they are the first thing dropped when the window is short (before any passage).
 """
 
 from __future__ import annotations
@@ -17,10 +19,19 @@ from typing import Literal
 
 from prompts.template import ContextLayout, Example, Passage, Template
 
-__all__ = ["Passage", "PromptBudgetError", "RenderedPrompt", "build_prompt", "neutralize"]
+__all__ = [
+    "Exchange",
+    "Passage",
+    "PromptBudgetError",
+    "RenderedPrompt",
+    "build_prompt",
+    "neutralize",
+    "recent",
+]
 
 Style = Literal["completion", "chat"]
 Messages = tuple[dict[str, str], ...]
+Exchange = tuple[str, str]  # an earlier turn of the conversation: (question, answer)
 
 # End of a sentence (punctuation, optional closing quote/bracket, then whitespace) or a blank line.
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s)|\n[ \t]*\n")
@@ -47,6 +58,7 @@ class RenderedPrompt:
     stop: tuple[str, ...]
     template: str
     examples: tuple[Example, ...] = ()
+    history: tuple[Exchange, ...] = ()  # the earlier turns shown, oldest first
 
 
 def neutralize(text: str, markers: Sequence[str]) -> str:
@@ -73,30 +85,77 @@ def _passage(ctx: ContextLayout, n: int, p: Passage) -> str:
     return f"{header}\n{ctx.open}\n{neutralize(p.text.strip(), markers)}\n{ctx.close}"
 
 
-def _turn(t: Template, passages: Sequence[Passage], question: str) -> str:
-    """The passages and the question: one example's input, or the real request."""
-    ctx = t.context
+def _turn(
+    t: Template, passages: Sequence[Passage], question: str, history: Sequence[Exchange] = ()
+) -> str:
+    """The passages and the question: one example's input, or the real request.
+
+    ``history`` (completion style only) goes between the passages and the question, one line
+    each for its questions and answers, labelled as the examples label theirs.
+    """
+    ctx, lay = t.context, t.layout
     block = ctx.separator.join(_passage(ctx, n, p) for n, p in enumerate(passages, 1)) or ctx.empty
-    turn = f"{t.layout.passages}\n{block}\n\n{t.layout.question} {question}"
-    return f"{turn}\n{t.layout.reminder}" if t.layout.reminder else turn
+    markers = (ctx.open, ctx.close)
+    turns = "".join(
+        f"{lay.question} {_inline(q, markers)}\n{lay.answer} {_inline(a, markers)}\n"
+        for q, a in history
+    )
+    conversation = f"{lay.conversation}\n{turns}\n" if turns else ""
+    turn = f"{lay.passages}\n{block}\n\n{conversation}{lay.question} {question}"
+    return f"{turn}\n{lay.reminder}" if lay.reminder else turn
 
 
-def _completion(t: Template, shots: Sequence[Example], passages: Sequence[Passage], q: str) -> str:
+def _completion(
+    t: Template,
+    shots: Sequence[Example],
+    passages: Sequence[Passage],
+    q: str,
+    history: Sequence[Exchange] = (),
+) -> str:
     lay = t.layout
     sections = [t.instruction]
     sections += [f"{_turn(t, ex.passages, ex.question)}\n{lay.answer} {ex.answer}" for ex in shots]
-    sections.append(f"{_turn(t, passages, q)}\n{lay.answer}")  # a base model continues from here
+    # a base model continues from here
+    sections.append(f"{_turn(t, passages, q, history)}\n{lay.answer}")
     sep = f"\n\n{lay.example_separator}\n\n" if lay.example_separator else "\n\n"
     return sep.join(sections)
 
 
-def _chat(t: Template, shots: Sequence[Example], passages: Sequence[Passage], q: str) -> Messages:
+def _chat(
+    t: Template,
+    shots: Sequence[Example],
+    passages: Sequence[Passage],
+    q: str,
+    history: Sequence[Exchange] = (),
+) -> Messages:
     messages = [{"role": "system", "content": t.instruction}]
     for ex in shots:
         messages.append({"role": "user", "content": _turn(t, ex.passages, ex.question)})
         messages.append({"role": "assistant", "content": ex.answer})
+    markers = (t.context.open, t.context.close)
+    for question, answer in history:  # after the stable prefix, before the passages
+        messages.append({"role": "user", "content": neutralize(question.strip(), markers)})
+        messages.append({"role": "assistant", "content": neutralize(answer.strip(), markers)})
     messages.append({"role": "user", "content": _turn(t, passages, q)})
     return tuple(messages)
+
+
+def recent(
+    history: Sequence[Exchange], count_tokens: Callable[[str], int], budget: int
+) -> tuple[Exchange, ...]:
+    """The newest exchanges of ``history`` whose questions and answers fit ``budget`` tokens.
+
+    Whole exchanges only, oldest dropped first: a chat template wants user and assistant turns
+    to alternate, and an answer without its question misleads more than it helps.
+    """
+    kept: list[Exchange] = []
+    used = 0
+    for q, a in reversed(history):
+        used += count_tokens(q) + count_tokens(a)
+        if used > budget:
+            break
+        kept.append((q, a))
+    return tuple(reversed(kept))
 
 
 def _chat_text(messages: Messages) -> str:
@@ -145,6 +204,8 @@ def build_prompt(
     context_window: int,
     answer_tokens: int,
     examples: Sequence[Example] | None = None,
+    history: Sequence[Exchange] = (),
+    history_tokens: int = 0,
 ) -> RenderedPrompt:
     """Render ``question`` with the best-first ``passages`` that fit ``context_window``.
 
@@ -152,7 +213,10 @@ def build_prompt(
     passage fits, few-shot examples go first (last one first); then the top passage is cut at a
     sentence boundary and visibly marked; only then is it dropped. ``examples`` default to the
     template's first ``fewshot.k`` (pass an ``ExampleBank`` selection for ``select: similar``).
-    Raises ``PromptBudgetError`` when the instruction and question alone exceed the budget.
+    ``history``, the conversation's earlier (question, answer) exchanges, is shown as far as
+    ``history_tokens`` allows (``recent``) and the window has room once the passages that fit
+    without it are in: older exchanges give way to any passage. Raises ``PromptBudgetError``
+    when the instruction and question alone exceed the budget.
     """
     if style not in ("completion", "chat"):
         raise ValueError(f"style must be 'completion' or 'chat', not {style!r}")
@@ -163,11 +227,14 @@ def build_prompt(
     q = question.strip()
     budget = context_window - answer_tokens
     counts: dict[str, int] = {}
+    turns = recent(history, count_tokens, history_tokens) if history_tokens > 0 else ()
+    n_turns = len(turns)  # the newest ones shown; read by render() when called
 
     def render(n_shots: int, shown: Sequence[Passage]) -> tuple[str, Messages | None]:
+        hist = turns[len(turns) - n_turns :]
         if style == "completion":
-            return _completion(template, shots[:n_shots], shown, q), None
-        messages = _chat(template, shots[:n_shots], shown, q)
+            return _completion(template, shots[:n_shots], shown, q, hist), None
+        messages = _chat(template, shots[:n_shots], shown, q, hist)
         return _chat_text(messages), messages
 
     def tokens(n_shots: int, shown: Sequence[Passage]) -> int:
@@ -180,6 +247,16 @@ def build_prompt(
         return tokens(n_shots, shown) <= budget
 
     n_shots = len(shots)
+    if turns:  # passages first: the turns get what room the passages that fit alone leave
+
+        def fits_with(h: int) -> bool:
+            nonlocal n_turns
+            n_turns = h
+            return fits(n_shots, kept)
+
+        n_turns = 0
+        kept = ranked[: max(_largest(lambda k: fits(n_shots, ranked[:k]), 0, len(ranked)), 0)]
+        n_turns = max(_largest(fits_with, 0, len(turns)), 0)
     n = _largest(lambda k: fits(n_shots, ranked[:k]), 0, len(ranked))
     shown: tuple[Passage, ...] = ranked[: max(n, 0)]
     if n < min(1, len(ranked)):  # not even the top passage (or, with none, the bare prompt) fits
@@ -210,4 +287,5 @@ def build_prompt(
         stop=template.stop if style == "completion" else (),
         template=template.ref,
         examples=shots[:n_shots],
+        history=turns[len(turns) - n_turns :],
     )

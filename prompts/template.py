@@ -68,6 +68,7 @@ class Layout:
     # A line after every question (the examples' too): the rule small instruct models most need
     # to see last, where they attend best, e.g. how to cite. Empty: none.
     reminder: str = ""
+    conversation: str = "Conversation so far:"  # completion style: the earlier turns' heading
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ class LayoutModel(_Strict):
     answer: str = Layout.answer
     example_separator: str = Layout.example_separator
     reminder: str = Layout.reminder
+    conversation: str = Layout.conversation
 
 
 class FewShotModel(_Strict):

@@ -57,6 +57,20 @@ class RetrievalInfo(BaseModel):
     mmr_lambda: float | None = omitted_if_none()
 
 
+class ConversationInfo(BaseModel):
+    """What a follow-up was retrieved for: present when the request had earlier turns.
+
+    ``condense`` is what ``query`` is (the last message as is, earlier questions joined before
+    it, or the model's rewrite); ``fallback`` says why a rewrite was asked for and not used;
+    ``history_turns`` counts the earlier exchanges the prompt showed.
+    """
+
+    condense: Literal["none", "concat", "llm"]
+    query: str
+    fallback: str | None = omitted_if_none()
+    history_turns: int
+
+
 class SamplingInfo(BaseModel):
     """The sampling parameters the answer was generated with (stop sequences are the template's)."""
 
@@ -73,6 +87,7 @@ class Provenance(BaseModel):
     prompt: str  # the template as 'id@version'
     retrieval_k: int
     retrieval: RetrievalInfo
+    conversation: ConversationInfo | None = omitted_if_none()  # only for follow-ups
     index_version: int
     serving_version: int  # the promoted configuration in force (0: the settings)
     backend: str

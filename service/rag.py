@@ -21,6 +21,7 @@ from ingest.windows import Window, build_windows
 from prompts.fewshot import ExampleBank
 from prompts.registry import Example, Template, TemplateRegistry
 from prompts.render import Passage, RenderedPrompt, build_prompt
+from service import conversation
 from service.answer import (
     Answer,
     Citation,
@@ -95,6 +96,7 @@ class Plan:
     timings: dict[str, float] = field(default_factory=dict)
     serving_version: int = 0  # the promoted configuration in force (0: the settings)
     verify: VerifySettings = field(default_factory=VerifySettings)
+    conversation: conversation.ConversationInfo | None = None  # what a follow-up was retrieved for
 
     @property
     def prompt(self) -> Prompt:
@@ -119,15 +121,23 @@ def plan_answer(
     params: SamplingParams,
     banks: dict[str, ExampleBank] | None = None,
     serving_version: int = 0,
+    history: Sequence[conversation.Turn] = (),
+    condensed: conversation.Condensed | None = None,
 ) -> Plan:
     """Retrieve and render under ``rag``: the serving configuration with the request's overrides.
 
     ``template_ref`` is the request's template ('id' or 'id@version'), if it names one.
+    ``history`` is the conversation before ``question``: retrieval searches for the question
+    condensed with it (``condensed``, when the caller already did that), and the prompt shows
+    its recent exchanges.
     """
-    t0 = time.perf_counter()
     template = registry.get(template_ref or rag.template)
-    examples = select_examples(template, question, embedder, banks if banks is not None else {})
-    hits = retrieve_serving(embedder, index, question, rag, filters=filters)
+    if condensed is None:
+        condensed = conversation.condense(question, history, llm, rag.conversation)
+    t0 = time.perf_counter()
+    query = condensed.query
+    examples = select_examples(template, query, embedder, banks if banks is not None else {})
+    hits = retrieve_serving(embedder, index, query, rag, filters=filters)
     windows = build_windows(hits, index, rag.retrieval.window_tokens)
     t1 = time.perf_counter()
     rendered = build_prompt(
@@ -139,6 +149,8 @@ def plan_answer(
         context_window=llm.context_window,
         answer_tokens=params.max_tokens,
         examples=examples,
+        history=conversation.exchanges(history),
+        history_tokens=rag.conversation.history_tokens,
     )
     t2 = time.perf_counter()
     # The model must never write a passage fence; small models echo one after their answer.
@@ -152,9 +164,11 @@ def plan_answer(
         retrieval_k=rag.retrieval.k,
         index_version=index.version,
         retrieval=rag.retrieval,
-        timings={"retrieval": t1 - t0, "prompt": t2 - t1},
+        timings={"retrieval": t1 - t0, "prompt": t2 - t1}
+        | ({"condense": condensed.seconds} if history else {}),
         serving_version=serving_version,
         verify=rag.verify,
+        conversation=condensed.info(len(rendered.history)) if history else None,
     )
 
 
@@ -261,6 +275,7 @@ def provenance(plan: Plan, backend: str) -> Provenance:
             dense_weight=r.dense_weight if hybrid else None,
             mmr_lambda=r.mmr_lambda if r.mmr else None,
         ),
+        conversation=plan.conversation,
         index_version=plan.index_version,
         serving_version=plan.serving_version,
         backend=backend,

@@ -1,8 +1,8 @@
 """Request and response bodies, mirroring OpenAI's field names and order (as vLLM's protocol.py).
 
 ragtune's extensions are separate, optional fields: ``top_k`` (sampling), ``retrieval``,
-``prompt`` and ``verify`` in requests; ``citations`` and ``ragtune`` (with its ``verification``)
-in responses. Unknown OpenAI fields
+``conversation``, ``prompt`` and ``verify`` in requests; ``citations`` and ``ragtune`` (with its
+``verification``) in responses. Unknown OpenAI fields
 (``user``, ``n=1``, ``logit_bias``...) are accepted and ignored, so clients work unchanged.
 """
 
@@ -15,7 +15,7 @@ from pydantic.fields import FieldInfo
 
 from ingest.settings import RetrievalSettings
 from service.answer import Answer, Citation, Ragtune, Usage, omitted_if_none
-from service.settings import VerifySettings
+from service.settings import ConversationSettings, VerifySettings
 
 
 class ChatMessage(BaseModel):
@@ -73,8 +73,8 @@ else:
     )
 
 
-class _VerifyExtension(BaseModel):
-    """ragtune extension: how this request's answer is checked (``rag.verify``, each optional)."""
+class _SectionExtension(BaseModel):
+    """A ragtune extension holding one settings section's fields, each optional (derived below)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -83,13 +83,21 @@ class _VerifyExtension(BaseModel):
 
 
 if TYPE_CHECKING:
-    VerifyOptions = _VerifyExtension
+    VerifyOptions = _SectionExtension
+    ConversationOptions = _SectionExtension
 else:
     VerifyOptions = create_model(
         "VerifyOptions",
-        __base__=_VerifyExtension,
-        __doc__=_VerifyExtension.__doc__,
+        __base__=_SectionExtension,
+        __doc__="ragtune extension: how this request's answer is checked (``rag.verify``).",
         **_optional_fields(VerifySettings),
+    )
+    ConversationOptions = create_model(
+        "ConversationOptions",
+        __base__=_SectionExtension,
+        __doc__="ragtune extension: how a follow-up is searched for and how much history the "
+        "prompt shows (``rag.conversation``).",
+        **_optional_fields(ConversationSettings),
     )
 
 
@@ -111,6 +119,7 @@ class ChatCompletionRequest(BaseModel):
     retrieval: RetrievalOptions | None = None
     prompt: str | None = Field(None, description="Prompt template as 'id@version' or 'id'.")
     verify: VerifyOptions | None = None
+    conversation: ConversationOptions | None = None
 
     @field_validator("stop")
     @classmethod

@@ -40,6 +40,52 @@ def _template_ref(v: str) -> str:
 
 TemplateRef = Annotated[str, AfterValidator(_template_ref)]
 
+
+class ConversationSettings(BaseModel):
+    """How a follow-up question is read in its conversation (``service.conversation``).
+
+    Retrieval searches for a condensed question, since a follow-up such as "and under which
+    licence?" finds nothing on its own; the prompt shows the recent turns, so the model can read
+    the follow-up as the user meant it. A request with one user message is unaffected.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    condense: Literal["none", "concat", "llm"] = Field(
+        "concat",
+        description="What retrieval searches for when the conversation has earlier turns. none: "
+        "the last user message alone; concat: the earlier user questions (newest kept first, "
+        "within condense_tokens) followed by the last one; llm: the answering model rewrites the "
+        "last message as a standalone question, falling back to concat when the rewrite is "
+        "empty, garbled, too long or late. Chosen on bench/conversation.py.",
+        json_schema_extra={"label": "condense", "absent": "none"},
+    )
+    condense_tokens: int = Field(
+        96,
+        ge=16,
+        le=1024,
+        description="Token budget of the condensed question: concat keeps earlier questions "
+        "while the whole fits; an llm rewrite may generate this many tokens and is rejected "
+        "when longer.",
+        json_schema_extra={"label": "condense tokens", "absent": 96},
+    )
+    condense_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="Seconds an llm rewrite may take (it is cancelled then, and concat used).",
+        json_schema_extra={"label": "condense timeout", "absent": 10.0},
+    )
+    history_tokens: int = Field(
+        256,
+        ge=0,
+        le=8192,
+        description="Tokens of earlier turns shown in the prompt (question and answer pairs, "
+        "newest kept first; dropped before any passage when the window is short). 0: none.",
+        json_schema_extra={"label": "history tokens", "absent": 0},
+    )
+
+
 # Short names from before tunables had paths: sweep files' axes, rows' columns and promotion
 # files written then (``k``, ``min_score``...) keep working through this one table.
 ALIASES = {
@@ -101,6 +147,11 @@ class RagSettings(BaseModel):
     retrieval: RetrievalSettings = Field(
         default_factory=RetrievalSettings,
         description="How many passages, how they are searched and the score floor.",
+    )
+    conversation: ConversationSettings = Field(
+        default_factory=ConversationSettings,
+        description="How follow-up questions are searched for and what of the conversation "
+        "the prompt shows.",
     )
     sampling: SamplingSettings = Field(
         default_factory=SamplingSettings, description="Sampling defaults of the answering model."

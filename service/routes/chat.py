@@ -16,7 +16,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from prompts.render import PromptBudgetError
-from service import rag
+from service import conversation, rag
 from service.answer import Answer
 from service.deps import AppState, State
 from service.errors import ApiError, error_body
@@ -78,6 +78,8 @@ def _plan(req: ChatCompletionRequest, state: AppState) -> rag.Plan:
     if req.verify is not None:
         checks = serving.verify.model_copy(update=req.verify.overrides())
         serving = serving.model_copy(update={"verify": checks})
+    if req.conversation is not None:
+        serving = conversation.with_overrides(serving, **req.conversation.overrides())
     try:
         return rag.plan_answer(
             question=question,
@@ -91,6 +93,7 @@ def _plan(req: ChatCompletionRequest, state: AppState) -> rag.Plan:
             params=params,
             banks=state.example_banks,
             serving_version=serving_version,
+            history=conversation.history_of(req.messages),
         )
     except PromptBudgetError as e:
         raise ApiError(413, str(e), param="messages") from e

@@ -16,12 +16,17 @@ from eval.promote import promote
 from eval.sweep import SweepError, parse_sweep
 from ingest.settings import ChunkSettings
 from service import tunables
-from service.schemas import ChatCompletionRequest, RetrievalOptions, VerifyOptions
+from service.schemas import (
+    ChatCompletionRequest,
+    ConversationOptions,
+    RetrievalOptions,
+    VerifyOptions,
+)
 from service.serving import ServingStore
 from service.settings import ALIASES, RagSettings
 
 CANDIDATES: tuple[Any, ...] = (
-    "grounded-qa@2", "bm25", "blend", "document", "refuse", True, False, 3, 48, 1, 0.5, 0.3, 7,
+    "grounded-qa@2", "bm25", "blend", "document", "refuse", "llm", True, False, 3, 48, 1, 0.5, 0.3, 7,
 )  # fmt: skip
 
 
@@ -87,6 +92,9 @@ def test_each_tunable_is_a_sweep_axis_promotable_and_in_the_api(
         assert name in ChatCompletionRequest.model_fields
     elif section == "verify":
         assert VerifyOptions.model_validate({name: value}).overrides() == {name: value}
+    elif section == "conversation":
+        assert name in ConversationOptions.model_fields
+        assert ConversationOptions.model_validate({name: value}).overrides() == {name: value}
     else:
         assert tunable.path == "rag.template" and "prompt" in ChatCompletionRequest.model_fields
 
@@ -106,3 +114,12 @@ def test_unknown_axes_name_the_known_paths() -> None:
 def test_old_flat_settings_keys_still_load() -> None:
     rag = RagSettings.model_validate({"k": 3, "temperature": 0.4, "min_score": 0.1})
     assert (rag.retrieval.k, rag.sampling.temperature, rag.retrieval.min_score) == (3, 0.4, 0.1)
+
+
+def test_conversation_tunables_are_left_out_of_ids_at_their_absent_values() -> None:
+    """Configurations run before conversations keep their ids; turning them on changes it."""
+    before = {"rag.template": "grounded-qa@1", "rag.conversation.condense": "none"}
+    before |= {"rag.conversation.history_tokens": 0, "rag.conversation.condense_tokens": 96}
+    assert tunables.identifying(before) == {"rag.template": "grounded-qa@1"}
+    on = tunables.identifying({**before, "rag.conversation.condense": "concat"})
+    assert on == {"rag.template": "grounded-qa@1", "rag.conversation.condense": "concat"}
