@@ -6,7 +6,8 @@ stop sequences. The same raw text is then cut three ways, offline, since neither
 how a token is sampled: as llama.cpp's own stops would cut it (the old behaviour), with stops
 after the first word (``StopScanner``), and with the loop guard on top (``AnswerText``).
 Reported per rule: empty answers, answers the guard shortened, and the key-fact rate (at least
-half of the ground truth's content words in the answer) over the answerable questions.
+half of the ground truth's content words in the answer: ``eval.strings.key_fact``, the eval
+metric ``key_facts``) over the answerable questions.
 
     .venv/bin/python bench/decoding.py --home /tmp/ragtune-quality [--limit N]
 """
@@ -15,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from eval.strings import key_fact  # noqa: E402  (the one definition, shared with eval)
 from service import rag  # noqa: E402
 from service.llm.llamacpp import LlamaCppLLM, sampling_kwargs  # noqa: E402
 from service.llm.stops import AnswerText, StopScanner  # noqa: E402
@@ -29,22 +30,6 @@ from service.settings import load_settings  # noqa: E402
 from service.state import build_state, close_state  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
-_STOPWORDS = frozenset(
-    re.findall(
-        r"\w+",
-        "a an the of to in on for and or is are was were be by with as at it its this that from "
-        "which what how why when where who does do can use used using your you i not no",
-    )
-)
-
-
-def content_words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOPWORDS}
-
-
-def key_fact(answer: str, truth: str) -> bool:
-    want = content_words(truth)
-    return bool(want) and len(want & content_words(answer)) * 2 >= len(want)
 
 
 def old_cut(text: str, stops: tuple[str, ...]) -> str:

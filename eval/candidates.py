@@ -3,7 +3,8 @@
 A models file is TOML, reviewed like a sweep file::
 
     [weights]                     # factor = weight (>= 0); these are the matrix's columns
-    semantic_similarity = 3       # any eval metric: hit_rate, rouge_l, faithfulness (judge) ...
+    key_facts = 6                 # any eval metric: correctness first (hit_rate, rouge_l, ...)
+    semantic_similarity = 0.5     # a small weight at most: it rewards fluent wrong answers
     latency_p50_ms = 1            # median model call, lower is better
     tokens_per_s = 1              # completion tokens / model seconds, higher is better
     cost_per_1k_tokens = 1        # as configured per candidate, lower is better

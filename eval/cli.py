@@ -64,13 +64,14 @@ def add_run(actions: argparse._SubParsersAction, common: argparse.ArgumentParser
         default=[],
         metavar="METRIC=VALUE",
         help="exit 1 when the winner's (or else the baseline's) mean METRIC is below VALUE "
-        "(repeatable)",
+        "(repeatable; no gate by default; the README recommends key_facts=0.3 on dev)",
     )
     a.add_argument(
         "--primary",
         default=DEFAULT_PRIMARY,
         metavar="METRIC",
-        help=f"metric that picks the winner (default {DEFAULT_PRIMARY})",
+        help=f"metric that picks the winner (default {DEFAULT_PRIMARY}: the share of answers "
+        "with the ground truth's key facts; semantic similarity is shown, never decides)",
     )
     a.set_defaults(handler=cmd_run)
 

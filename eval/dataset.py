@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from eval.strings import is_dont_know
+
 T = TypeVar("T")
 
 _KNOWN = ("id", "question", "ground_truth", "evidence", "reference_contexts", "tags", "history")
@@ -54,6 +56,16 @@ class Case:
     tags: tuple[str, ...] = ()
     history: tuple[tuple[str, str], ...] = ()  # earlier turns: (role, content), oldest first
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def unanswerable(self) -> bool:
+        """Whether the right answer is "I don't know": ``kind: unanswerable``, or a ground truth
+        that declines.
+
+        Missing ``evidence`` alone does not make a case unanswerable: cases made from feedback
+        carry a corrected answer and no evidence.
+        """
+        return self.extra.get("kind") == "unanswerable" or is_dont_know(self.ground_truth)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "question": self.question}

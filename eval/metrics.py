@@ -3,9 +3,10 @@
 This is the only module that imports ragas (lazily, so the CLI starts fast). Three tiers:
 
 - ``retrieval_metrics``: deterministic hit rate@k and MRR from the case's ``evidence`` strings.
-- ``answer_metrics``: always available. Ragas' non-LLM metrics (string similarity, non-LLM context
-  precision/recall), ROUGE-L, semantic similarity from our own encoder, a citation check and a
-  don't-know flag. ``rapidfuzz`` and ``rouge_score`` are not installed, so the Levenshtein distance
+- ``answer_metrics``: always available. The correctness metrics the decisions rest on (key facts,
+  citation precision, "I don't know" on unanswerable cases, the share of answers supported),
+  then ragas' non-LLM metrics (string similarity, non-LLM context precision/recall), ROUGE-L,
+  semantic similarity from our own encoder, a citation check and a don't-know flag. ``rapidfuzz`` and ``rouge_score`` are not installed, so the Levenshtein distance
   ragas' string metrics run on, and ROUGE-L, come from ``eval.strings``.
 - ``judge_metrics``: ragas' LLM metrics against any OpenAI-compatible server (``--judge``). A judge
   fails often (a small model rarely emits the JSON ragas expects), so every failure is counted in
@@ -14,6 +15,11 @@ This is the only module that imports ragas (lazily, so the CLI starts fast). Thr
 
 A metric a case cannot support (no evidence, no reference contexts, nothing cited) is left out of
 that case's dict rather than scored 0, so averages are taken over the cases that measure it.
+
+Semantic similarity is a secondary column, never a default that decides: it rewards sounding like
+the ground truth, and a bullet list of the question's terms outscores a correct sentence
+(``bench/metric_agreement.py`` measures it on dev and qa2 against hand labels). Key facts ranks
+answers the way reading them does, and is the default primary metric.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from eval.judge import Job, open_client, run_jobs, run_sync
 from eval.judge import JudgeConfig as JudgeConfig  # re-exported: callers use eval.metrics
 from eval.judge import JudgeStats as JudgeStats
 from eval.judge import parse_judge as parse_judge
-from eval.strings import has_evidence, is_dont_know, rouge_l, string_similarity
+from eval.strings import has_evidence, is_dont_know, key_fact_recall, rouge_l, string_similarity
 
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -45,6 +51,7 @@ class Observation:
     answer: str
     contexts: tuple[str, ...]  # retrieved passage texts, best first (what the model was shown)
     cited: tuple[int, ...] = ()  # 1-based indices into ``contexts`` that the answer cites
+    supported: bool | None = None  # every sentence verified against the passages; None: unknown
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,16 @@ class MetricInfo:
 
 
 _TABLE = (  # name, higher is better, needs a judge, what it measures
+    ("key_facts", True, False, "answer has half the ground truth's content words (answerable)"),
+    ("key_fact_recall", True, False, "share of the ground truth's content words in the answer"),
+    ("dont_know_unanswerable", True, False, "says it does not know on an unanswerable case"),
+    (
+        "citation_precision",
+        True,
+        False,
+        "share of [n]-cited passages containing an evidence string",
+    ),
+    ("supported", True, False, "every sentence of the answer is supported by the passages"),
     ("hit_rate", True, False, "a top-k passage contains an evidence string"),
     ("mrr", True, False, "1/rank of the first top-k passage containing evidence"),
     ("string_similarity", True, False, "1 - normalized Levenshtein distance to the ground truth"),
@@ -88,6 +105,29 @@ def retrieval_metrics(obs: Observation, k: int) -> dict[str, float]:
 
 
 # --- answers without a judge -------------------------------------------------------------------
+
+
+def correctness_metrics(obs: Observation) -> dict[str, float]:
+    """Whether the answer is right, by rules a reader can check; each only where the case has it.
+
+    Key facts count on answerable cases (an "I don't know" there recalls nothing); on an
+    unanswerable case the right answer is to decline. Citation precision counts the passages an
+    answer cites with [n] (a number past the passages counts as a wrong citation).
+    """
+    case, row = obs.case, {}
+    if case.unanswerable:
+        row["dont_know_unanswerable"] = 1.0 if is_dont_know(obs.answer) else 0.0
+    elif (recall := key_fact_recall(obs.answer, case.ground_truth)) is not None:
+        row["key_fact_recall"] = recall
+        row["key_facts"] = 1.0 if recall >= 0.5 else 0.0
+    cited = dict.fromkeys(obs.cited)
+    if cited and any(e.strip() for e in case.evidence):
+        n = len(obs.contexts)
+        right = sum(1 <= i <= n and has_evidence(obs.contexts[i - 1], case.evidence) for i in cited)
+        row["citation_precision"] = right / len(cited)
+    if obs.supported is not None:
+        row["supported"] = 1.0 if obs.supported else 0.0
+    return row
 
 
 def _citation_support(obs: Observation) -> float | None:
@@ -161,6 +201,7 @@ def answer_metrics(observations: Sequence[Observation], embed: Embed) -> list[di
     vectors = np.asarray(embed(texts), dtype=np.float64)
     cosines = np.einsum("ij,ij->i", vectors[:n], vectors[n:])  # rows are L2-normalized
     for obs, row, cosine in zip(observations, rows, cosines, strict=True):
+        row.update(correctness_metrics(obs))
         row["rouge_l"] = rouge_l(obs.case.ground_truth, obs.answer)
         row["semantic_similarity"] = float(cosine)
         support = _citation_support(obs)

@@ -32,7 +32,9 @@ from service.llm.base import LLM
 from service.settings import EvalSettings, RagSettings, Settings
 from service.state import build_state, close_state
 
-DEFAULT_PRIMARY = "semantic_similarity"
+# Key facts rank answers the way reading them does; semantic similarity rewards sounding like the
+# ground truth (bench/metric_agreement.py) and stays a secondary column.
+DEFAULT_PRIMARY = "key_facts"
 MAX_ERRORS = 20  # judge error messages kept in results.json
 BATCH = 8  # cases scored together; a kill loses at most one batch of (cached) work
 

@@ -20,7 +20,7 @@ or as a table (``[axes.rag.sampling]``). The short names of older sweep files
 
     [search]
     method = "halving"            # "grid" (default): every configuration on every question
-    metric = "semantic_similarity"  # what halving ranks by (default: the run's primary metric)
+    metric = "key_facts"          # what halving ranks by (default: the run's primary metric)
     eta = 2                       # keep the best 1/eta of the configurations per rung (>= 2)
     min_questions = 4             # questions in the first rung; each rung has eta times more
 

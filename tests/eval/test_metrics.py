@@ -199,8 +199,10 @@ def test_dont_know() -> None:
 
 def test_metrics_table_covers_every_key() -> None:
     case = dataclasses.replace(CASE, reference_contexts=(ON_TOPIC,))
-    o = obs(contexts=(ON_TOPIC,), cited=(1,), case=case)
-    produced = set(retrieval_metrics(o, 3)) | set(answer_metrics([o], fake_embed)[0])
+    o = dataclasses.replace(obs(contexts=(ON_TOPIC,), cited=(1,), case=case), supported=True)
+    unanswerable = obs(case=dataclasses.replace(CASE, extra={"kind": "unanswerable"}))
+    rows = answer_metrics([o, unanswerable], fake_embed)
+    produced = set(retrieval_metrics(o, 3)) | set(rows[0]) | set(rows[1])
     judged = {n for n, info in METRICS.items() if info.needs_judge}
     assert judged == JUDGED
     assert produced | judged == set(METRICS)

@@ -93,7 +93,7 @@ def test_every_metric_and_system_factor_has_a_direction() -> None:
 
 def test_example_file_parses_with_the_key_from_the_environment() -> None:
     spec = load_models(EXAMPLE, env={"VLLM_API_KEY": "sk-test"})
-    assert spec.weights["semantic_similarity"] == 3.0 and len(spec.candidates) == 2
+    assert spec.weights["key_facts"] == 6.0 and len(spec.candidates) == 2
     cpu, vllm = spec.candidates
     assert (cpu.llm.backend, cpu.llm.threads, cpu.llm.name) == ("llamacpp", 2, "gemma-270m-cpu")
     assert vllm.llm.api_key is not None and vllm.llm.api_key.get_secret_value() == "sk-test"
@@ -184,7 +184,7 @@ def test_command_rejects_bad_files_and_unjudged_judge_metrics(
     argv = ["eval", "models", "--models", str(models), "--dataset", str(dataset)]
     argv += ["--home", str(tmp_path / "home")]
     assert main(argv) == 2
-    assert "weights.bleu: unknown factor; known factors: hit_rate" in capsys.readouterr().err
+    assert "weights.bleu: unknown factor; known factors: key_facts" in capsys.readouterr().err
     models.write_text(
         '[weights]\nfaithfulness = 1\n[[candidates]]\nname = "a"\n[candidates.llm]\n'
         'backend = "llamacpp"\n'

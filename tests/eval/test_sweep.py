@@ -379,7 +379,9 @@ def test_judge_scores_and_failures_reach_the_results(
 
 def test_fail_under_parsing_and_checks() -> None:
     assert parse_fail_under(["rouge_l=0.5", "hit_rate = 1"]) == {"rouge_l": 0.5, "hit_rate": 1.0}
-    with pytest.raises(UsageError, match=r"unknown metric 'rouge'; known metrics: hit_rate, mrr"):
+    with pytest.raises(
+        UsageError, match=r"unknown metric 'rouge'; known metrics: key_facts, key_fact_recall"
+    ):
         parse_fail_under(["rouge=0.5"])
     with pytest.raises(UsageError, match="METRIC=VALUE"):
         parse_fail_under(["rouge_l"])
@@ -404,7 +406,7 @@ def test_unknown_metric_exits_2_with_the_list(
     write_dataset(dataset, [Case("q1", "What?", "That.")])
     home = ["--home", str(tmp_path / "home")]
     assert main(["eval", "run", "--dataset", str(dataset), *home, "--fail-under", "bleu=0.3"]) == 2
-    assert "unknown metric 'bleu'; known metrics: hit_rate" in capsys.readouterr().err
+    assert "unknown metric 'bleu'; known metrics: key_facts" in capsys.readouterr().err
     assert main(["eval", "run", "--dataset", str(dataset), *home, "--primary", "bleu"]) == 2
     bad = tmp_path / "s.toml"
     bad.write_text("[axes]\nfoo = [1]\n")
