@@ -61,8 +61,16 @@ def answer_case(
     # Only explicit [n] markers count as citations (see Answer.explicit_citations).
     cited = answer.explicit_citations()
     passages = plan.rendered.passages
+    check = answer.verification
     obs = Observation(
-        case=case, answer=answer.text, contexts=tuple(p.text for p in passages), cited=tuple(cited)
+        case=case,
+        answer=answer.text,
+        contexts=tuple(p.text for p in passages),
+        cited=tuple(cited),
+        # Declined and ungrounded answers make no claims to support: left out, not scored 0.
+        supported=check.verdict == "supported"
+        if check is not None and check.verdict in ("supported", "partial", "unsupported")
+        else None,
     )
     prov = answer.provenance
     row = {

@@ -313,6 +313,8 @@ def test_results_files_structure(
     assert row["passages"][0]["source"].endswith((".txt", ".html"))
     assert row["cited"] == [1] and row["metrics"]["citation_support"] in (0.0, 1.0)
     assert {"hit_rate", "mrr", "semantic_similarity", "rouge_l"} <= set(row["metrics"])
+    # the service's sentence verification reaches the row as the "supported" metric
+    assert row["metrics"]["supported"] in (0.0, 1.0) and "supported" in data["metrics"]
 
     with (out / "results.csv").open() as f:
         table = list(csv.DictReader(f))
