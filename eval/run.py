@@ -29,7 +29,7 @@ from eval.sweep import Config, Search, successive_halving
 from ingest.embed import Embedder
 from service.deps import AppState
 from service.llm.base import LLM
-from service.settings import EvalSettings, RagSettings, Settings
+from service.settings import EvalSettings, RagSettings, Settings, template_for
 from service.state import build_state, close_state
 
 # Key facts rank answers the way reading them does; semantic similarity rewards sounding like the
@@ -229,7 +229,7 @@ def run_sweep(
         )
         serving, serving_version = state.serving.effective(settings.rag)
         for c in configs:  # an unknown template fails now, not an hour into the sweep
-            state.registry.get(c.template)
+            state.registry.get(template_for(c.template, state.llm.style))
         store = RowStore(out_dir / "rows.jsonl", state.llm.name, state.index.version, dataset_cases)
         ctx = _Context(
             settings=settings,

@@ -85,7 +85,6 @@ def run_candidates(
     from ingest.embed import load_embedder
 
     embedder = embedder or load_embedder(settings.embed)  # loaded once for every candidate
-    config = baseline_config(serving_rag(settings))
     total = len(spec.candidates) * len(cases)
     runs = []
     for i, candidate in enumerate(spec.candidates):
@@ -98,8 +97,10 @@ def run_candidates(
                 progress(offset + done, total)
 
         run_dir = out_dir / "candidates" / candidate.name
+        mine = settings.with_llm(candidate.llm)  # a chat model gets the chat template
+        config = baseline_config(serving_rag(mine))
         result = run_sweep(
-            settings.model_copy(update={"llm": candidate.llm}),
+            mine,
             cases,
             [config],
             run_dir,

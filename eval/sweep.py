@@ -97,8 +97,10 @@ class Config:
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     @property
-    def template(self) -> str:
-        return str(self["rag.template"])
+    def template(self) -> str | None:
+        """The template asked for; None: the built-in one for the model's prompt style."""
+        value = self["rag.template"]
+        return None if value is None else str(value)
 
     @property
     def retrieval_k(self) -> int:
@@ -119,7 +121,7 @@ class Config:
         ``paths`` defaults to ``LABEL_PATHS``; a run adds the paths its configurations differ in.
         """
         shown = paths if paths is not None else LABEL_PATHS
-        parts = [self.template]
+        parts = [self.template or "auto template"]
         parts += [f"{tunables.label(p)}={_text(self[p])}" for p in shown if p != "rag.template"]
         return " ".join(parts)
 

@@ -32,7 +32,7 @@ from service.answer import (
     Verification,
 )
 from service.llm.base import LLM, Completion, Delta, Prompt, SamplingParams
-from service.settings import RagSettings, VerifySettings
+from service.settings import RagSettings, VerifySettings, template_for
 from service.verify import check, cited_passages
 
 
@@ -131,7 +131,7 @@ def plan_answer(
     condensed with it (``condensed``, when the caller already did that), and the prompt shows
     its recent exchanges.
     """
-    template = registry.get(template_ref or rag.template)
+    template = registry.get(template_ref or template_for(rag.template, llm.style))
     if condensed is None:
         condensed = conversation.condense(question, history, llm, rag.conversation)
     t0 = time.perf_counter()

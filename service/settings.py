@@ -11,7 +11,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,6 +38,15 @@ from service.llm.settings import LLMSettings, SamplingSettings
 
 CONFIG_ENV = "RAGTUNE_CONFIG"
 DEFAULT_CONFIG = Path("ragtune.toml")
+
+
+# The built-in template for each prompt style: what an unset ``rag.template`` means.
+DEFAULT_TEMPLATES = {"completion": "grounded-qa@1", "chat": "grounded-chat@1"}
+
+
+def template_for(template: str | None, style: str) -> str:
+    """``template``, or the built-in one for ``style`` when it is unset."""
+    return template or DEFAULT_TEMPLATES[style]
 
 
 def _template_ref(v: str) -> str:
@@ -139,9 +156,11 @@ class RagSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    template: TemplateRef = Field(
-        "grounded-qa@1",
-        description="Prompt template, 'id@version'.",
+    template: TemplateRef | None = Field(
+        None,
+        description="Prompt template, 'id@version'. Empty: the built-in one for the model's "
+        "prompt style, grounded-qa@1 for completion (base models such as gemma-3-270m), "
+        "grounded-chat@1 for chat (instruct models).",
         json_schema_extra={"label": "template"},
     )
     retrieval: RetrievalSettings = Field(
@@ -256,6 +275,27 @@ class Settings(BaseSettings):
     rag: RagSettings = Field(default_factory=RagSettings, description="Answering defaults.")
     service: ServiceSettings = Field(default_factory=ServiceSettings, description="HTTP API.")
     eval: EvalSettings = Field(default_factory=EvalSettings, description="Evaluation loop.")
+
+    # rag.template was unset and follows the model's prompt style (see ``with_llm``).
+    _auto_template: bool = PrivateAttr(False)
+
+    @model_validator(mode="after")
+    def _template_follows_the_model(self) -> Settings:
+        """An unset template becomes the built-in one for the model's prompt style, here, so
+        every configuration, sweep and promotion names a real template."""
+        if self.rag.template is None:
+            style = self.llm.prompt_style
+            self.rag = self.rag.model_copy(update={"template": template_for(None, style)})
+            self._auto_template = True
+        return self
+
+    def with_llm(self, llm: LLMSettings) -> Settings:
+        """These settings answering with ``llm``: a template that followed the model follows it."""
+        out = self.model_copy(update={"llm": llm})
+        if self._auto_template:
+            template = template_for(None, llm.prompt_style)
+            out.rag = self.rag.model_copy(update={"template": template})
+        return out
 
     @property
     def index_dir(self) -> Path:

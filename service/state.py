@@ -15,7 +15,7 @@ from service.llm import load_llm
 from service.llm.base import LLM
 from service.metrics import Metrics
 from service.serving import ServingStore
-from service.settings import Settings
+from service.settings import Settings, template_for
 
 
 def build_state(
@@ -33,7 +33,7 @@ def build_state(
     index = open_index(settings, embedder)
     model = llm or load_llm(settings.llm)
     registry = TemplateRegistry([builtin_dir(), settings.home / "prompts"])
-    registry.get(settings.rag.template)  # fail at start-up, not on the first request
+    registry.get(template_for(settings.rag.template, model.style))  # fail now, not on a request
     return AppState(
         settings=settings,
         embedder=embedder,

@@ -121,7 +121,7 @@ class LlamaCppLLM:
         return cls(
             llama,
             name=settings.name or path.stem,
-            style=settings.style or chosen.style,
+            style=settings.prompt_style,
             queue_size=settings.queue_size,
             queue_timeout_s=settings.queue_timeout_s,
         )

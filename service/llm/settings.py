@@ -91,6 +91,13 @@ class LLMSettings(BaseModel):
         '{"repeat_penalty": 1.1} for llama.cpp servers or {"min_p": 0.05} for vLLM.',
     )
 
+    @property
+    def prompt_style(self) -> Literal["chat", "completion"]:
+        """How prompts are rendered for this model: ``style``, else the backend's or preset's."""
+        if self.style is not None:
+            return self.style
+        return "chat" if self.backend == "openai" else PRESETS[self.model or DEFAULT_PRESET].style
+
     @model_validator(mode="after")
     def _known_preset(self) -> LLMSettings:
         if self.backend == "llamacpp" and self.model and self.model not in PRESETS:

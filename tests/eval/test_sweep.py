@@ -67,7 +67,7 @@ def test_no_sweep_file_evaluates_the_baseline_alone() -> None:
 
 
 def test_config_ids_are_stable_and_depend_on_parameters_only() -> None:
-    a = baseline_config(RagSettings(temperature=0.1, k=5), 0)
+    a = baseline_config(RagSettings(template="grounded-qa@1", temperature=0.1, k=5), 0)
     # pinned: ids name configurations across runs, promotions and reports (changed when every
     # tunable became a settings path, and when follow-ups began to be condensed by default)
     assert a.id == "b6b29f7563"

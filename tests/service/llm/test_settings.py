@@ -1,11 +1,16 @@
-"""LLM settings: documented fields, sane defaults, and a factory that does not connect eagerly."""
+"""LLM settings: documented fields, sane defaults, a factory that does not connect eagerly, and
+the template an unset ``rag.template`` means for the model."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
+
+import pytest
 
 from service.llm import LLMSettings, load_llm
 from service.llm.openai_compat import OpenAICompatLLM
+from service.settings import Settings
 from tests.conftest import free_port
 
 
@@ -37,3 +42,29 @@ def test_openai_backend_builds_while_server_is_down() -> None:
     assert not llm.ready()
     assert time.monotonic() - t0 < 2
     llm.close()
+
+
+@pytest.mark.parametrize(
+    ("llm", "template"),
+    [
+        ({}, "grounded-qa@1"),  # the packaged Gemma 270M: a base model
+        ({"model": "qwen2.5-coder-0.5b-instruct"}, "grounded-chat@1"),
+        ({"model": "qwen2.5-coder-0.5b-instruct", "style": "completion"}, "grounded-qa@1"),
+        ({"backend": "openai"}, "grounded-chat@1"),
+        ({"backend": "openai", "style": "completion"}, "grounded-qa@1"),
+    ],
+)
+def test_an_unset_template_follows_the_models_prompt_style(
+    tmp_path: Path, llm: dict[str, str], template: str
+) -> None:
+    s = Settings(home=tmp_path, llm=llm)
+    assert s.rag.template == template
+    explicit = Settings(home=tmp_path, llm=llm, rag={"template": "grounded-qa@2"})
+    assert explicit.rag.template == "grounded-qa@2"
+
+
+def test_a_candidate_model_brings_its_own_default_template(tmp_path: Path) -> None:
+    qwen = LLMSettings(model="qwen2.5-coder-0.5b-instruct")
+    assert Settings(home=tmp_path).with_llm(qwen).rag.template == "grounded-chat@1"
+    pinned = Settings(home=tmp_path, rag={"template": "grounded-qa@2"}).with_llm(qwen)
+    assert pinned.rag.template == "grounded-qa@2" and pinned.llm == qwen
