@@ -101,6 +101,8 @@ class MarkerSupport(BaseModel):
     n: int
     support: float | None
     backed: bool  # support >= the threshold
+    # The passage written in its place (rag.verify.fix_markers): the one that backs the sentence.
+    fixed_to: int | None = omitted_if_none()
 
 
 class SentenceSupport(BaseModel):
@@ -122,8 +124,9 @@ class Verification(BaseModel):
     ("unsupported"), or not checked: the answer declines ("declined") or had no passages
     ("ungrounded"). ``action``: what ``rag.verify.on_unsupported`` did to an unsupported answer:
     "flagged" (sent as written), or "refused" (the text became the template's "I don't know",
-    the model's text is ``original``, and offsets index into it). A streamed answer is only ever
-    flagged: its text was sent before it could be checked.
+    the model's text is ``original``, and offsets index into it). ``original`` is also kept when
+    markers were fixed (a marker's ``fixed_to``). A streamed answer is only ever flagged, and its
+    markers never fixed: its text was sent before it could be checked.
     """
 
     min_support: float

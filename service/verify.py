@@ -226,12 +226,36 @@ def check(
         answer, passages, embedder, min_support=settings.min_support, no_answer=no_answer
     )
     if checked.verdict != "unsupported":
-        return answer, checked
+        fixed = fix_markers(answer, checked) if settings.fix_markers and not streamed else answer
+        if fixed != answer:
+            checked.original = answer
+        return fixed, checked
     if settings.on_unsupported == "refuse" and not streamed:
         checked.action, checked.original = "refused", answer
         return no_answer, checked
     checked.action = "flagged"
     return answer, checked
+
+
+def fix_markers(answer: str, verification: Verification) -> str:
+    """``answer`` with each unbacked [n] of a supported sentence pointing at the passage that
+    backs it (dropped where the sentence already cites that one); markers record ``fixed_to``.
+
+    Works from the last sentence back, so the offsets, which index the model's text, stay valid.
+    """
+    for s in reversed(verification.sentences):
+        best = s.passage
+        if not s.supported or best is None:
+            continue
+        text = answer[s.start : s.end]
+        for m in s.markers:
+            if m.backed or m.n == best:
+                continue
+            kept = any(o.n == best and (o.backed or o.fixed_to) for o in s.markers if o is not m)
+            text = text.replace(f"[{m.n}]", "" if kept else f"[{best}]", 1)
+            m.fixed_to = best
+        answer = answer[: s.start] + text + answer[s.end :]
+    return answer
 
 
 def cited_passages(
@@ -249,6 +273,7 @@ def cited_passages(
     order = [n for n in dict.fromkeys(marked) if 1 <= n <= n_passages]
     if order:
         sentences = verification.sentences
-        return [(n, any(m.backed for s in sentences for m in s.markers if m.n == n)) for n in order]
+        backed = {m.fixed_to or m.n for s in sentences for m in s.markers if m.backed or m.fixed_to}
+        return [(n, n in backed) for n in order]
     backing = [s.passage for s in verification.sentences if s.supported and s.passage]
     return [(n, True) for n in dict.fromkeys(backing)]

@@ -69,8 +69,10 @@ def test_no_sweep_file_evaluates_the_baseline_alone() -> None:
 def test_config_ids_are_stable_and_depend_on_parameters_only() -> None:
     a = baseline_config(RagSettings(template="grounded-qa@1", temperature=0.1, k=5), 0)
     # pinned: ids name configurations across runs, promotions and reports (changed when every
-    # tunable became a settings path, and when follow-ups began to be condensed by default)
-    assert a.id == "b6b29f7563"
+    # tunable became a settings path, when follow-ups began to be condensed by default, and when
+    # wrong [n] markers began to be fixed)
+    assert a.id == "91e2efc637"
+    assert a.replace(**{"rag.verify.fix_markers": False}).id == "b6b29f7563"
     assert a.replace(**{"rag.retrieval.mode": "dense"}).id != a.id
     assert Config(a.values, 0, baseline=False).id == a.id  # baseline or not: one configuration
     parsed = parse_sweep({"axes": {"temperature": [1]}}, RagSettings())
@@ -83,6 +85,7 @@ def test_config_ids_are_stable_and_depend_on_parameters_only() -> None:
     assert a["rag.retrieval.group_by"] == "chunk"
     assert a.replace(**{"rag.retrieval.group_by": "document"}).id != a.id
     before = {"rag.conversation.condense": "none", "rag.conversation.history_tokens": 0}
+    before["rag.verify.fix_markers"] = False
     assert a.replace(**before).id == "7a759a88c0"  # what it was before conversations
     # every tunable is part of a configuration, by its path
     assert [p for p, _ in a.values] == [t.path for t in tunables()]

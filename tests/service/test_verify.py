@@ -181,3 +181,32 @@ def test_refuse_leaves_a_supported_answer_alone(embedder: Embedder) -> None:
     # a stricter threshold makes the same answer unsupported
     strict = VerifySettings(on_unsupported="refuse", min_support=0.95)
     assert check(answer, PASSAGES, embedder, strict, NO_ANSWER)[0] == NO_ANSWER
+
+
+def test_a_wrong_marker_is_fixed_to_the_passage_that_backs_the_sentence(embedder: Embedder) -> None:
+    answer = "According to [1], the warranty lasts two years. CHUNK is 16384 bytes [3]."
+    text, v = check(answer, PASSAGES, embedder, VerifySettings(), NO_ANSWER)
+    assert text == "According to [2], the warranty lasts two years. CHUNK is 16384 bytes [3]."
+    assert v.original == answer and v.verdict == "supported"
+    first = v.sentences[0].markers[0]
+    assert (first.n, first.backed, first.fixed_to) == (1, False, 2)
+    assert all(answer[s.start : s.end] == s.text for s in v.sentences)  # offsets: the model's text
+    assert cited_passages(text, 3, v) == [(2, True), (3, True)]
+    # a sentence that also cites the backing passage loses the wrong marker instead
+    both = "The warranty lasts two years [1][2]."
+    text, v = check(both, PASSAGES, embedder, VerifySettings(), NO_ANSWER)
+    assert text == "The warranty lasts two years [2]." and cited_passages(text, 3, v) == [(2, True)]
+
+
+def test_markers_stay_as_written_when_streamed_off_or_unsupported(embedder: Embedder) -> None:
+    answer = "According to [1], the warranty lasts two years."
+    for settings, streamed in (
+        (VerifySettings(), True),
+        (VerifySettings(fix_markers=False), False),
+    ):
+        text, v = check(answer, PASSAGES, embedder, settings, NO_ANSWER, streamed=streamed)
+        assert text == answer and v.original is None
+        assert cited_passages(text, 3, v) == [(1, False)]
+    bananas = "According to [1], bananas ripen faster in a paper bag."
+    text, v = check(bananas, PASSAGES, embedder, VerifySettings(), NO_ANSWER)
+    assert text == bananas and v.sentences[0].markers[0].fixed_to is None
