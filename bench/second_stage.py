@@ -181,10 +181,10 @@ def llm_likelihood(cands: list[Candidates], index: IndexReader, top: int, thread
     """Fill ``c.llm`` with log p(question | passage) for the top candidates; seconds per candidate."""
     from llama_cpp import Llama
 
-    from service.llm.llamacpp import default_model_path
+    from service.llm.presets import BASE_PRESET, model_file, preset
 
     llm = Llama(
-        str(default_model_path()),
+        str(model_file(preset(BASE_PRESET))),
         n_ctx=512,
         n_threads=threads,
         n_threads_batch=threads,

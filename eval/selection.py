@@ -177,12 +177,16 @@ def run_info(
 ) -> dict[str, Any]:
     """What the candidates shared: the dataset, the serving configuration, the index, the judge."""
     first = runs[0].results
-    base = first["configs"][0]
+    config = {k: by_path(first["configs"][0]).get(k) for k in CONFIG_KEYS}
+    # An unset template follows each model's prompt style, so candidates may differ in it.
+    templates = sorted({str(by_path(r.results["configs"][0]).get("rag.template")) for r in runs})
+    if len(templates) > 1:
+        config["rag.template"] = " or ".join(templates) + " by the model's prompt style"
     return {
         "dataset": dataset,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "cases": first["run"]["cases"],
-        "config": {k: by_path(base).get(k) for k in CONFIG_KEYS},
+        "config": config,
         "index_version": first["run"]["index_version"],
         "serving_version": first["run"].get("serving_version"),
         "judge": None if judge is None else {"base_url": judge.base_url, "model": judge.model},

@@ -20,6 +20,24 @@ from ingest.pipeline import Ingestor
 from ingest.settings import ChunkSettings, EmbedSettings, IndexSettings, IngestSettings
 
 REPO = Path(__file__).resolve().parents[1]
+# The suite answers with the packaged base model (fast, completion style) unless a test names a
+# model; the default instruct model has its own tests (tests/service/llm/test_qwen.py).
+TEST_MODEL = "gemma-3-270m"
+
+
+def base_gguf() -> Path:
+    """``TEST_MODEL``'s GGUF, for tests that load llama.cpp themselves or serve it over HTTP."""
+    from service.llm.presets import model_file, preset
+
+    return model_file(preset(TEST_MODEL))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _base_model_unless_named() -> Iterator[None]:
+    """Settings built in tests (and their subprocesses, see ``cli_env``) load ``TEST_MODEL``."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAGTUNE_LLM__MODEL", TEST_MODEL)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +74,7 @@ def cli_env(embed_settings: EmbedSettings, embedder: Embedder) -> dict[str, str]
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGTUNE_")}
     env["PYTHONPATH"] = str(REPO)
+    env["RAGTUNE_LLM__MODEL"] = TEST_MODEL
     env["RAGTUNE_EMBED__CACHE_DIR"] = str(embed_settings.cache_dir)
     env["HF_HUB_OFFLINE"] = "1"
     env["TRANSFORMERS_OFFLINE"] = "1"

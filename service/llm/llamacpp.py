@@ -42,7 +42,7 @@ DEFAULT_TOP_K = 40
 
 
 def default_model_path() -> Path:
-    """The packaged Gemma 3 270M Q4_K_M GGUF (joined and verified into the cache on first use)."""
+    """The default preset's GGUF (joined and verified into the cache when it was installed)."""
     return model_file(preset(DEFAULT_PRESET))
 
 

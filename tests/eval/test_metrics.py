@@ -33,8 +33,7 @@ from eval.metrics import (
     retrieval_metrics,
 )
 from ingest.embed import Embedder
-from service.llm.llamacpp import default_model_path
-from tests.conftest import free_port, running_llama_server
+from tests.conftest import base_gguf, free_port, running_llama_server
 
 GT = "Flash Attention uses tiling and kernel fusion."
 CASE = Case(
@@ -337,7 +336,7 @@ def test_scores_from_a_judge_that_answers_well() -> None:
 def judge_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real llama_cpp.server with Gemma 270M and room for ragas' prompts (n_ctx 2048)."""
     log = tmp_path_factory.mktemp("judge-server") / "server.log"
-    with running_llama_server(default_model_path(), log, n_ctx=2048) as base:
+    with running_llama_server(base_gguf(), log, n_ctx=2048) as base:
         yield base
 
 

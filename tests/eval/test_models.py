@@ -23,8 +23,7 @@ from eval.matrix import competition_rank, factors, normalize, score_matrix
 from eval.report_models import render, summary_markdown
 from eval.selection import CandidateRun, build_selection, run_info, write_selection
 from ingest.settings import EmbedSettings
-from service.llm.llamacpp import default_model_path
-from tests.conftest import running_llama_server
+from tests.conftest import TEST_MODEL, base_gguf, running_llama_server
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "eval" / "examples" / "models.toml"
@@ -283,7 +282,7 @@ def test_selection_files(tmp_path: Path) -> None:
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The packaged Gemma on a real llama.cpp server; one thread (see the test's docstring)."""
     log = tmp_path_factory.mktemp("models-server") / "server.log"
-    with running_llama_server(default_model_path(), log, n_ctx=1024, threads=1) as base:
+    with running_llama_server(base_gguf(), log, n_ctx=1024, threads=1) as base:
         yield base
 
 
@@ -317,7 +316,8 @@ def test_embedded_and_served_gemma_end_to_end(
         "[weights]\nsemantic_similarity = 2\nhit_rate = 1\nlatency_p50_ms = 1\n"
         "tokens_per_s = 1\ncost_per_1k_tokens = 1\ncontext_window = 0\n\n"
         '[[candidates]]\nname = "embedded"\ncost_per_1k_tokens = 0.0\n'
-        '[candidates.llm]\nbackend = "llamacpp"\nthreads = 1\nn_ctx = 1024\n\n'
+        f'[candidates.llm]\nbackend = "llamacpp"\nmodel = "{TEST_MODEL}"\nthreads = 1\n'
+        "n_ctx = 1024\n\n"
         '[[candidates]]\nname = "server"\ncost_per_1k_tokens = 0.001\ncontext_window = 1024\n'
         f'[candidates.llm]\nbackend = "openai"\nbase_url = "{llama_server}"\n'
         'style = "completion"\n'
@@ -355,3 +355,16 @@ def test_embedded_and_served_gemma_end_to_end(
     assert [r.score for r in again] == pytest.approx([c["score"] for c in sel["candidates"]])
     for name in ("models.json", "models.csv", "models.md", "models.html"):
         assert (out / name).stat().st_size > 0, name
+
+
+def test_candidates_with_their_own_default_templates_are_named_in_the_header() -> None:
+    base, chat = (
+        _run("base", 0.5, [0.1, 0.2, 0.3], 10, 2048),
+        _run("chat", 0.7, [1, 2, 3], 20, 2048),
+    )
+    chat.results["configs"][0]["template"] = "grounded-chat@1"
+    info = run_info([base, chat], "dev.jsonl", None, 0.0)
+    assert info["config"]["rag.template"] == (
+        "grounded-chat@1 or grounded-qa@1 by the model's prompt style"
+    )
+    assert run_info([base], "dev.jsonl", None, 0.0)["config"]["rag.template"] == "grounded-qa@1"

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from service.llm.llamacpp import LlamaCppLLM, default_model_path
-from tests.conftest import running_llama_server
+from service.llm.llamacpp import LlamaCppLLM
+from tests.conftest import base_gguf, running_llama_server
 
 # RAGTUNE_TEST_THREADS=1 keeps a run on one core while others share the machine.
 THREADS = int(os.environ.get("RAGTUNE_TEST_THREADS", "2"))
@@ -25,7 +25,7 @@ FRANCE = "Question: What is the capital of France?\nAnswer:"
 
 @pytest.fixture(scope="session")
 def gguf_path() -> Path:
-    return default_model_path()
+    return base_gguf()
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ import pytest
 
 from service.llm import LLMSettings, Prompt, SamplingParams, load_llm
 from service.llm.llamacpp import LlamaCppLLM
+from tests.conftest import TEST_MODEL
 from tests.service.llm.conftest import THREADS
 
 GREEDY = SamplingParams(temperature=0, max_tokens=32)
@@ -63,7 +64,7 @@ def test_the_cache_keeps_whole_blocks_a_fresh_evaluation_would_compute(
 @pytest.fixture(scope="module")
 def big_llm() -> Iterator[LlamaCppLLM]:
     """The packaged Gemma with room for prompts longer than one 512-token batch."""
-    llm = load_llm(LLMSettings(n_ctx=2048, threads=THREADS))
+    llm = load_llm(LLMSettings(model=TEST_MODEL, n_ctx=2048, threads=THREADS))
     assert isinstance(llm, LlamaCppLLM)
     yield llm
     llm.close()

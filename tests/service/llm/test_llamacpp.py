@@ -18,6 +18,7 @@ from service.llm import (
     load_llm,
 )
 from service.llm.llamacpp import LlamaCppLLM
+from tests.conftest import TEST_MODEL
 from tests.service.llm.conftest import FRANCE, THREADS
 
 pytestmark = pytest.mark.slow
@@ -27,7 +28,7 @@ LONG = Prompt(text="Count: 1, 2, 3, 4,")  # keeps going without an end-of-text
 
 
 def test_load_llm_reads_settings_and_answers_paris() -> None:
-    llm = load_llm(LLMSettings(n_ctx=256, threads=THREADS))
+    llm = load_llm(LLMSettings(model=TEST_MODEL, n_ctx=256, threads=THREADS))
     try:
         assert isinstance(llm, LlamaCppLLM)
         assert llm.ready() and llm.style == "completion" and llm.context_window == 256

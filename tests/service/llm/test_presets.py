@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from service.llm import LLMSettings
 from service.llm.presets import (
+    BASE_PRESET,
     DEFAULT_PRESET,
     PRESETS,
     ModelFileError,
@@ -130,7 +131,7 @@ def test_a_cached_join_needs_no_parts_and_a_corrupt_one_is_rejoined(
 
 
 def test_presets_table() -> None:
-    assert preset(None).name == preset("").name == DEFAULT_PRESET == "gemma-3-270m"
+    assert preset(None).name == preset("").name == DEFAULT_PRESET == "qwen2.5-coder-0.5b-instruct"
     assert {n: (p.style, len(p.packages), p.version) for n, p in PRESETS.items()} == {
         "gemma-3-270m": ("completion", 4, "1.0.0"),
         "qwen2.5-coder-0.5b-instruct": ("chat", 6, "0.9.0"),
@@ -143,8 +144,8 @@ def test_presets_table() -> None:
         preset("nope")
 
 
-def test_the_packaged_default_is_found_through_its_parts() -> None:
-    parts = part_files(PRESETS[DEFAULT_PRESET])
+def test_the_packaged_base_model_is_found_through_its_parts() -> None:
+    parts = part_files(PRESETS[BASE_PRESET])
     assert [f.name for f in parts] == [f"gemma-3-270m-q4_k_m.gguf.part0{i}" for i in range(4)]
 
 
