@@ -10,6 +10,9 @@ A models file is TOML, reviewed like a sweep file::
     cost_per_1k_tokens = 1        # as configured per candidate, lower is better
     context_window = 0.5          # as configured, else what the backend reports; higher is better
 
+    [budgets]                     # optional hard limits: a candidate outside one cannot win
+    latency_p50_ms = 6000         # at most this (a lower-is-better factor), at least for higher
+
     [[candidates]]
     name = "gemma-270m-cpu"       # letters, digits, . _ -; names the rows and the cache entries
     cost_per_1k_tokens = 0.0
@@ -38,7 +41,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +77,12 @@ class Candidate:
 
 @dataclass(frozen=True)
 class ModelsSpec:
-    """A parsed models file: the weights (factor -> weight) and the candidates, in file order."""
+    """A parsed models file: the weights (factor -> weight), the candidates in file order, and
+    the budgets (factor -> the most, or for a higher-is-better factor the least, it may be)."""
 
     weights: dict[str, float]
     candidates: tuple[Candidate, ...]
+    budgets: dict[str, float] = field(default_factory=dict)
 
 
 def _number(where: str, v: Any, *, integer: bool = False, low: float = 0) -> Any:
@@ -88,16 +93,21 @@ def _number(where: str, v: Any, *, integer: bool = False, low: float = 0) -> Any
     return v if integer else float(v)
 
 
-def _weights(raw: Any) -> dict[str, float]:
+def _factor_table(table: str, raw: Any, what: str) -> dict[str, float]:
+    """``[table]`` as factor -> number >= 0; names outside the factor catalogue are errors."""
     if not isinstance(raw, Mapping) or not raw:
-        raise ModelsFileError("[weights] must be a table of factor = weight")
+        raise ModelsFileError(f"[{table}] must be a table of factor = {what}")
     known = factors()
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ModelsFileError(
-            f"weights.{unknown[0]}: unknown factor; known factors: {', '.join(known)}"
+            f"{table}.{unknown[0]}: unknown factor; known factors: {', '.join(known)}"
         )
-    weights = {f: _number(f"weights.{f}", w) for f, w in raw.items()}
+    return {f: _number(f"{table}.{f}", v) for f, v in raw.items()}
+
+
+def _weights(raw: Any) -> dict[str, float]:
+    weights = _factor_table("weights", raw, "weight")
     if not any(weights.values()):
         raise ModelsFileError("[weights]: every weight is 0; give at least one factor a weight > 0")
     return weights
@@ -162,12 +172,14 @@ def _candidate(i: int, raw: Any, weights: Mapping[str, float], env: Mapping[str,
 
 def parse_models(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ModelsSpec:
     """A models spec from an already-parsed TOML document; ``env`` holds the keys (os.environ)."""
-    unknown = sorted(set(raw) - {"weights", "candidates"})
+    unknown = sorted(set(raw) - {"weights", "budgets", "candidates"})
     if unknown:
         raise ModelsFileError(
-            f"unknown key {', '.join(unknown)}; a models file has [weights] and [[candidates]]"
+            f"unknown key {', '.join(unknown)}; a models file has [weights], [[candidates]] "
+            "and optionally [budgets]"
         )
     weights = _weights(raw.get("weights"))
+    budgets = _factor_table("budgets", raw["budgets"], "limit") if "budgets" in raw else {}
     entries = raw.get("candidates")
     if not isinstance(entries, list) or not entries:
         raise ModelsFileError("no [[candidates]]: name at least one backend to score")
@@ -182,7 +194,7 @@ def parse_models(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -
                     f"candidates: entry {i} {label} {value!r} is also entry {first}'s; each "
                     "candidate needs its own (answers and timings are cached by it)"
                 )
-    return ModelsSpec(weights=weights, candidates=tuple(candidates))
+    return ModelsSpec(weights=weights, candidates=tuple(candidates), budgets=budgets)
 
 
 def load_models(path: Path, env: Mapping[str, str] | None = None) -> ModelsSpec:

@@ -39,18 +39,29 @@ def _norm(v: Any) -> str:
 
 
 def verdict(sel: Sel) -> str:
-    """One sentence: who scored best, by how much, or who tied (plain text; callers escape)."""
+    """One sentence: who scored best, by how much, or who tied (plain text; callers escape).
+
+    With budgets, the best is the best within them, and the candidates over one follow.
+    """
     cands = sel["candidates"]
     best, tied = cands[0], sel.get("tied") or [cands[0]["name"]]
-    if len(tied) > 1:
-        return f"Tie for first: {', '.join(tied)} (score {best['score']:.3f} each)."
+    over = [c for c in cands if c.get("over_budget")]
+    outside = "".join(
+        f" Over budget: {c['name']}, score {c['score']:.3f} ({'; '.join(c['over_budget'])})."
+        for c in over
+    )
+    if over and best in over:
+        return f"No candidate is within every budget.{outside}"
+    within = " within budget" if sel.get("budgets") else ""
     if len(cands) == 1:
         return f"{best['name']} is the only candidate (score {best['score']:.3f})."
-    nxt = cands[1]
-    return (
-        f"Best: {best['name']}, score {best['score']:.3f} "
-        f"(next: {nxt['name']}, {nxt['score']:.3f})."
-    )
+    if len(tied) > 1:
+        return (
+            f"Tie for first{within}: {', '.join(tied)} (score {best['score']:.3f} each).{outside}"
+        )
+    rivals = [c for c in cands[1:] if c not in over]
+    nxt = f" (next: {rivals[0]['name']}, {rivals[0]['score']:.3f})" if rivals else ""
+    return f"Best{within}: {best['name']}, score {best['score']:.3f}{nxt}.{outside}"
 
 
 def _legend(sel: Sel) -> list[str]:
@@ -89,7 +100,8 @@ def summary_markdown(sel: Sel) -> str:
             for f, i in factors.items()
         ]
         lines.append(
-            f"| {c['rank']} | `{c['name']}` | {c['score']:.3f} | " + " | ".join(cells) + " |"
+            f"| {c['rank']} | `{c['name']}`{' (over budget)' if c.get('over_budget') else ''} | "
+            f"{c['score']:.3f} | " + " | ".join(cells) + " |"
         )
     lines += [
         "",
@@ -128,8 +140,13 @@ def _matrix(sel: Sel) -> str:
         )
     body = []
     for c in sel["candidates"]:
-        mark = "winner" if c["rank"] == 1 else ""
+        mark = "winner" if c["name"] == sel["winner"] else ""
         badge = f' <span class="badge {mark}">best</span>' if mark else ""
+        if c.get("over_budget"):
+            badge += (
+                f' <span class="badge">over budget: {escape("; ".join(c["over_budget"]))}</span>'
+            )
+
         model = escape(backend_text(c.get("profile") or {}))
         tds = [
             f'<td class="n" data-v="{c["rank"]}">{c["rank"]}</td>',
@@ -147,7 +164,7 @@ def _matrix(sel: Sel) -> str:
             )
         body.append(f'<tr class="{mark}">{"".join(tds)}</tr>')
     bars = [
-        Bar(c["name"], (c["score"],), "winner" if c["rank"] == 1 else None)
+        Bar(c["name"], (c["score"],), "winner" if c["name"] == sel["winner"] else None)
         for c in sel["candidates"]
     ]
     chart = bar_chart(bars, [("weighted score", "0..1")], "scores", aria="weighted score")

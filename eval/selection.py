@@ -133,6 +133,7 @@ def build_selection(
             warnings.append(f"{f}: no value for {who}; counted as 0 (the worst) in the score")
     candidates = []
     for s in scored:
+        over = over_budget(measured[s.name], spec.budgets)
         run = by_name[s.name]
         config = run.results["configs"][0]
         candidates.append(
@@ -150,8 +151,14 @@ def build_selection(
                 "questions": config["questions"],
                 "called": sum(1 for r in run.results["rows"] if r.get("called")),
                 "run_dir": str(run.run_dir),
+                "over_budget": over,
             }
         )
+    # A candidate outside a budget cannot win: the ones within come first, each group by rank.
+    candidates.sort(key=lambda c: bool(c["over_budget"]))
+    if spec.budgets and all(c["over_budget"] for c in candidates):
+        warnings.append("no candidate is within every budget; the best by score is shown first")
+    first = candidates[0]
     return {
         "run": dict(run_info),
         "factors": {
@@ -165,11 +172,30 @@ def build_selection(
             for f, w in spec.weights.items()
         },
         "candidates": candidates,
-        "winner": candidates[0]["name"],
-        "tied": [c["name"] for c in candidates if c["rank"] == 1],
+        "budgets": dict(spec.budgets),
+        "winner": first["name"],
+        "tied": [
+            c["name"]
+            for c in candidates
+            if c["rank"] == first["rank"] and bool(c["over_budget"]) == bool(first["over_budget"])
+        ],
         "warnings": warnings,
         "rows": [{"candidate": r.candidate.name, **row} for r in runs for row in r.results["rows"]],
     }
+
+
+def over_budget(measured: Mapping[str, float | None], budgets: Mapping[str, float]) -> list[str]:
+    """The budgets ``measured`` breaks, each as "factor value > limit" (unmeasured breaks it)."""
+    catalogue = factors()
+    out = []
+    for f, limit in budgets.items():
+        value = measured.get(f)
+        higher = catalogue[f].higher_is_better
+        if value is None:
+            out.append(f"{f} unmeasured")
+        elif (value < limit) if higher else (value > limit):
+            out.append(f"{f} {value:,.6g} {'<' if higher else '>'} {limit:,.6g}")
+    return out
 
 
 def run_info(

@@ -368,3 +368,45 @@ def test_candidates_with_their_own_default_templates_are_named_in_the_header() -
         "grounded-chat@1 or grounded-qa@1 by the model's prompt style"
     )
     assert run_info([base], "dev.jsonl", None, 0.0)["config"]["rag.template"] == "grounded-qa@1"
+
+
+def test_a_candidate_over_a_budget_cannot_win(tmp_path: Path) -> None:
+    raw = {
+        "weights": {"semantic_similarity": 2, "latency_p50_ms": 1},
+        "budgets": {"latency_p50_ms": 1500, "semantic_similarity": 0.4},
+        "candidates": [_candidate("fast"), _candidate("good"), _candidate("slow")],
+    }
+    spec = parse_models(raw, env={})
+    assert spec.budgets == {"latency_p50_ms": 1500.0, "semantic_similarity": 0.4}
+    fast, good, slow = spec.candidates
+    runs = [
+        CandidateRun(fast, _run("fast", 0.5, [0.1, 0.2, 0.3], 10, 2048).results, tmp_path / "f"),
+        CandidateRun(good, _run("good", 0.7, [1.0, 2.0, 3.0], 20, 2048).results, tmp_path / "g"),
+        CandidateRun(slow, _run("slow", 0.3, [1.0, 1.0, 1.0], 20, 2048).results, tmp_path / "s"),
+    ]
+    sel = build_selection(spec, runs, run_info(runs, "dev.jsonl", None, 0.0))
+    by = {c["name"]: c for c in sel["candidates"]}
+    # good scores best but takes 2 s a call: the winner is the best within the budgets
+    assert by["good"]["rank"] == 1 and by["good"]["over_budget"] == ["latency_p50_ms 2,000 > 1,500"]
+    assert by["slow"]["over_budget"] == ["semantic_similarity 0.3 < 0.4"]
+    assert sel["winner"] == "fast" and sel["tied"] == ["fast"] and by["fast"]["over_budget"] == []
+    assert sel["candidates"][0]["name"] == "fast"
+    summary = summary_markdown(sel)
+    assert "**Best within budget: fast, score " in summary
+    assert "Over budget: good, score " in summary and "(latency_p50_ms 2,000 > 1,500)" in summary
+    assert "| 1 | `good` (over budget) |" in summary
+    assert "over budget: latency_p50_ms 2,000 &gt; 1,500" in render(sel)
+    # nobody within budget: said, and the best by score comes first
+    tight = parse_models({**raw, "budgets": {"latency_p50_ms": 1}}, env={})
+    sel = build_selection(tight, runs, run_info(runs, "dev.jsonl", None, 0.0))
+    best = min(sel["candidates"], key=lambda c: c["rank"])["name"]
+    assert sel["winner"] == best and "no candidate is within every budget" in sel["warnings"][-1]
+    assert "No candidate is within every budget." in summary_markdown(sel)
+
+
+def test_budgets_name_known_factors() -> None:
+    raw = {"weights": {"rouge_l": 1}, "candidates": [_candidate()], "budgets": {"speed": 1}}
+    with pytest.raises(ModelsFileError, match=r"budgets\.speed: unknown factor"):
+        parse_models(raw, env={})
+    with pytest.raises(ModelsFileError, match=r"budgets\.latency_p50_ms: -1 must be a number"):
+        parse_models({**raw, "budgets": {"latency_p50_ms": -1}}, env={})
