@@ -22,7 +22,7 @@ from typing import Any
 from eval.candidates import Candidate, ModelsSpec
 from eval.dataset import Case
 from eval.judge import JudgeConfig
-from eval.matrix import factors, score_matrix
+from eval.matrix import Factor, factors, score_matrix
 from eval.report_data import by_path
 from eval.run import Progress, run_sweep, serving_rag
 from eval.sweep import baseline_config
@@ -133,7 +133,7 @@ def build_selection(
             warnings.append(f"{f}: no value for {who}; counted as 0 (the worst) in the score")
     candidates = []
     for s in scored:
-        over = over_budget(measured[s.name], spec.budgets)
+        over = over_budget(measured[s.name], spec.budgets, catalogue)
         run = by_name[s.name]
         config = run.results["configs"][0]
         candidates.append(
@@ -184,9 +184,12 @@ def build_selection(
     }
 
 
-def over_budget(measured: Mapping[str, float | None], budgets: Mapping[str, float]) -> list[str]:
+def over_budget(
+    measured: Mapping[str, float | None],
+    budgets: Mapping[str, float],
+    catalogue: Mapping[str, Factor],
+) -> list[str]:
     """The budgets ``measured`` breaks, each as "factor value > limit" (unmeasured breaks it)."""
-    catalogue = factors()
     out = []
     for f, limit in budgets.items():
         value = measured.get(f)

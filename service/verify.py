@@ -251,7 +251,8 @@ def fix_markers(answer: str, verification: Verification) -> str:
         for m in s.markers:
             if m.backed or m.n == best:
                 continue
-            kept = any(o.n == best and (o.backed or o.fixed_to) for o in s.markers if o is not m)
+            # Another marker of this sentence names (or was fixed to) the backing passage already.
+            kept = any((o.fixed_to or o.n) == best for o in s.markers if o is not m)
             text = text.replace(f"[{m.n}]", "" if kept else f"[{best}]", 1)
             m.fixed_to = best
         answer = answer[: s.start] + text + answer[s.end :]

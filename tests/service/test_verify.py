@@ -196,6 +196,10 @@ def test_a_wrong_marker_is_fixed_to_the_passage_that_backs_the_sentence(embedder
     both = "The warranty lasts two years [1][2]."
     text, v = check(both, PASSAGES, embedder, VerifySettings(), NO_ANSWER)
     assert text == "The warranty lasts two years [2]." and cited_passages(text, 3, v) == [(2, True)]
+    # two wrong markers on one sentence: the first is fixed, the second then dropped
+    twice = "The warranty lasts two years [1][3]."
+    text, v = check(twice, PASSAGES, embedder, VerifySettings(), NO_ANSWER)
+    assert text == "The warranty lasts two years [2]."
 
 
 def test_markers_stay_as_written_when_streamed_off_or_unsupported(embedder: Embedder) -> None:
