@@ -47,8 +47,9 @@ def add_run(actions: argparse._SubParsersAction, common: argparse.ArgumentParser
     a.add_argument("--sweep", type=Path, metavar="SWEEP.toml", help="axes to sweep (TOML)")
     a.add_argument(
         "--judge",
-        metavar="BASE_URL/MODEL",
-        help="OpenAI-compatible judge for the LLM metrics, e.g. http://127.0.0.1:8001/v1/qwen "
+        metavar="BASE_URL/MODEL|local[:PRESET]",
+        help="OpenAI-compatible judge for the LLM metrics, e.g. http://127.0.0.1:8001/v1/qwen, "
+        "or local: an embedded instruct preset served for the run (eval.local_judge) "
         "(default: settings' eval.judge_base_url and eval.judge_model, if set)",
     )
     a.add_argument(
@@ -119,7 +120,8 @@ def check_fail_under(results: Mapping[str, Any], thresholds: Mapping[str, float]
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from eval.dataset import DatasetError, load_dataset
-    from eval.judge import judge_config
+    from eval.judge import JudgeUnavailable, judge_config
+    from eval.judge import serving as judge_serving
     from eval.run import run_sweep, serving_rag
     from eval.sweep import SweepError, load_sweep
 
@@ -138,21 +140,25 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"ragtune eval run: {e}", file=sys.stderr)
         return EXIT_USAGE
     ids = [c.id for c in sweep.configs]
-    judged = f"{judge.base_url}/{judge.model}" if judge else None
+    judged = judge.label if judge else None
     out = args.out or default_out(settings, args.dataset, ids, [sweep.search, judged])
     print(f"{len(sweep.configs)} configurations × {len(cases)} questions -> {out}", file=sys.stderr)
-    with ProgressBar() as bar:
-        result = run_sweep(
-            settings,
-            cases,
-            sweep.configs,
-            out,
-            judge=judge,
-            progress=bar.update,
-            search=sweep.search,
-            primary_metric=primary,
-            dataset=str(args.dataset),
-        )
+    try:
+        with judge_serving(judge, settings) as judge, ProgressBar() as bar:
+            result = run_sweep(
+                settings,
+                cases,
+                sweep.configs,
+                out,
+                judge=judge,
+                progress=bar.update,
+                search=sweep.search,
+                primary_metric=primary,
+                dataset=str(args.dataset),
+            )
+    except JudgeUnavailable as e:
+        print(f"ragtune eval run: judge: {e}", file=sys.stderr)
+        return 1
     from eval.report import write_report
 
     report = write_report(result.results, out)

@@ -34,8 +34,9 @@ def add_models(actions: argparse._SubParsersAction, common: argparse.ArgumentPar
     )
     a.add_argument(
         "--judge",
-        metavar="BASE_URL/MODEL",
-        help="OpenAI-compatible judge for the LLM metrics (default: settings' eval.judge_*)",
+        metavar="BASE_URL/MODEL|local[:PRESET]",
+        help="OpenAI-compatible judge for the LLM metrics, or local: an embedded instruct "
+        "preset served for the run (default: settings' eval.judge_*)",
     )
     a.add_argument(
         "--limit", type=positive_int, metavar="N", help="only the first N questions of the dataset"
@@ -46,7 +47,8 @@ def add_models(actions: argparse._SubParsersAction, common: argparse.ArgumentPar
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     from eval.candidates import Candidate, ModelsFileError, load_models
     from eval.dataset import DatasetError, load_dataset
-    from eval.judge import judge_config
+    from eval.judge import JudgeUnavailable, judge_config
+    from eval.judge import serving as judge_serving
     from eval.metrics import METRICS
     from eval.report_models import summary_markdown, write_html
     from eval.selection import build_selection, run_candidates, run_info, write_selection
@@ -68,7 +70,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         print(f"ragtune eval models: {e}", file=sys.stderr)
         return EXIT_USAGE
     names = [c.name for c in spec.candidates]
-    where = f"{judge.base_url}/{judge.model}" if judge else None
+    where = judge.label if judge else None
     extra = ["models", [c.profile() for c in spec.candidates], args.limit, where]
     out = args.out or default_out(settings, args.dataset, names, extra)
     if args.out is None:
@@ -77,7 +79,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     current = [""]
     t0 = time.perf_counter()
     try:
-        with ProgressBar() as bar:
+        with judge_serving(judge, settings) as judge, ProgressBar() as bar:
 
             def start(candidate: Candidate) -> None:
                 current[0] = candidate.name
@@ -95,6 +97,9 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
             )
     except LLMError as e:  # a backend down or refusing: the finished candidates stay cached
         print(f"ragtune eval models: candidate {current[0]}: {e}", file=sys.stderr)
+        return 1
+    except JudgeUnavailable as e:
+        print(f"ragtune eval models: judge: {e}", file=sys.stderr)
         return 1
     selection = build_selection(spec, runs, run_info(runs, str(args.dataset), judge, t0))
     summary = summary_markdown(selection)

@@ -6,13 +6,19 @@ client that counts requests, no retries at any layer (the OpenAI client's, instr
 a per-request timeout plus an overall deadline per score, and a breaker that stops calling a judge
 that is down instead of waiting out every remaining timeout. A failed score is counted by kind and
 its first messages kept; callers see exactly how much was not measured.
+
+``--judge local`` needs no server of the user's: ``serving`` runs an embedded instruct preset
+under ``llama_cpp.server`` on a private loopback port for the length of the run, and its output is
+constrained to each request's JSON schema, so a small model's judgements parse.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import math
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -21,7 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 
-from service.settings import EvalSettings
+from service.settings import EvalSettings, Settings
 
 MAX_ERRORS = 10  # messages kept in JudgeStats.errors; the counts cover everything
 BREAKER = 3  # consecutive "judge unreachable or timed out" failures before the rest is skipped
@@ -32,6 +38,15 @@ _UNPARSABLE = {
     "JSONDecodeError",
 }
 _EXAMPLE = "http://127.0.0.1:8001/v1/gemma"
+LOCAL = "local"  # --judge local[:PRESET]
+# eval.metrics' judge metrics, cheapest first (requests per answer: 2, 2, strictness, k, 1)
+JUDGE_METRICS = (
+    "answer_accuracy",
+    "faithfulness",
+    "answer_relevancy",
+    "llm_context_precision",
+    "llm_context_recall",
+)
 T = TypeVar("T")
 
 
@@ -48,6 +63,15 @@ class JudgeConfig:
     timeout_s: float = 60.0  # per request; a score gets this times its request count
     max_tokens: int = 1024  # ragas' own default: statement lists need room
     strictness: int = 3  # questions answer_relevancy generates per answer (ragas' default)
+    json_schema: bool = False  # send the response schema in response_format (llama.cpp's grammar)
+    metrics: tuple[str, ...] = JUDGE_METRICS  # the judge metrics to ask for
+    local: str | None = None  # the embedded preset ``serving`` starts; base_url is set then
+
+    @property
+    def label(self) -> str:
+        """Names the judge in run folders and reports: stable across runs (a local judge's port
+        is not)."""
+        return f"{LOCAL}:{self.local}" if self.local else f"{self.base_url}/{self.model}"
 
 
 @dataclass
@@ -97,7 +121,20 @@ def judge_config(spec: str | None, settings: EvalSettings) -> JudgeConfig | None
 
     None when neither names one (the metrics that need no judge). The key and the limits always
     come from settings, so a judge on the command line is called like a configured one.
+    ``local`` or ``local:PRESET`` is an embedded instruct model (``eval.local_judge`` by default)
+    that ``serving`` starts for the run.
     """
+    limits = JudgeConfig(
+        base_url="",
+        model="",
+        timeout_s=settings.judge_timeout_s,
+        max_tokens=settings.judge_max_tokens,
+        strictness=settings.judge_strictness,
+        metrics=_known_metrics(settings.judge_metrics),
+    )
+    if spec and (spec.strip() == LOCAL or spec.strip().startswith(f"{LOCAL}:")):
+        name = spec.strip().partition(":")[2] or settings.local_judge
+        return dataclasses.replace(limits, model=name, json_schema=True, local=_chat_preset(name))
     if spec:
         where = parse_judge(spec)
         base_url, model = where.base_url, where.model
@@ -108,14 +145,66 @@ def judge_config(spec: str | None, settings: EvalSettings) -> JudgeConfig | None
     else:
         return None
     key = settings.judge_api_key
-    return JudgeConfig(
+    return dataclasses.replace(
+        limits,
         base_url=base_url,
         model=model,
         api_key=key.get_secret_value() if key is not None else None,
-        timeout_s=settings.judge_timeout_s,
-        max_tokens=settings.judge_max_tokens,
-        strictness=settings.judge_strictness,
+        json_schema=settings.judge_json_schema,
     )
+
+
+def _known_metrics(names: Sequence[str]) -> tuple[str, ...]:
+    unknown = [n for n in names if n not in JUDGE_METRICS]
+    if unknown or not names:
+        raise ValueError(
+            f"eval.judge_metrics: {', '.join(unknown) or 'empty'}: "
+            f"choose from {', '.join(JUDGE_METRICS)}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def _chat_preset(name: str) -> str:
+    """``name`` if it is an instruct preset; a base model cannot follow a judge's instructions."""
+    from service.llm.presets import PRESETS
+
+    chat = [n for n, p in PRESETS.items() if p.style == "chat"]
+    if name not in chat:
+        raise ValueError(f"--judge {LOCAL}:{name}: a local judge is one of {', '.join(chat)}")
+    return name
+
+
+class JudgeUnavailable(RuntimeError):
+    """The local judge could not be started: its model is not installed, or its server failed."""
+
+
+@contextlib.contextmanager
+def serving(judge: JudgeConfig | None, settings: Settings) -> Iterator[JudgeConfig | None]:
+    """``judge`` as it is reachable while the block runs: a local judge is started first.
+
+    The preset's GGUF is joined and verified as for serving (a clear error names what to
+    install) and served by ``llama_cpp.server`` on 127.0.0.1 with ``llm.threads`` threads and
+    ``eval.local_judge_n_ctx`` of context; it is stopped when the block exits. Any other judge is
+    yielded as it is.
+    """
+    if judge is None or judge.local is None:
+        yield judge
+        return
+    from service.llm.llama_server import LlamaServerError, llama_server
+    from service.llm.llamacpp import usable_cpus
+    from service.llm.presets import ModelFileError, model_file, preset
+
+    threads = settings.llm.threads or usable_cpus()
+    with contextlib.ExitStack() as stack:
+        try:
+            path = model_file(preset(judge.local))
+            server = llama_server(
+                path, n_ctx=settings.eval.local_judge_n_ctx, threads=threads, alias=judge.local
+            )
+            base = stack.enter_context(server)
+        except (ModelFileError, LlamaServerError) as e:
+            raise JudgeUnavailable(f"{judge.label}: {e}") from e
+        yield dataclasses.replace(judge, base_url=base)
 
 
 def open_client(config: JudgeConfig, stats: JudgeStats) -> openai.AsyncOpenAI:

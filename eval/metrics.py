@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, partial
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -82,6 +82,7 @@ _TABLE = (  # name, higher is better, needs a judge, what it measures
     ("context_precision", True, False, "ranked share of passages matching a reference context"),
     ("context_recall", True, False, "share of reference contexts matched by a passage"),
     ("dont_know", False, False, "the answer says it does not know"),
+    ("answer_accuracy", True, True, "judge's rating of the answer against the ground truth"),
     ("faithfulness", True, True, "share of answer claims the passages support"),
     ("answer_relevancy", True, True, "questions generated from the answer match the question"),
     ("llm_context_precision", True, True, "ranked share of passages useful for the ground truth"),
@@ -217,12 +218,16 @@ def answer_metrics(observations: Sequence[Observation], embed: Embed) -> list[di
 def _ragas_judge(client: Any, judge: JudgeConfig, embed: Embed) -> dict[str, Any]:
     """Ragas' collections metrics on ``client``, with our encoder for answer relevancy.
 
-    ``llm_factory`` puts instructor in JSON mode (the server is asked for a JSON object; llama.cpp
-    enforces it with a grammar). ``max_retries=1`` is instructor's *attempt* count: no re-asks.
+    Instructor asks for a JSON object (``llm_factory``'s JSON mode; llama.cpp enforces JSON with a
+    grammar). With ``judge.json_schema`` the request also carries the response model's schema
+    (instructor's JSON_SCHEMA mode, the ``response_format`` llama.cpp's server builds a grammar
+    from), so the output has the fields and types ragas parses. ``max_retries=1`` is instructor's
+    *attempt* count, and answer accuracy's own retry loop is set to one try: no re-asks.
     """
     os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
     from ragas.embeddings.base import BaseRagasEmbedding
     from ragas.llms import llm_factory
+    from ragas.llms.base import InstructorBaseRagasLLM, InstructorLLM, InstructorModelArgs
     from ragas.metrics import collections as rm
 
     class Encoder(BaseRagasEmbedding):
@@ -240,14 +245,49 @@ def _ragas_judge(client: Any, judge: JudgeConfig, embed: Embed) -> dict[str, Any
         async def aembed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
             return self.embed_texts(texts)
 
-    llm = llm_factory(judge.model, client=client, max_tokens=judge.max_tokens, max_retries=1)
+    args: dict[str, Any] = {"max_tokens": judge.max_tokens, "max_retries": 1}
+    llm: InstructorBaseRagasLLM
+    if judge.json_schema:
+        import instructor
+
+        patched = instructor.from_openai(client, mode=instructor.Mode.JSON_SCHEMA)
+        llm = InstructorLLM(patched, judge.model, "openai", InstructorModelArgs(), **args)
+    else:
+        llm = llm_factory(judge.model, client=client, **args)
     relevancy = rm.AnswerRelevancy(llm=llm, embeddings=Encoder(), strictness=judge.strictness)
     return {
+        "answer_accuracy": _strict_answer_accuracy(rm.AnswerAccuracy)(llm=llm, max_retries=1),
         "faithfulness": rm.Faithfulness(llm=llm),
         "answer_relevancy": relevancy,
         "llm_context_precision": rm.ContextPrecisionWithReference(llm=llm),
         "llm_context_recall": rm.ContextRecall(llm=llm),
     }
+
+
+def _strict_answer_accuracy(base: type) -> type:
+    """Ragas' answer accuracy with its failures raised, and the rating constrained to 0, 2, 4.
+
+    Ragas' version catches every error of its two raters and returns NaN, so an unreachable
+    judge would look like a judge that gave nothing (no breaker, no timeout count); and its
+    response model takes any integer, so a schema-constrained judge could still answer 3.
+    """
+    from pydantic import BaseModel, Field
+    from ragas.metrics.collections.answer_accuracy.util import AnswerAccuracyInput
+
+    class AccuracyRating(BaseModel):
+        rating: Literal[0, 2, 4] = Field(..., description="Accuracy rating (0, 2, or 4)")
+
+    class StrictAnswerAccuracy(base):  # type: ignore[misc, valid-type]
+        async def _get_judge_rating(
+            self, prompt: Any, query: str, user_answer: str, reference_answer: str
+        ) -> float:
+            data = AnswerAccuracyInput(
+                query=query, user_answer=user_answer, reference_answer=reference_answer
+            )
+            result = await self.llm.agenerate(prompt.to_string(data), AccuracyRating)
+            return float(result.rating)
+
+    return StrictAnswerAccuracy
 
 
 def _judge_inputs(obs: Observation, judge: JudgeConfig) -> list[tuple[str, int, dict[str, Any]]]:
@@ -261,12 +301,13 @@ def _judge_inputs(obs: Observation, judge: JudgeConfig) -> list[tuple[str, int, 
     ref["retrieved_contexts"] = ctx
     answered: dict[str, Any] = {"user_input": q, "response": answer}
     candidates = [
+        ("answer_accuracy", 2, answered | {"reference": obs.case.ground_truth}),  # two raters
         ("faithfulness", 2, answered | {"retrieved_contexts": ctx}),  # statements, then verdicts
         ("answer_relevancy", judge.strictness, answered),  # one question per request
         ("llm_context_precision", len(ctx), ref),  # one verdict per passage
         ("llm_context_recall", 1, ref),
     ]
-    return [c for c in candidates if all(c[2].values())]
+    return [c for c in candidates if c[0] in judge.metrics and all(c[2].values())]
 
 
 def judge_metrics(

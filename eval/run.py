@@ -284,4 +284,9 @@ def _judge_info(judge: JudgeConfig | None, stats: list[JudgeStats]) -> dict[str,
     if judge is None:
         return None
     # Only what identifies the judge: its config carries the API key.
-    return {"base_url": judge.base_url, "model": judge.model, "stats": merge_stats(stats)}
+    return {
+        "base_url": judge.base_url,
+        "model": judge.model,
+        "local": judge.local,
+        "stats": merge_stats(stats),
+    }

@@ -218,7 +218,9 @@ def run_info(
         "config": config,
         "index_version": first["run"]["index_version"],
         "serving_version": first["run"].get("serving_version"),
-        "judge": None if judge is None else {"base_url": judge.base_url, "model": judge.model},
+        "judge": None
+        if judge is None
+        else {"base_url": judge.base_url, "model": judge.model, "local": judge.local},
         "resumed": sum(r.results["run"]["resumed"] for r in runs),
         "computed": sum(r.results["run"]["computed"] for r in runs),
         "seconds": round(time.perf_counter() - t0, 2),

@@ -251,6 +251,34 @@ class EvalSettings(BaseModel):
     judge_strictness: int = Field(
         3, ge=1, description="Questions answer_relevancy generates per answer (one request each)."
     )
+    judge_metrics: list[str] = Field(
+        default_factory=lambda: [
+            "answer_accuracy",
+            "faithfulness",
+            "answer_relevancy",
+            "llm_context_precision",
+            "llm_context_recall",
+        ],
+        description="The judge metrics a judged run asks for. Each costs requests per answer "
+        "(answer_accuracy 2, faithfulness 2, answer_relevancy judge_strictness, "
+        "llm_context_precision one per passage, llm_context_recall 1); a local judge on 2 cores "
+        'is best kept to answer_accuracy (README: "A local judge").',
+    )
+    judge_json_schema: bool = Field(
+        False,
+        description="Send each judge request's JSON schema in response_format (llama.cpp's "
+        "servers then constrain the output to it, so every judgement parses); off: plain JSON "
+        "mode, what OpenAI and vLLM accept. The local judge always sends it.",
+    )
+    local_judge: str = Field(
+        "qwen2.5-coder-1.5b-instruct",
+        description="The instruct preset `--judge local` runs (`local:NAME` picks another): "
+        "served by llama_cpp.server on a private loopback port for the run, with schema-"
+        'constrained output (README: "A local judge").',
+    )
+    local_judge_n_ctx: int = Field(
+        4096, ge=1024, description="Context window of the local judge (ragas' prompts are long)."
+    )
     bootstrap_resamples: int = Field(
         2000, ge=100, description="Paired bootstrap resamples per metric comparison."
     )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +16,8 @@ from ingest.embed import Embedder, counting_tokenizer, default_model_path, load_
 from ingest.index import VectorIndex
 from ingest.pipeline import Ingestor
 from ingest.settings import ChunkSettings, EmbedSettings, IndexSettings, IngestSettings
+from service.llm.llama_server import LlamaServerError, llama_server
+from service.llm.llama_server import free_port as free_port  # re-exported for the tests
 
 REPO = Path(__file__).resolve().parents[1]
 # The suite answers with the packaged base model (fast, completion style) unless a test names a
@@ -165,45 +165,11 @@ def service_home(
     return home
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on (bound, read, released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def running_llama_server(model: Path, log: Path, *, n_ctx: int, threads: int = 2) -> Iterator[str]:
     """A real ``python -m llama_cpp.server`` on loopback; yields its base URL (with /v1)."""
-    import httpx
-
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-        "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--n_threads_batch", str(threads),
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
-    base = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}: {log.read_text()}")
-            try:
-                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server not up after 60 s: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        with llama_server(model, n_ctx=n_ctx, threads=threads, log=log, startup_s=60) as base:
+            yield base
+    except LlamaServerError as e:
+        pytest.fail(str(e))

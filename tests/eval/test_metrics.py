@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -45,7 +46,13 @@ CASE = Case(
 ON_TOPIC = "Flash Attention relies on tiling and\n  kernel fusion to cut redundant memory traffic."
 OFF_TOPIC = "The zlib library compresses streams with the deflate algorithm."
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:instructor.*")
-JUDGED = {"faithfulness", "answer_relevancy", "llm_context_precision", "llm_context_recall"}
+JUDGED = {
+    "answer_accuracy",
+    "faithfulness",
+    "answer_relevancy",
+    "llm_context_precision",
+    "llm_context_recall",
+}
 
 
 def obs(
@@ -231,7 +238,7 @@ def test_dead_judge_counts_failures_quickly() -> None:
     rows, stats = judge_metrics(observations, judge, fake_embed)
     assert time.monotonic() - start < 30
     assert rows == [{}, {}, {}]
-    assert stats.failures == 8 and stats.timeouts == stats.unparsable == 0
+    assert stats.failures == 10 and stats.timeouts == stats.unparsable == 0
     assert stats.calls <= 3  # the breaker stops asking a judge that is down
     assert "Connection" in stats.errors[0] and "not requested" in stats.errors[-1]
 
@@ -247,19 +254,20 @@ def test_silent_judge_times_out_within_bounds() -> None:
         rows, stats = judge_metrics([obs(), obs()], judge, fake_embed)
         assert time.monotonic() - start < 10
     assert rows == [{}, {}]
-    assert (stats.failures, stats.timeouts) == (8, 3)
+    assert (stats.failures, stats.timeouts) == (10, 3)
 
 
 def test_a_judge_ragas_cannot_set_up_fails_every_score() -> None:
     judge = JudgeConfig(f"http://127.0.0.1:{free_port()}/v1", model="")  # llm_factory refuses it
     rows, stats = judge_metrics([obs(), obs()], judge, fake_embed)
     assert rows == [{}, {}]
-    assert stats.failures == 8 and stats.calls == 0
+    assert stats.failures == 10 and stats.calls == 0
     assert stats.errors[0].startswith("judge setup failed")
 
 
 # What a well-behaved judge answers, by the response model instructor names in its prompt.
 CANNED = {
+    "AccuracyRating": {"rating": 4},
     "StatementGeneratorOutput": {"statements": ["It uses tiling.", "It uses kernel fusion."]},
     "NLIStatementOutput": {
         "statements": [
@@ -278,8 +286,11 @@ CANNED = {
 class ScriptedJudge(BaseHTTPRequestHandler):
     """An OpenAI-compatible chat endpoint that answers each ragas prompt with valid JSON."""
 
+    requests: ClassVar[list[dict]] = []  # every request body, in order
+
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        self.requests.append(json.loads(body))
         name = next(n for n in CANNED if n in body)
         out = json.dumps(
             {
@@ -319,17 +330,40 @@ def test_scores_from_a_judge_that_answers_well() -> None:
         server.shutdown()
         server.server_close()
     assert (stats.failures, stats.errors) == (0, [])
-    assert (
-        stats.calls == 2 + 2 + 2 + 1
-    )  # faithfulness 2, relevancy 2, precision per passage, recall
+    # answer accuracy's two raters, faithfulness 2, relevancy 2, precision per passage, recall
+    assert stats.calls == 2 + 2 + 2 + 2 + 1
     assert rows[0] == pytest.approx(
         {
+            "answer_accuracy": 1.0,
             "faithfulness": 0.5,
             "answer_relevancy": 1.0,
             "llm_context_precision": 1.0,
             "llm_context_recall": 1.0,
         }
     )
+
+
+def test_judge_asks_only_for_its_metrics_and_sends_the_schema_when_told() -> None:
+    """``eval.judge_metrics`` bounds what a run asks; ``json_schema`` puts each response model's
+    schema in response_format (llama.cpp's servers build their grammar from it)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedJudge)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        sent = []
+        for schema in (False, True):
+            ScriptedJudge.requests.clear()
+            judge = JudgeConfig(base, "m", json_schema=schema, metrics=("answer_accuracy",))
+            rows, stats = judge_metrics([obs(contexts=(ON_TOPIC,))], judge, fake_embed)
+            assert rows == [{"answer_accuracy": 1.0}] and stats.calls == 2
+            sent.append([r["response_format"] for r in ScriptedJudge.requests])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sent[0] == [{"type": "json_object"}] * 2
+    assert [f["type"] for f in sent[1]] == ["json_object"] * 2
+    assert all(f["schema"]["properties"]["rating"]["enum"] == [0, 2, 4] for f in sent[1])
 
 
 @pytest.fixture(scope="module")
@@ -353,12 +387,13 @@ def test_real_judge_scores_or_counts_every_metric(judge_server: str, embedder: E
     for row in rows:
         assert set(row) <= JUDGED
         assert all(0.0 <= v <= 1.0 for v in row.values())
-    # Each of the 8 scores is either there or counted as failed, with a message.
-    assert sum(len(r) for r in rows) + stats.failures == 8
+    # Each of the 10 scores is either there or counted as failed, with a message.
+    assert sum(len(r) for r in rows) + stats.failures == 10
     assert stats.failures == 0 or stats.errors
     assert len(stats.errors) <= min(stats.failures, MAX_ERRORS)
     assert stats.timeouts <= stats.failures and stats.unparsable <= stats.failures
     # One request per score at least (unless the breaker stopped a timing-out judge), two at most
-    # for faithfulness (statements, then verdicts), one for the others with one passage each.
-    assert stats.calls <= 2 * (2 + 1 + 1 + 1)
-    assert stats.calls >= 8 or stats.timeouts
+    # for answer accuracy (two raters) and faithfulness (statements, then verdicts), one for the
+    # others with one passage each.
+    assert stats.calls <= 2 * (2 + 2 + 1 + 1 + 1)
+    assert stats.calls >= 10 or stats.timeouts
