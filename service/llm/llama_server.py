@@ -5,7 +5,8 @@ same wire protocol as vLLM, with JSON-schema constrained output (a grammar built
 ``response_format.schema``). The eval loop's local judge runs on it, and the tests use it as the
 real server behind the OpenAI-compatible adapter. The child is bound to 127.0.0.1 on a free port,
 its thread count is explicit (an idle llama.cpp spins, and two busy ones on the same cores slow
-each other down fifty-fold), and it is stopped when the block exits, whatever happened in it.
+each other down fifty-fold), and it is stopped when the block exits, whatever happened in it,
+or by the kernel when this process dies without running its exit code.
 """
 
 from __future__ import annotations
@@ -23,6 +24,17 @@ from pathlib import Path
 import httpx
 
 STOP_GRACE_S = 10.0
+# The child asks Linux to send it SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG), then runs
+# the server: a parent killed outright (SIGKILL, OOM) leaves no model server spinning on the cores.
+# Set in the child itself, so nothing runs between fork and exec in this (threaded) process.
+_LAUNCH = (
+    "import ctypes, os, runpy, signal, sys\n"
+    "if sys.platform == 'linux':\n"
+    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)\n"
+    "    if os.getppid() != int(os.environ['RAGTUNE_PARENT_PID']):\n"
+    "        sys.exit('llama_cpp.server: the process that started it is gone')\n"
+    "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)\n"
+)
 
 
 class LlamaServerError(RuntimeError):
@@ -67,13 +79,13 @@ def llama_server(
             log = Path(tmp) / "server.log"
         port = free_port()
         cmd = [
-            sys.executable, "-m", "llama_cpp.server",
+            sys.executable, "-c", _LAUNCH,
             "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
             "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--n_threads_batch", str(threads),
         ]  # fmt: skip
         if alias:
             cmd += ["--model_alias", alias]
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), RAGTUNE_PARENT_PID=str(os.getpid()))
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         stack.callback(_stop, proc)

@@ -18,7 +18,6 @@ from eval.dataset import Case
 from eval.judge import JUDGE_METRICS, JudgeUnavailable, judge_config, serving
 from eval.metrics import METRICS, Observation, judge_metrics
 from service.llm import presets
-from service.llm.llama_server import LlamaServerError, llama_server
 from service.llm.presets import PRESETS, ModelFileError, Preset, part_files
 from service.settings import EvalSettings, Settings
 
@@ -77,19 +76,6 @@ def test_an_uninstalled_local_judge_says_how_to_install_it(
     unavailable = pytest.raises(JudgeUnavailable, match=r"local:ghost-instruct.*models install")
     with unavailable, serving(judge, Settings(home=tmp_path)):
         pytest.fail("the block must not run without a judge")
-
-
-def test_a_server_that_cannot_load_its_model_fails_with_its_log(tmp_path: Path) -> None:
-    missing = pytest.raises(LlamaServerError, match="no model file")
-    with missing, llama_server(tmp_path / "missing.gguf", n_ctx=512, threads=1):
-        pass
-    junk = tmp_path / "junk.gguf"
-    junk.write_bytes(b"not a gguf" * 100)
-    with (
-        pytest.raises(LlamaServerError, match="exited with"),
-        llama_server(junk, n_ctx=512, threads=1, startup_s=60),
-    ):
-        pass
 
 
 def _port_closed(base_url: str) -> bool:
