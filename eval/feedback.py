@@ -27,11 +27,9 @@ def feedback_rows(home: Path, since: datetime | None = None) -> list[Feedback]:
         return []
     store = FeedbackStore(path)
     try:
-        rows = store.feedback()
+        return store.feedback(since=since.timestamp() if since else None)
     finally:
         store.close()
-    cutoff = since.timestamp() if since else None
-    return [r for r in rows if cutoff is None or r.created >= cutoff]
 
 
 def cases_from_feedback(rows: Sequence[Feedback]) -> list[Case]:
