@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from service.runs import runs_dir
 from service.settings import Settings
 
 EXIT_USAGE = 2  # what argparse itself returns for a bad command line
@@ -40,8 +41,7 @@ def default_out(settings: Settings, dataset: Path, ids: Sequence[str], extra: An
     """
     h = hashlib.sha256(dataset.read_bytes())
     h.update(json.dumps([sorted(ids), extra], sort_keys=True, default=str).encode())
-    runs = settings.eval.runs_dir or settings.home / "eval" / "runs"
-    return runs / f"{dataset.stem}-{h.hexdigest()[:8]}"
+    return runs_dir(settings) / f"{dataset.stem}-{h.hexdigest()[:8]}"
 
 
 class ProgressBar:

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from eval.dataset import Case
-from prompts.registry import Template, TemplateError, TemplateRegistry, load_template
+from prompts.registry import Template, TemplateRegistry, write_version
 from service.feedback import Feedback, FeedbackStore
 
 
@@ -27,11 +27,9 @@ def feedback_rows(home: Path, since: datetime | None = None) -> list[Feedback]:
         return []
     store = FeedbackStore(path)
     try:
-        rows = store.feedback()
+        return store.feedback(since=since.timestamp() if since else None)
     finally:
         store.close()
-    cutoff = since.timestamp() if since else None
-    return [r for r in rows if cutoff is None or r.created >= cutoff]
 
 
 def cases_from_feedback(rows: Sequence[Feedback]) -> list[Case]:
@@ -82,7 +80,11 @@ def example_candidates(rows: Sequence[Feedback]) -> list[dict[str, Any]]:
 def accept_examples(
     registry: TemplateRegistry, ref: str, candidates_file: Path, user_dir: Path
 ) -> Path:
-    """Write ``ref``'s template with the candidates appended, as the next version in ``user_dir``."""
+    """Write ``ref``'s template with the candidates appended, as the next version in ``user_dir``.
+
+    ``prompts.registry.write_version`` validates before writing and never replaces a version
+    (the API's ``POST /v1/templates/{id}/versions`` writes through it too).
+    """
     base: Template = registry.get(ref)
     if base.path is None:
         raise ValueError(f"{ref} has no source file to derive a new version from")
@@ -101,14 +103,9 @@ def accept_examples(
             # Examples must show the citation habit; a liked answer usually rests on the top passage.
             c["answer"] = c["answer"].rstrip() + " [1]"
     data["examples"] = list(data.get("examples", [])) + candidates
-    version = max(t.version for t in registry.list() if t.id == base.id) + 1
+    version = registry.next_version(base.id)
     data["version"] = version
-    target = user_dir / base.id / f"{version}.yaml"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-    try:
-        load_template(target)
-    except TemplateError:
-        target.unlink()  # never leave a broken version where the registry would load it
-        raise
-    return target
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    written = write_version(user_dir, text, base.id, version)
+    assert written.path is not None  # write_version's template is the file it wrote
+    return written.path

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from prompts.fewshot import ExampleBank, hashed_bag_of_words
 from prompts.registry import TemplateError, TemplateNotFound, TemplateRegistry, builtin_dir
-from prompts.render import Passage, PromptBudgetError, RenderedPrompt, build_prompt
+from prompts.render import Passage, PromptBudgetError, build_prompt, format_rendered
 
 
 class PromptsConfig(Protocol):
@@ -126,10 +126,3 @@ def cmd_render(args: argparse.Namespace, cfg: PromptsConfig) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def format_rendered(r: RenderedPrompt) -> str:
-    """The completion text as is; chat messages one after another under ``### role`` lines."""
-    if r.text is not None:
-        return r.text
-    return "\n\n".join(f"### {m['role']}\n{m['content']}" for m in r.messages or ())

@@ -9,14 +9,16 @@ operator patch a built-in template without forking the package.
 from __future__ import annotations
 
 import builtins
+import os
 import re
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 from pydantic import ValidationError
 
-from prompts.template import Example, Passage, Template, TemplateModel
+from prompts.template import TEMPLATE_ID, Example, Passage, Template, TemplateModel
 
 __all__ = [
     "Example",
@@ -25,8 +27,11 @@ __all__ = [
     "TemplateError",
     "TemplateNotFound",
     "TemplateRegistry",
+    "VersionExists",
     "builtin_dir",
     "load_template",
+    "parse_template",
+    "write_version",
 ]
 
 _VERSION_FILE = re.compile(r"^[1-9][0-9]*$")
@@ -50,12 +55,23 @@ def builtin_dir() -> Path:
 
 def load_template(path: Path) -> Template:
     """Parse and validate one ``<id>/<version>.yaml`` file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise TemplateError(f"{path}: cannot read: {e}") from e
+    return parse_template(text, path)
+
+
+def parse_template(text: str, path: Path) -> Template:
+    """Validate ``text`` as the file at ``path`` would be (``path`` need not exist yet).
+
+    The one check of a template's source: files loaded by the registry and versions written
+    through ``write_version`` (the API, ``eval accept-examples``) pass through it alike.
+    """
     if not _VERSION_FILE.match(path.stem):
         raise TemplateError(f"{path}: file name must be <version>.yaml with a positive integer")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise TemplateError(f"{path}: cannot read: {e}") from e
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise TemplateError(f"{path}: invalid YAML: {e}") from e
     if not isinstance(data, dict):
@@ -77,6 +93,33 @@ def load_template(path: Path) -> Template:
     if model.version != int(path.stem):
         raise TemplateError(f"{path}: version {model.version} does not match the file name")
     return model.to_template(path)
+
+
+class VersionExists(FileExistsError):
+    """The version to write is already a file: versions are never replaced."""
+
+
+def write_version(user_dir: Path, text: str, template_id: str, version: int) -> Template:
+    """Validate ``text`` as ``user_dir/<id>/<version>.yaml``, then create that file.
+
+    Nothing is written unless the source loads (a broken file would stop the registry from
+    loading at all), and an existing file is never replaced: answers recorded as ``id@version``
+    must stay reproducible. The file appears whole (written aside, then linked into place).
+    """
+    if not re.match(TEMPLATE_ID, template_id):
+        raise TemplateError(f"{template_id!r} is not a template id ({TEMPLATE_ID})")
+    target = user_dir / template_id / f"{version}.yaml"
+    template = parse_template(text, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    try:
+        os.link(tmp, target)  # fails if the version exists, even when written meanwhile
+    except FileExistsError:
+        raise VersionExists(f"{template.ref} already exists ({target})") from None
+    finally:
+        tmp.unlink()
+    return template
 
 
 class TemplateRegistry:
@@ -115,3 +158,11 @@ class TemplateRegistry:
             available = ", ".join(t.ref for t in self.list()) or "none"
             raise TemplateNotFound(f"no prompt template {ref!r}; available: {available}")
         return found
+
+    def versions(self, template_id: str) -> builtins.list[int]:
+        """The versions of ``template_id``, oldest first (empty: no such template)."""
+        return sorted(v for (i, v) in self._templates if i == template_id)
+
+    def next_version(self, template_id: str) -> int:
+        """The version a new one of ``template_id`` gets: one past the newest (1 for a new id)."""
+        return max(self.versions(template_id), default=0) + 1

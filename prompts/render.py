@@ -25,6 +25,7 @@ __all__ = [
     "PromptBudgetError",
     "RenderedPrompt",
     "build_prompt",
+    "format_rendered",
     "neutralize",
     "recent",
 ]
@@ -289,3 +290,10 @@ def build_prompt(
         examples=shots[:n_shots],
         history=turns[len(turns) - n_turns :],
     )
+
+
+def format_rendered(r: RenderedPrompt) -> str:
+    """The completion text as is; chat messages one after another under ``### role`` lines."""
+    if r.text is not None:
+        return r.text
+    return "\n\n".join(f"### {m['role']}\n{m['content']}" for m in r.messages or ())

@@ -21,7 +21,7 @@ from service import errors
 from service.deps import AppState
 from service.llm.base import LLM
 from service.metrics import Metrics
-from service.routes import chat, documents, feedback, health, retrieve
+from service.routes import chat, documents, evals, feedback, health, retrieve, templates
 from service.security import Guard, load_key_hashes
 from service.settings import Settings
 from service.state import build_state, close_state
@@ -58,7 +58,7 @@ def create_app(
     errors.install(app)
     app.middleware("http")(_body_limit(svc.max_body_bytes))
     app.middleware("http")(_count_requests(metrics))
-    for module in (chat, retrieve, documents, feedback):
+    for module in (chat, retrieve, documents, feedback, templates, evals):
         app.include_router(module.router, dependencies=[Depends(guard)])
     app.include_router(health.router)
 

@@ -62,3 +62,12 @@ class ScriptedLLM:
 @pytest.fixture
 def settings(service_home: Path, embed_settings: EmbedSettings) -> Settings:
     return Settings(home=service_home, embed=embed_settings)
+
+
+@pytest.fixture
+def own_settings(settings: Settings, tmp_path: Path) -> Settings:
+    """Settings over the shared index in a home of their own (feedback, serving, prompts, runs)."""
+    s = settings.model_copy(update={"home": tmp_path / "home"})
+    s.home.mkdir()
+    (s.home / "index").symlink_to(settings.home / "index")
+    return s
