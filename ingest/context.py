@@ -25,7 +25,9 @@ from ingest.model import Chunk, Document
 __all__ = [
     "LEGACY_CONTEXT",
     "PREFIX_TOKENS",
+    "ContextEmbedding",
     "ContextMode",
+    "context_prefix",
     "contextual_text",
     "document_title",
     "file_title",
@@ -33,6 +35,9 @@ __all__ = [
 ]
 
 ContextMode = Literal["none", "heading", "title+heading"]
+# How the encoder reads the prefix: with every chunk's text, or once per distinct prefix, its vector
+# added to the text's (see ``ingest.settings.ChunkSettings.context_embedding``).
+ContextEmbedding = Literal["prefix", "added"]
 # What documents indexed before the setting existed were indexed with (heading path in BM25 and,
 # by default, in the embedding): their NULL ``context`` column reads as this.
 LEGACY_CONTEXT: ContextMode = "heading"
@@ -94,23 +99,35 @@ def _prefix_parts(mode: ContextMode, title: str | None, chunk: Chunk) -> list[st
     return path
 
 
-def contextual_text(
+def context_prefix(
     mode: ContextMode,
     title: str | None,
     chunk: Chunk,
     count_tokens: Callable[[str], int] | None = None,
 ) -> str:
-    """What the encoder and BM25 read for ``chunk``: ``title > section > ...``, a line break, text.
+    """``title > section > ...`` for ``chunk`` under ``mode`` ("" when there is none).
 
     With ``count_tokens`` the prefix is cut to ``PREFIX_TOKENS`` (whole words, the innermost
     sections dropped first, since the title and outer sections say what the document is about).
     """
     parts = _prefix_parts(mode, title, chunk)
     if not parts:
-        return chunk.text
+        return ""
     prefix = " > ".join(parts)
     if count_tokens is not None and count_tokens(prefix) > PREFIX_TOKENS:
         prefix = _truncate(prefix, count_tokens)
+    return prefix
+
+
+def contextual_text(
+    mode: ContextMode,
+    title: str | None,
+    chunk: Chunk,
+    count_tokens: Callable[[str], int] | None = None,
+) -> str:
+    """What BM25 (and, with ``context_embedding = "prefix"``, the encoder) reads for ``chunk``:
+    its ``context_prefix``, a line break, its text."""
+    prefix = context_prefix(mode, title, chunk, count_tokens)
     return prefix + "\n" + chunk.text if prefix else chunk.text
 
 

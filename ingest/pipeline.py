@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ingest.chunk import chunk_document
-from ingest.context import LEGACY_CONTEXT, PREFIX_TOKENS, contextual_text
+from ingest.context import LEGACY_CONTEXT, PREFIX_TOKENS, context_prefix, contextual_text
 from ingest.embed import Embedder
 from ingest.index import DocumentRecord, VectorIndex
 from ingest.model import Chunk, Document
@@ -101,13 +103,42 @@ class Ingestor:
         return (
             record is not None
             and content_hash in (None, record.content_hash)
-            and (record.context or LEGACY_CONTEXT) == self.chunking.context
+            and (record.context or LEGACY_CONTEXT) == self.chunking.context_key
         )
 
     def index_texts(self, title: str | None, chunks: Sequence[Chunk]) -> list[str]:
-        """What the encoder and BM25 read for each chunk of a document titled ``title``."""
+        """What BM25 reads for each chunk of a document titled ``title``: prefix, then text."""
         mode = self.chunking.context
         return [contextual_text(mode, title, c, self._count_tokens) for c in chunks]
+
+    def embed(self, docs: Sequence[tuple[str | None, Sequence[Chunk]]]) -> np.ndarray:
+        """One vector per chunk of ``docs`` (title, chunks), in order, as ``chunk`` settings say.
+
+        ``prefix``: the encoder reads each chunk's BM25 text. ``added``: it reads each chunk's
+        text, and each distinct prefix once; a chunk's vector is the normalized sum, the
+        prefix's weighted. A section's chunks share one prefix, so the encoder reads it once
+        instead of once per chunk.
+        """
+        chunking = self.chunking
+        if chunking.context == "none" or chunking.context_embedding == "prefix":
+            return self.embedder.encode(
+                [t for title, cs in docs for t in self.index_texts(title, cs)]
+            )
+        prefixes = [
+            context_prefix(chunking.context, title, c, self._count_tokens)
+            for title, cs in docs
+            for c in cs
+        ]
+        vectors = self.embedder.encode([c.text for _, cs in docs for c in cs]).astype(np.float32)
+        distinct = sorted(set(prefixes) - {""})
+        if distinct:
+            encoded = self.embedder.encode(distinct)
+            row = {p: i for i, p in enumerate(distinct)}
+            with_prefix = [i for i, p in enumerate(prefixes) if p]
+            picks = [row[prefixes[i]] for i in with_prefix]
+            vectors[with_prefix] += chunking.context_weight * encoded[picks]
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
+        return vectors
 
     def plan(
         self, roots: Sequence[Path], *, retry_quarantined: bool = False, trust_stat: bool = False
@@ -332,7 +363,7 @@ class _Batcher:
             return
         summary = self._summary
         texts = [self._ing.index_texts(p.converted.document.title, p.chunks) for p in batch]
-        vectors = self._ing.embedder.encode([t for doc_texts in texts for t in doc_texts])
+        vectors = self._ing.embed([(p.converted.document.title, p.chunks) for p in batch])
         offset = 0
         for p, doc_texts in zip(batch, texts, strict=True):
             n = len(p.chunks)
@@ -347,7 +378,7 @@ class _Batcher:
                 title=doc.title,
                 n_chunks=n,
                 ingested_at=time.time(),
-                context=self._ing.chunking.context,
+                context=self._ing.chunking.context_key,
             )
             self._writer.put(record, p.chunks, vectors[offset : offset + n], doc_texts)
             offset += n

@@ -12,7 +12,13 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 from tokenizers import Tokenizer
 
-from ingest.context import PREFIX_TOKENS, contextual_text, file_title, plausible_title
+from ingest.context import (
+    PREFIX_TOKENS,
+    context_prefix,
+    contextual_text,
+    file_title,
+    plausible_title,
+)
 from ingest.convert import convert_bytes, convert_file
 from ingest.embed import Embedder
 from ingest.index import VectorIndex
@@ -177,6 +183,54 @@ def test_title_reaches_the_embedder_and_bm25_not_the_stored_text(
     assert dense[0].score == pytest.approx(float(vector @ query), abs=1e-3)
 
     assert ctx.run([tmp_path / "docs"]).unchanged == 1  # same content, same context
+
+
+MANUAL = (
+    b"<html><head><title>Quokka Logger Manual</title></head><body><h2>Rotation</h2>"
+    + b"".join(
+        b"<p>Paragraph %d says the files rotate at night, keeping seven.</p>" % i for i in range(12)
+    )
+    + b"<h2>Levels</h2><p>Debug, info, warn and error are the levels it knows.</p></body></html>"
+)
+
+
+def test_added_context_encodes_each_prefix_once_and_adds_its_vector(
+    tmp_path: Path, index: VectorIndex, embedder: Embedder
+) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "manual.html").write_bytes(MANUAL)
+    spy = SpyEmbedder(embedder)
+    chunking = ChunkSettings(context="title+heading", context_embedding="added", size=32)
+    assert chunking.context_weight == 0.75
+    make_ingestor(index, spy, chunk=chunking).run([tmp_path / "docs"])
+    (doc,) = index.documents()
+    chunks = index.chunks(doc.doc_id)
+    assert doc.context == "title+heading+added:0.75"
+    # The encoder read every chunk's own text, then each distinct prefix once, not per chunk
+    # (a chunk that opens with its own heading has the title alone).
+    n = len(chunks)
+    assert spy.texts[:n] == [h.text for h in chunks]
+    read = spy.texts[n:]
+    assert read == sorted(set(read)) and len(read) <= 3 < n
+    assert {"Quokka Logger Manual > Rotation", "Quokka Logger Manual"} <= set(read)
+    (hit,) = retrieve(embedder, index, "quokka levels", 1, BM25)  # BM25 still reads the prefix
+    assert "quokka" not in hit.text.lower() and "Debug" in hit.text
+    # The stored vector is the normalized sum, the prefix's weighted.
+    dense = retrieve(embedder, index, "quokka", 1, RetrievalSettings(mode="dense", min_score=None))
+    text, query = (embedder.encode([t])[0] for t in (dense[0].text, "quokka"))
+    top = dense[0]
+    as_chunk = Chunk(0, top.start, top.end, top.text, top.page, top.heading, top.n_tokens)
+    prefix = embedder.encode([context_prefix("title+heading", doc.title, as_chunk)])[0]
+    vector = text + 0.75 * prefix
+    vector /= np.linalg.norm(vector)
+    assert dense[0].score == pytest.approx(float(vector @ query), abs=2e-2)  # int8: per-batch
+    # Another weight (or going back to prefixed texts) is another index: re-embedded once.
+    heavier = chunking.model_copy(update={"context_weight": 1.0})
+    again = make_ingestor(index, embedder, chunk=heavier).run([tmp_path / "docs"])
+    assert (again.updated, again.unchanged) == (1, 0)
+    assert index.documents()[0].context == "title+heading+added:1"
+    assert make_ingestor(index, embedder, chunk=heavier).run([tmp_path / "docs"]).unchanged == 1
+    assert ChunkSettings(context="none").context_key == "none"  # nothing to add
 
 
 def test_old_docstore_migrates_and_its_documents_are_reindexed_once(
