@@ -68,6 +68,7 @@ def test_ask_streams_cites_and_shows_the_highlighted_source(
             expect(provenance).to_contain_text(shown)
         expect(provenance).to_contain_text(info["verification"]["verdict"])
         expect(page.locator("#in-force")).to_contain_text(info["prompt"])
+        page.evaluate("window.scrollTo(0, 0)")
         screenshot(page, tmp_path / "console-ask.png")
 
         # A follow-up sends the conversation so far; the answer says what it searched for.
@@ -90,7 +91,7 @@ def down_vote(console_url: str, browser: Any, tmp_path_factory: pytest.TempPathF
         page.fill("#cfg-temperature", "0")
         page.fill("#cfg-max-tokens", "16")
         block, _, final = ask_in_page(page, QUESTION)
-        block.get_by_role("button", name="Thumbs down: a bad answer").click()
+        block.get_by_role("button", name="Thumbs down").click()
         block.get_by_label("Corrected answer").fill(CORRECTION)
         block.get_by_label("Comment").fill("too vague")
         if flag:

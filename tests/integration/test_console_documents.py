@@ -21,10 +21,10 @@ NOTE = """# Tycho-7 supply notes
 The lunar base Tycho-7 keeps 4242 spare oxygen candles in its north vault.
 The quartermaster counts the oxygen candles every ninety days.
 """
-# Drops a file on the drop zone as a user's drag from the desktop would (a DataTransfer).
-DROP = """([name, text]) => {
+# Drops files on the drop zone as a user's drag from the desktop would (a DataTransfer).
+DROP = """(files) => {
   const dt = new DataTransfer();
-  dt.items.add(new File([text], name, {type: "text/markdown"}));
+  for (const [name, text] of files) dt.items.add(new File([text], name));
   const zone = document.getElementById("dropzone");
   for (const type of ["dragenter", "dragover", "drop"]) {
     zone.dispatchEvent(new DragEvent(type, {dataTransfer: dt, bubbles: true, cancelable: true}));
@@ -48,13 +48,20 @@ def test_upload_by_drop_ask_about_it_then_delete_with_confirmation(
         before = version_of(page)
         expect(page.locator("#q-status")).to_have_text("Nothing quarantined.")
 
-        page.evaluate(DROP, [NOTE_NAME, NOTE])
-        upload = page.locator("#uploads li").first
+        page.evaluate(DROP, [[NOTE_NAME, NOTE], ["broken.pdf", "%PDF-1.7 cut off here"]])
+        upload = page.locator("#uploads li", has_text=NOTE_NAME)
         expect(upload).to_have_attribute("data-state", "done", timeout=120_000)
-        expect(upload).to_contain_text("indexed:")
-        assert page.locator("#uploads progress").first.evaluate("p => p.value") == 1
+        expect(upload).to_contain_text("indexed: 1 chunk")
+        assert upload.locator("progress").evaluate("p => p.value") == 1
+        broken = page.locator("#uploads li", has_text="broken.pdf")
+        expect(broken).to_have_attribute("data-state", "failed", timeout=60_000)
+        expect(broken).to_contain_text("failed: broken.pdf:")
         expect(rows).to_have_count(3)
         assert version_of(page) > before
+        held = page.locator("#q-table tbody tr")
+        expect(held).to_have_count(1)  # the broken upload, with why
+        assert (held.locator("td").nth(1).text_content() or "").strip()
+        screenshot(page, tmp_path / "console-documents.png")
 
         page.fill("#doc-q", "tycho")
         expect(rows).to_have_count(1)
@@ -65,7 +72,6 @@ def test_upload_by_drop_ask_about_it_then_delete_with_confirmation(
         expect(rows).to_have_count(0)
         page.select_option("#doc-kind", "markdown")
         expect(rows).to_have_count(1)
-        screenshot(page, tmp_path / "console-documents.png")
 
         page.goto(f"{console_url}/ui")
         page.fill("#cfg-temperature", "0")

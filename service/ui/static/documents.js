@@ -7,6 +7,7 @@
   const $ = (id) => document.getElementById(id);
   let timer = null;
   let loading = 0;
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
   function query() {
     const params = new URLSearchParams();
@@ -42,7 +43,7 @@
       $("doc-table").tBodies[0].replaceChildren(...body.data.map(docRow));
       const chunks = body.data.reduce((n, d) => n + d.chunks, 0);
       status.textContent = body.data.length
-        ? `${body.data.length} document${body.data.length === 1 ? "" : "s"}, ${chunks} chunks.`
+        ? `${plural(body.data.length, "document")}, ${plural(chunks, "chunk")}.`
         : (query() ? "No document matches." : "No documents yet: upload some above.");
       const held = body.quarantined || [];
       $("q-table").tBodies[0].replaceChildren(...held.map((q) => el("tr", {},
@@ -57,7 +58,7 @@
 
   function confirmDelete(doc, name, opener) {
     const dialog = $("delete-dialog");
-    $("delete-what").textContent = `“${name}” (${doc.chunks} chunks) leaves the index, and an ` +
+    $("delete-what").textContent = `“${name}” (${plural(doc.chunks, "chunk")}) leaves the index, and an ` +
       "uploaded file's stored copy is removed. This cannot be undone.";
     dialog.returnValue = "";
     dialog.addEventListener("close", async function onClose() {
@@ -92,7 +93,7 @@
         });
         bar.value = 1;
         note.textContent = doc.status === "unchanged"
-          ? "already indexed, unchanged" : `indexed: ${doc.chunks} chunks`;
+          ? "already indexed, unchanged" : `indexed: ${plural(doc.chunks, "chunk")}`;
         item.dataset.state = "done";
       } catch (err) {
         note.textContent = `failed: ${err.message}`;

@@ -18,7 +18,7 @@
   const cell = (value, cls) => el("td", { class: cls }, value === null || value === undefined ? "" : value);
 
   function row(f) {
-    const rating = f.rating === "up" ? "👍 up" : "👎 down";
+    const rating = f.rating === "up" ? "▲ up" : "▼ down";
     return el("tr", { "data-rating": f.rating, "data-response-id": f.response_id },
       cell(when(f.created)), cell(rating),
       cell(f.question, "long"), cell(f.answer, "long"),

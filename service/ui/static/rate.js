@@ -21,8 +21,9 @@ window.RagtuneRate = (() => {
     const comment = el("textarea", { id: `fb-comment-${n}`, rows: 2 });
     const corrected = el("textarea", { id: `fb-corrected-${n}`, rows: 3 });
     const wrong = el("input", { type: "checkbox", id: `fb-wrong-${n}` });
-    const up = el("button", { type: "button", class: "thumb", "aria-pressed": "false", "aria-label": "Thumbs up: a good answer" }, "👍");
-    const down = el("button", { type: "button", class: "thumb", "aria-pressed": "false", "aria-label": "Thumbs down: a bad answer", "aria-expanded": "false", "aria-controls": `fb-form-${n}` }, "👎");
+    const glyph = (g) => el("span", { "aria-hidden": "true" }, g + " ");
+    const up = el("button", { type: "button", class: "thumb", "aria-pressed": "false" }, glyph("▲"), "Thumbs up");
+    const down = el("button", { type: "button", class: "thumb", "aria-pressed": "false", "aria-expanded": "false", "aria-controls": `fb-form-${n}` }, glyph("▼"), "Thumbs down");
     const send = el("button", { type: "submit", class: "primary" }, "Send feedback");
     const form = el("form", { class: "fb-form", id: `fb-form-${n}`, hidden: true, "aria-label": "What was wrong" },
       el("div", { class: "check" }, wrong, el("label", { for: wrong.id }, "Wrong citation (a [n] points at the wrong passage)")),
