@@ -160,3 +160,51 @@ def test_feedback_list_shows_the_correction(
         page.select_option("#fb-rating", "down")
         expect(row).to_have_count(1)
         screenshot(page, tmp_path / "console-feedback.png")
+
+
+def test_feedback_page_reads_the_list_contract(console_url: str, browser: Any) -> None:
+    """The page against GET /v1/feedback's agreed shape, answered by the browser (page.route).
+
+    Runs whether or not this server lists feedback: it pins what the page sends (the filters as
+    query parameters) and how it shows each field, until the real route is here to be used.
+    """
+    entry = {
+        "id": 7,
+        "object": "feedback",
+        "response_id": "chatcmpl-contract",
+        "rating": "down",
+        "comment": "cites the wrong file",
+        "corrected_answer": CORRECTION,
+        "wrong_citation": True,
+        "created": 1_765_000_000.5,
+        "question": QUESTION,
+        "answer": "CHUNK is a buffer.",
+    }
+    asked: list[str] = []
+
+    def answer(route: Any) -> None:
+        asked.append(route.request.url)
+        route.fulfill(json={"object": "list", "data": [entry]})
+
+    with console_page(browser, console_url, KEY) as (page, _):
+        page.route("**/v1/feedback?*", answer)
+        page.goto(f"{console_url}/ui/feedback")
+        row = page.locator('tr[data-response-id="chatcmpl-contract"]')
+        expect(row).to_contain_text(CORRECTION)
+        cells = row.locator("td").all_text_contents()
+        assert cells[1:] == [
+            "▼ down",
+            QUESTION,
+            "CHUNK is a buffer.",
+            CORRECTION,
+            "cites the wrong file",
+            "yes",
+        ]
+        assert cells[0]  # the local date and time of `created`
+        page.select_option("#fb-rating", "down")
+        page.select_option("#fb-correction", "true")
+        page.fill("#fb-since", "2026-12-01")
+        page.get_by_role("button", name="Apply").click()
+        expect(page.locator("#fb-status")).to_contain_text("1 shown")
+    query = asked[-1].split("?", 1)[1]
+    assert query == "rating=down&has_correction=true&since=2026-12-01&limit=50", asked

@@ -152,3 +152,20 @@ def test_pages_ask_nothing_of_any_host_but_the_server(console_url: str, browser:
     assert hosts == {urlsplit(console_url).netloc}
     paths = {urlsplit(u).path for u in seen.requests}
     assert {"/ui/static/api.js", "/ui/static/console.css", "/v1/models", "/v1/documents"} <= paths
+
+
+UNLABELLED = """() => [...document.querySelectorAll("input, select, textarea, button")]
+  .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute("aria-label")
+                 && !e.textContent.trim())
+  .map((e) => e.id || e.outerHTML)"""
+
+
+def test_pages_are_labelled_and_fit_a_laptop_screen(console_url: str, browser: Any) -> None:
+    with console_page(browser, console_url, KEY) as (page, _):
+        page.set_viewport_size({"width": 1280, "height": 720})
+        for path in ("/ui", "/ui/feedback", "/ui/documents"):
+            page.goto(f"{console_url}{path}")
+            page.wait_for_load_state("networkidle")
+            assert page.evaluate(UNLABELLED) == [], path
+            assert page.evaluate("document.documentElement.scrollWidth <= innerWidth"), path
+            assert page.locator("h1").count() == 1, path

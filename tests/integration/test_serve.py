@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,7 +21,8 @@ QUESTION = "What value does zpipe.c define for CHUNK?"
 def server(
     service_home: Path, cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    env = {**cli_env, "RAGTUNE_LLM__N_CTX": "2048", "RAGTUNE_LLM__THREADS": "2"}
+    threads = os.environ.get("RAGTUNE_TEST_THREADS", "2")
+    env = {**cli_env, "RAGTUNE_LLM__N_CTX": "2048", "RAGTUNE_LLM__THREADS": threads}
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with ragtune_serve(service_home, env, log) as base:
         yield base
