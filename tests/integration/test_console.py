@@ -147,7 +147,8 @@ def test_feedback_list_shows_the_correction(
             expect(status).to_contain_text("cannot list feedback yet")
             pytest.skip(
                 "GET /v1/feedback answers 404/405 on this branch: the list comes with the "
-                "console-api branch; un-skip once merged (the page shows its 'cannot list' note)"
+                "console-api branch; this test runs by itself once it is merged (the page shows "
+                "its 'cannot list' note)"
             )
         page.select_option("#fb-rating", "down")
         page.select_option("#fb-correction", "true")
