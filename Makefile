@@ -49,11 +49,12 @@ run: install
 	@echo
 	$(BIN)/ragtune serve --home $(HOME_DIR) --port $(PORT)
 
-# Debian's Chromium opens report.html in the browser test; installed here when we may (root + apt).
+# Debian's Chromium opens report.html and the web console in the browser tests (the console's through
+# Playwright, never with its own browser downloads); installed here when we may (root + apt).
 browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
-		{ echo "install Chromium (Debian: apt-get install chromium) for the report test"; exit 1; }
+		{ echo "install Chromium (Debian: apt-get install chromium) for the browser tests"; exit 1; }
 
 test: install browser
 	$(BIN)/python -m pytest

@@ -21,7 +21,7 @@ from service import errors
 from service.deps import AppState
 from service.llm.base import LLM
 from service.metrics import Metrics
-from service.routes import chat, documents, evals, feedback, health, retrieve, templates
+from service.routes import chat, documents, evals, feedback, health, retrieve, templates, ui
 from service.security import Guard, load_key_hashes
 from service.settings import Settings
 from service.state import build_state, close_state
@@ -61,6 +61,7 @@ def create_app(
     for module in (chat, retrieve, documents, feedback, templates, evals):
         app.include_router(module.router, dependencies=[Depends(guard)])
     app.include_router(health.router)
+    ui.install(app)  # the console's pages hold no data: served without a key
 
     @app.get("/metrics", include_in_schema=False)
     async def _metrics() -> Response:

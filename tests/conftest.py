@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -173,3 +174,45 @@ def running_llama_server(model: Path, log: Path, *, n_ctx: int, threads: int = 2
             yield base
     except LlamaServerError as e:
         pytest.fail(str(e))
+
+
+@contextlib.contextmanager
+def ragtune_serve(
+    home: Path, env: dict[str, str], log: Path, *, startup_s: float = 120
+) -> Iterator[str]:
+    """A real ``ragtune serve`` on 127.0.0.1 over ``home``; yields its base URL once ready.
+
+    The server's output goes to ``log`` (a pipe nobody reads would fill up and stall it) and is
+    shown when it exits early.
+    """
+    import httpx
+
+    port = free_port()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cli_command("serve", "--port", str(port), "--home", str(home)),
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited: {log.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(ready, startup_s, "ragtune serve to be ready")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

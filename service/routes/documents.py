@@ -1,6 +1,8 @@
 """Documents through the API: upload (same pipeline and limits as `ragtune ingest`), list, delete.
 
-Uploads are stored content-addressed under ``HOME/uploads``: the client's file name is kept as
+The list carries the index version it was read from and the quarantine with its reasons, and
+takes optional ``q`` (a case-insensitive substring of the source or title) and ``kind`` filters,
+so the console's Documents page needs nothing but this route. Uploads are stored content-addressed under ``HOME/uploads``: the client's file name is kept as
 metadata only and never chooses a path on disk.
 """
 
@@ -9,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, UploadFile
+from fastapi import APIRouter, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from ingest.convert import detect_kind
@@ -39,13 +41,30 @@ def _record(d: Any) -> dict[str, Any]:
 
 
 @router.get("/v1/documents")
-async def list_documents(state: State) -> dict[str, Any]:
+async def list_documents(
+    state: State,
+    q: Annotated[
+        str | None,
+        Query(max_length=500, description="Only documents whose source or title contains this."),
+    ] = None,
+    kind: Annotated[
+        str | None, Query(max_length=32, description="Only documents of this kind (pdf, html...).")
+    ] = None,
+) -> dict[str, Any]:
+    version = state.index.version  # read first: the list is at least this new
     docs = await run_in_threadpool(state.index.documents)
     held = await run_in_threadpool(state.index.quarantined)
+    needle = (q or "").strip().casefold()
     return {
         "object": "list",
-        "data": [_record(d) for d in docs],
-        "quarantined": [{"source": q.source, "reason": q.reason, "at": q.at} for q in held],
+        "data": [
+            _record(d)
+            for d in docs
+            if (not kind or d.kind == kind)
+            and (not needle or needle in f"{d.source}\n{d.title or ''}".casefold())
+        ],
+        "quarantined": [{"source": h.source, "reason": h.reason, "at": h.at} for h in held],
+        "index_version": version,
     }
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import REPO, cli_command, free_port, wait_until
+from tests.conftest import REPO, cli_command, ragtune_serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -18,33 +18,14 @@ QUESTION = "What value does zpipe.c define for CHUNK?"
 
 
 @pytest.fixture(scope="module")
-def server(service_home: Path, cli_env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    env = {**cli_env, "RAGTUNE_LLM__N_CTX": "2048", "RAGTUNE_LLM__THREADS": "2"}
-    proc = subprocess.Popen(
-        cli_command("serve", "--port", str(port), "--home", str(service_home)),
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"serve exited: {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(ready, 120, "ragtune serve to be ready")
+def server(
+    service_home: Path, cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    threads = os.environ.get("RAGTUNE_TEST_THREADS", "2")
+    env = {**cli_env, "RAGTUNE_LLM__N_CTX": "2048", "RAGTUNE_LLM__THREADS": threads}
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with ragtune_serve(service_home, env, log) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def test_openai_client_plain_and_streaming(server: str) -> None:
