@@ -87,8 +87,8 @@ def sweep_toml(
 def _reveal(o: Any) -> Any:
     if isinstance(o, SecretStr):
         return o.get_secret_value()
-    if isinstance(o, Path):
-        return str(o)
+    if isinstance(o, Path):  # the child runs elsewhere (in the datasets folder)
+        return str(o.absolute())
     raise TypeError(f"cannot pass {type(o).__name__} to a child")
 
 
@@ -196,8 +196,9 @@ class SweepRunner:
         return [s.as_dict() for s in sorted(self._sweeps.values(), key=lambda s: -s.created)]
 
     def command(self, dataset: Path, sweep: Path, folder: Path, limit: int | None) -> list[str]:
-        args = ["eval", "run", "--home", str(self.settings.home.resolve()), "--dataset"]
-        args += [str(dataset.resolve()), "--sweep", str(sweep), "--out", str(folder)]
+        # Run in the datasets folder, the dataset by its name: results.json records no server path.
+        args = ["eval", "run", "--home", str(self.settings.home.absolute()), "--dataset"]
+        args += [dataset.name, "--sweep", str(sweep), "--out", str(folder)]
         args += ["--progress-file", str(folder / PROGRESS_FILE)]
         return args + (["--limit", str(limit)] if limit else [])
 
@@ -219,6 +220,7 @@ class SweepRunner:
                 capture_output=True,
                 text=True,
                 env=env,
+                cwd=path.parent,
                 timeout=CHECK_TIMEOUT_S,
                 check=False,
             )
@@ -244,6 +246,7 @@ class SweepRunner:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     env=child.environment(env),
+                    cwd=self.datasets.root,
                 )
             sweep = Sweep(f"sweep-{secrets.token_hex(6)}", dataset, run_id, folder, proc)
             self._sweeps[sweep.id] = sweep

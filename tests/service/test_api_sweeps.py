@@ -148,9 +148,11 @@ def test_sweep_files_and_child_settings() -> None:
     settings = Settings(home=Path("/x"))
     settings.eval.judge_api_key = SecretStr("judge-secret")
     settings.eval.sweep_threads = 1
+    settings.eval.runs_dir = Path("relative/runs")  # the child runs in another folder
     env = child_settings_env(settings)
     assert env["RAGTUNE_LLM__THREADS"] == "1" and env["OMP_NUM_THREADS"] == "1"
     assert json.loads(env["RAGTUNE_EVAL"])["judge_api_key"] == "judge-secret"
+    assert json.loads(env["RAGTUNE_EVAL"])["runs_dir"] == str(Path.cwd() / "relative" / "runs")
     assert "RAGTUNE_SERVICE" not in env and "RAGTUNE_HOME" not in env
     assert json.loads(env["RAGTUNE_RAG"]) == settings.rag.model_dump(mode="json")
 
@@ -194,6 +196,7 @@ def test_a_sweep_runs_to_its_report_and_only_one_at_a_time(
     assert runs[sweep["run_id"]]["configs"] == 2
     results = client.get(f"/v1/eval/runs/{sweep['run_id']}").json()
     assert results["run"]["model"].lower().startswith("gemma")  # the child's own model
+    assert results["run"]["dataset"] == "dev2.jsonl"  # by name: no server path
     assert len(results["rows"]) == 4 and all(r["completion_tokens"] <= 16 for r in results["rows"])
     report = client.get(now["report_url"])
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
@@ -232,6 +235,27 @@ def test_a_cancelled_sweep_stops_its_child(
         sweep = client.post("/v1/eval/sweeps", json=body).json()
         pid = app.state.sweeps.get(sweep["id"]).proc.pid
     assert not _alive(pid)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_failed_sweep_reports_its_log_without_server_paths(
+    client: TestClient, sweep_settings: Settings, dev2: str
+) -> None:
+    """A template that does not exist passes the check (it is a well-formed id@version) and
+    fails the run once the registry is open: the traceback's end is the sweep's error."""
+    client.post("/v1/eval/datasets", json={"name": "dev2.jsonl", "content": dev2})
+    body = {"dataset": "dev2.jsonl", "axes": {"rag.template": ["no-such-template@1"]}}
+    resp = client.post("/v1/eval/sweeps", json=body)
+    assert resp.status_code == 202, resp.text
+    done = wait_for(client, resp.json()["id"], 180)
+    assert done["status"] == "failed" and done["report_url"] is None
+    assert "no-such-template" in done["error"] and "exited with 1" in done["error"]
+    assert str(sweep_settings.home) not in done["error"]
+    assert not any(
+        w.startswith("/") or "/home/" in w or "/site-packages/" in w
+        for w in done["error"].replace('"', " ").split()
+    )
 
 
 def _alive(pid: int) -> bool:
