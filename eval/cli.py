@@ -14,7 +14,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from eval.cli_common import EXIT_USAGE, ProgressBar, UsageError, default_out
+from eval.cli_common import (
+    EXIT_USAGE,
+    ProgressBar,
+    ProgressFile,
+    UsageError,
+    default_out,
+    positive_int,
+)
 from eval.cli_models import add_models
 from eval.cli_retrieval import add_retrieval
 from eval.cli_serving import add_serving_actions
@@ -74,6 +81,21 @@ def add_run(actions: argparse._SubParsersAction, common: argparse.ArgumentParser
         help=f"metric that picks the winner (default {DEFAULT_PRIMARY}: the share of answers "
         "with the ground truth's key facts; semantic similarity is shown, never decides)",
     )
+    a.add_argument(
+        "--limit", type=positive_int, metavar="N", help="only the first N questions of DATASET"
+    )
+    a.add_argument(
+        "--progress-file",
+        type=Path,
+        metavar="PATH",
+        help='keep {"done", "total", "stage"} in PATH as answers finish (JSON, replaced '
+        "atomically), for a program watching the run",
+    )
+    a.add_argument(
+        "--check",
+        action="store_true",
+        help="check the dataset, sweep and options, print the plan and exit without answering",
+    )
     a.set_defaults(handler=cmd_run)
 
 
@@ -128,7 +150,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         thresholds = parse_fail_under(args.fail_under)
         primary = known_metric(args.primary)
-        cases = load_dataset(args.dataset)
+        cases = load_dataset(args.dataset)[: args.limit]
         sweep = load_sweep(args.sweep, serving_rag(settings), settings.chunk)
         if sweep.search.metric is not None:
             known_metric(sweep.search.metric)
@@ -141,17 +163,27 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
     ids = [c.id for c in sweep.configs]
     judged = judge.label if judge else None
-    out = args.out or default_out(settings, args.dataset, ids, [sweep.search, judged])
+    extra = [sweep.search, judged] + ([f"limit={args.limit}"] if args.limit else [])
+    out = args.out or default_out(settings, args.dataset, ids, extra)
     print(f"{len(sweep.configs)} configurations × {len(cases)} questions -> {out}", file=sys.stderr)
+    if args.check:
+        return 0
+    watcher = ProgressFile(args.progress_file) if args.progress_file else None
     try:
         with judge_serving(judge, settings) as judge, ProgressBar() as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.update(done, total)
+                if watcher is not None:
+                    watcher.update(done, total)
+
             result = run_sweep(
                 settings,
                 cases,
                 sweep.configs,
                 out,
                 judge=judge,
-                progress=bar.update,
+                progress=progress,
                 search=sweep.search,
                 primary_metric=primary,
                 dataset=str(args.dataset),
@@ -161,7 +193,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     from eval.report import write_report
 
+    if watcher is not None:
+        watcher.set_stage("reporting")
     report = write_report(result.results, out)
+    if watcher is not None:
+        watcher.set_stage("done")
     print((out / "summary.md").read_text(encoding="utf-8"))
     print(f"report: {report}", file=sys.stderr)
     failures = check_fail_under(result.results, thresholds)

@@ -1,4 +1,4 @@
-"""What the ``ragtune eval`` actions share: usage errors, the progress bar, the run folder.
+"""What the ``ragtune eval`` actions share: usage errors, progress reporting, the run folder.
 
 Apart from ``eval.cli`` so that each action's module (``cli_models``, ...) can use these while
 ``eval.cli`` imports the actions to register them, without an import cycle.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -63,3 +64,34 @@ class ProgressBar:
 
     def __exit__(self, *exc: object) -> None:
         self._bar.close()
+
+
+class ProgressFile:
+    """``{"done", "total", "stage"}`` in a small JSON file, for another process to poll.
+
+    The API's sweeps (``service.sweeps``) read it while ``eval run`` works. Each write goes to a
+    temporary file beside it and is renamed over it, so a reader sees the old or the new
+    content, never half of one. ``done`` and ``total`` count this invocation's answers, as the
+    bar does (rows resumed from an earlier run are not in them); ``stage`` is ``loading``
+    (index and model), ``answering``, ``reporting`` or ``done``.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.done, self.total, self.stage = 0, 0, "loading"
+        self._write()
+
+    def update(self, done: int, total: int) -> None:
+        self.done, self.total, self.stage = done, total, "answering"
+        self._write()
+
+    def set_stage(self, stage: str) -> None:
+        self.stage = stage
+        self._write()
+
+    def _write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        body = {"done": self.done, "total": self.total, "stage": self.stage}
+        tmp.write_text(json.dumps(body), encoding="utf-8")
+        os.replace(tmp, self.path)

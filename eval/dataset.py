@@ -6,11 +6,16 @@ before ``question``, as chat messages (``[{"role": "user" | "assistant", "conten
 oldest first), for a follow-up that only makes sense after them (eval/data/dialogues.jsonl);
 ``ground_truth`` and ``evidence`` are then the follow-up's. Other fields are kept in ``extra``
 and written back unchanged, so a dataset survives a round trip through our tools.
+
+``python -m eval.dataset FILE...`` checks files with the loader ``eval run`` uses and prints one
+JSON object per file (``{"cases": n}`` or ``{"error": message}``): the service lists and accepts
+datasets through it, since ``service`` may not import ``eval``.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -165,3 +170,21 @@ def write_dataset(path: Path, cases: Iterable[Case]) -> None:
 def select(cases: Sequence[Case], tags: Sequence[str] = ()) -> list[Case]:
     """Cases having all of ``tags`` (all cases when none are given)."""
     return [c for c in cases if all(t in c.tags for t in tags)]
+
+
+def check(path: Path) -> dict[str, Any]:
+    """``{"cases": n}`` when ``load_dataset`` accepts ``path``, else ``{"error": its message}``."""
+    try:
+        return {"cases": len(load_dataset(path))}
+    except DatasetError as e:
+        return {"error": str(e)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    for name in sys.argv[1:] if argv is None else argv:
+        print(json.dumps(check(Path(name))), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

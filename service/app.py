@@ -21,10 +21,21 @@ from service import errors
 from service.deps import AppState
 from service.llm.base import LLM
 from service.metrics import Metrics
-from service.routes import chat, documents, evals, feedback, health, retrieve, templates, ui
+from service.routes import (
+    chat,
+    documents,
+    evals,
+    feedback,
+    health,
+    retrieve,
+    sweeps,
+    templates,
+    ui,
+)
 from service.security import Guard, load_key_hashes
 from service.settings import Settings
 from service.state import build_state, close_state
+from service.sweeps import SweepRunner
 
 log = logging.getLogger("ragtune.service")
 REFRESH_INTERVAL_S = 2.0
@@ -39,11 +50,14 @@ def create_app(
             build_state, settings, llm=llm, embedder=embedder, metrics=metrics
         )
         app.state.ragtune = state
+        app.state.sweeps = runner = SweepRunner(settings)
         refresher = asyncio.create_task(_refresh_forever(state))
         try:
             yield
         finally:
             refresher.cancel()
+            app.state.sweeps = None
+            await run_in_threadpool(runner.close)  # no sweep outlives the service
             app.state.ragtune = None
             close_state(state)
 
@@ -58,7 +72,7 @@ def create_app(
     errors.install(app)
     app.middleware("http")(_body_limit(svc.max_body_bytes))
     app.middleware("http")(_count_requests(metrics))
-    for module in (chat, retrieve, documents, feedback, templates, evals):
+    for module in (chat, retrieve, documents, feedback, templates, evals, sweeps):
         app.include_router(module.router, dependencies=[Depends(guard)])
     app.include_router(health.router)
     ui.install(app)  # the console's pages hold no data: served without a key

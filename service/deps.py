@@ -18,6 +18,7 @@ from service.llm.base import LLM
 from service.metrics import Metrics
 from service.serving import ServingStore
 from service.settings import Settings
+from service.sweeps import SweepRunner
 
 
 @dataclass
@@ -44,3 +45,13 @@ def get_state(request: Request) -> AppState:
 
 
 State = Annotated[AppState, Depends(get_state)]
+
+
+def get_sweeps(request: Request) -> SweepRunner:
+    sweeps: SweepRunner | None = getattr(request.app.state, "sweeps", None)
+    if sweeps is None:
+        raise ApiError(503, "the service is still starting")
+    return sweeps
+
+
+Sweeps = Annotated[SweepRunner, Depends(get_sweeps)]

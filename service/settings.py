@@ -230,6 +230,12 @@ class ServiceSettings(BaseModel):
     max_tokens: int = Field(1024, ge=1, description="Largest max_tokens a client may ask for.")
     max_k: int = Field(50, ge=1, description="Most passages a client may ask to retrieve.")
     max_upload_mb: float = Field(50.0, gt=0, description="Largest document upload.")
+    max_dataset_bytes: int = Field(
+        1_000_000,
+        ge=1024,
+        description="Largest evaluation dataset `POST /v1/eval/datasets` stores (the request "
+        "body limit applies as well).",
+    )
 
 
 class EvalSettings(BaseModel):
@@ -290,6 +296,13 @@ class EvalSettings(BaseModel):
     )
     runs_dir: Path | None = Field(
         None, description="Where run folders go when --out is not given; empty: HOME/eval/runs."
+    )
+    sweep_threads: int = Field(
+        1,
+        ge=0,
+        description="LLM threads of a sweep started over the API (`POST /v1/eval/sweeps`): it "
+        "runs in a child process with a model of its own, beside the serving one, so this many "
+        "cores are shared with serving while it runs (0: llm.threads).",
     )
 
 

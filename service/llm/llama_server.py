@@ -6,16 +6,14 @@ same wire protocol as vLLM, with JSON-schema constrained output (a grammar built
 real server behind the OpenAI-compatible adapter. The child is bound to 127.0.0.1 on a free port,
 its thread count is explicit (an idle llama.cpp spins, and two busy ones on the same cores slow
 each other down fifty-fold), and it is stopped when the block exits, whatever happened in it,
-or by the kernel when this process dies without running its exit code.
+or by the kernel when this process dies without running its exit code (``service.child``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,18 +21,7 @@ from pathlib import Path
 
 import httpx
 
-STOP_GRACE_S = 10.0
-# The child asks Linux to send it SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG), then runs
-# the server: a parent killed outright (SIGKILL, OOM) leaves no model server spinning on the cores.
-# Set in the child itself, so nothing runs between fork and exec in this (threaded) process.
-_LAUNCH = (
-    "import ctypes, os, runpy, signal, sys\n"
-    "if sys.platform == 'linux':\n"
-    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)\n"
-    "    if os.getppid() != int(os.environ['RAGTUNE_PARENT_PID']):\n"
-    "        sys.exit('llama_cpp.server: the process that started it is gone')\n"
-    "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)\n"
-)
+from service import child
 
 
 class LlamaServerError(RuntimeError):
@@ -78,17 +65,16 @@ def llama_server(
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ragtune-llama-"))
             log = Path(tmp) / "server.log"
         port = free_port()
-        cmd = [
-            sys.executable, "-c", _LAUNCH,
+        cmd = child.command("llama_cpp.server", [
             "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
             "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--n_threads_batch", str(threads),
-        ]  # fmt: skip
+        ])  # fmt: skip
         if alias:
             cmd += ["--model_alias", alias]
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), RAGTUNE_PARENT_PID=str(os.getpid()))
+        env = child.environment(OMP_NUM_THREADS=str(threads))
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        stack.callback(_stop, proc)
+        stack.callback(child.stop, proc)
         base = f"http://127.0.0.1:{port}/v1"
         _wait_ready(proc, base, log, startup_s)
         yield base
@@ -107,14 +93,3 @@ def _wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path, startup_s: 
         if time.monotonic() > deadline:
             raise LlamaServerError(f"llama_cpp.server not up after {startup_s:.0f} s: {_tail(log)}")
         time.sleep(0.2)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
