@@ -112,15 +112,22 @@ def server_env(settings: Settings) -> dict[str, str]:
 
 
 def start_server(settings: Settings, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    return serve_process(settings.home, server_env(settings), log)
+
+
+def serve_process(
+    home: Path, env: dict[str, str], log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``ragtune serve`` on a free loopback port with ``env``, once /readyz answers 200."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "service.cli", "serve", "--home", str(settings.home)]
+    cmd = [sys.executable, "-m", "service.cli", "serve", "--home", str(home)]
     # cwd is the data directory: no stray ./ragtune.toml can change the server's settings.
     proc = subprocess.Popen(
         [*cmd, "--port", str(port)],
-        env=server_env(settings),
-        cwd=settings.home,
+        env=env,
+        cwd=home,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )

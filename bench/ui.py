@@ -23,7 +23,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,37 +34,19 @@ import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from serve import serve_process  # noqa: E402  (bench/ is sys.path[0])
+
 TARGET_MS = 300.0
 WARMUP = 3
 PAGES = ("/ui", "/ui/feedback", "/ui/documents")
 
 
 def start_server(home: Path, model: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGTUNE_")}
     env.update(PYTHONPATH=str(ROOT), RAGTUNE_LLM__MODEL=model, RAGTUNE_LLM__THREADS="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--home", str(home), "--port", str(port)],
-        env=env,
-        cwd=home,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"ragtune serve exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.terminate()
-    raise RuntimeError("ragtune serve was not ready within 180 s")
+    return serve_process(home, env, log)
 
 
 def stats(ms: list[float]) -> dict[str, float]:

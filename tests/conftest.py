@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -216,3 +218,43 @@ def ragtune_serve(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+def chromium_path() -> str:
+    """Debian's Chromium, which the report and console browser tests drive; a clear failure
+    without it (`make browser` installs it as root)."""
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail(
+            "chromium is not installed: the browser tests need Debian's package "
+            "(`make browser`, or `apt-get install chromium`; .ci/run installs it)"
+        )
+    return path
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` is running (a zombie has exited already)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def assert_child_dies_with(parent: subprocess.Popen[str], pid: int, what: str) -> None:
+    """SIGKILL ``parent`` and assert its child ``pid`` is gone within 15 s; nothing is left
+    running whatever the outcome."""
+    try:
+        assert alive(pid)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(pid), f"{what} outlived the process that started it"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)

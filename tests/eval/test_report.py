@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 
 from eval.report import main, write_report
+from tests.conftest import chromium_path
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES, TEMPS, TOP_KS, RKS = (
@@ -292,18 +292,8 @@ PROBE_TAIL = """<script>(function () {
   document.body.appendChild(out); })();</script>"""
 
 
-def _chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.fail(
-            "chromium is not installed: the report's browser test needs Debian's package "
-            "(`apt-get install chromium`; .ci/run installs it before `make test`)"
-        )
-    return path
-
-
 def _run_chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess[str]:
-    cmd = [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
+    cmd = [chromium_path(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 

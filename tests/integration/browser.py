@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +15,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 from playwright.sync_api import expect
+
+from tests.conftest import chromium_path as chromium_path  # re-exported for the console tests
 
 KEY = "console-test-key"  # the API key the console's test server accepts
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -35,16 +35,6 @@ new MutationObserver((records) => {
   }
 }).observe(document, {subtree: true, childList: true, characterData: true});
 """
-
-
-def chromium_path() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.fail(
-            "chromium is not installed: the console's browser tests need Debian's package "
-            "(`make browser`, or `apt-get install chromium`)"
-        )
-    return path
 
 
 @dataclass

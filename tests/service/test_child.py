@@ -12,7 +12,7 @@ import time
 import pytest
 
 from service import child
-from tests.conftest import REPO
+from tests.conftest import REPO, assert_child_dies_with
 
 # Starts a child that would sleep a minute, prints its pid, then waits to be killed.
 PARENT = """
@@ -25,14 +25,6 @@ proc = subprocess.Popen(
 print(proc.pid, flush=True)
 time.sleep(120)
 """
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] != "Z"  # a zombie has exited already
-    except OSError:
-        return False
 
 
 def test_a_child_runs_the_module_with_its_arguments_and_stops() -> None:
@@ -61,21 +53,7 @@ def test_the_child_dies_with_a_parent_killed_outright() -> None:
         text=True,
         env=dict(os.environ, PYTHONPATH=str(REPO)),
     )
-    pid = 0
-    try:
-        assert parent.stdout is not None
-        pid = int(parent.stdout.readline())
-        time.sleep(0.5)  # past the launcher's prctl
-        assert _alive(pid)
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(timeout=10)
-        deadline = time.monotonic() + 15
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not _alive(pid), "the child outlived the process that started it"
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait()
-        if pid and _alive(pid):
-            os.kill(pid, signal.SIGKILL)
+    assert parent.stdout is not None
+    pid = int(parent.stdout.readline())
+    time.sleep(0.5)  # past the launcher's prctl
+    assert_child_dies_with(parent, pid, "the child")

@@ -4,16 +4,14 @@ log, and never outlives the process that started it."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from service.llm.llama_server import LlamaServerError, llama_server
-from tests.conftest import REPO, base_gguf
+from tests.conftest import REPO, assert_child_dies_with, base_gguf
 
 
 def test_a_missing_or_broken_model_fails_with_the_servers_log(tmp_path: Path) -> None:
@@ -41,14 +39,6 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 PARENT = """
 import sys, time
 from pathlib import Path
@@ -71,23 +61,12 @@ def test_the_server_dies_with_a_parent_killed_outright() -> None:
         text=True,
         env=env,
     )
-    children: list[int] = []
     try:
         assert parent.stdout is not None
         assert parent.stdout.readline().startswith("http://127.0.0.1:")
-        children = _children(parent.pid)
-        (child,) = children
-        assert _alive(child)
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(timeout=10)
-        deadline = time.monotonic() + 15
-        while _alive(child) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not _alive(child), "llama_cpp.server outlived the process that started it"
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait()
-        for pid in children:  # whatever the outcome, nothing is left running
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        (child,) = _children(parent.pid)
+    except BaseException:
+        parent.kill()
+        parent.wait()
+        raise
+    assert_child_dies_with(parent, child, "llama_cpp.server")
