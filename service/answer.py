@@ -71,6 +71,26 @@ class ConversationInfo(BaseModel):
     history_turns: int
 
 
+class PassageInfo(BaseModel):
+    """A passage the prompt showed the model, as [index]: which chunk, where in its document.
+
+    Every passage, cited or not, so two answers' retrievals can be told apart (the console's
+    Compare view marks the passages one configuration found and another did not): a passage is
+    its ``doc_id`` with ``start``/``end`` (the window's offsets, as in a citation) and the best
+    retrieved ``chunk_id`` in it. No text: a citation carries that for the passages cited.
+    """
+
+    index: int
+    chunk_id: int
+    doc_id: str
+    source: str
+    page: int | None
+    heading: str
+    score: float
+    start: int | None = omitted_if_none()
+    end: int | None = omitted_if_none()
+
+
 class SamplingInfo(BaseModel):
     """The sampling parameters the answer was generated with (stop sequences are the template's)."""
 
@@ -93,6 +113,9 @@ class Provenance(BaseModel):
     backend: str
     params: SamplingInfo
     timings: dict[str, float]  # seconds per stage, rounded to 0.1 ms
+    # Every passage the prompt showed, in [n] order; absent from records made before it was
+    # kept (and left out of the JSON then, so older answers read back byte for byte).
+    passages: list[PassageInfo] | None = omitted_if_none()
 
 
 class MarkerSupport(BaseModel):

@@ -28,6 +28,7 @@ from service.routes import (
     feedback,
     health,
     retrieve,
+    serving,
     sweeps,
     templates,
     ui,
@@ -72,7 +73,7 @@ def create_app(
     errors.install(app)
     app.middleware("http")(_body_limit(svc.max_body_bytes))
     app.middleware("http")(_count_requests(metrics))
-    for module in (chat, retrieve, documents, feedback, templates, evals, sweeps):
+    for module in (chat, retrieve, documents, feedback, templates, evals, sweeps, serving):
         app.include_router(module.router, dependencies=[Depends(guard)])
     app.include_router(health.router)
     ui.install(app)  # the console's pages hold no data: served without a key

@@ -17,7 +17,7 @@ from service.feedback import FeedbackStore
 from service.llm.base import LLM
 from service.metrics import Metrics
 from service.serving import ServingStore
-from service.settings import Settings
+from service.settings import RagSettings, Settings
 from service.sweeps import SweepRunner
 
 
@@ -35,6 +35,12 @@ class AppState:
     owns_llm: bool = True  # False: the caller injected the model and closes it
     started: float = field(default_factory=time.time)
     example_banks: dict[str, ExampleBank] = field(default_factory=dict)
+
+    def serving_config(self) -> tuple[RagSettings, int]:
+        """The ``rag`` settings in force for the next request, the promotion applied, and the
+        serving version (0: the settings' own). Chat, retrieval and ``GET /v1/serving`` all
+        resolve it here, so what the API shows is what the next answer uses."""
+        return self.serving.effective(self.settings.rag)
 
 
 def get_state(request: Request) -> AppState:

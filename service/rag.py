@@ -25,6 +25,7 @@ from service import conversation
 from service.answer import (
     Answer,
     Citation,
+    PassageInfo,
     Provenance,
     RetrievalInfo,
     SamplingInfo,
@@ -131,7 +132,7 @@ def plan_answer(
     condensed with it (``condensed``, when the caller already did that), and the prompt shows
     its recent exchanges.
     """
-    template = registry.get(template_ref or template_for(rag.template, llm.style))
+    template = serving_template(registry, rag, llm.style, template_ref)
     if condensed is None:
         condensed = conversation.condense(question, history, llm, rag.conversation)
     t0 = time.perf_counter()
@@ -170,6 +171,14 @@ def plan_answer(
         verify=rag.verify,
         conversation=condensed.info(len(rendered.history)) if history else None,
     )
+
+
+def serving_template(
+    registry: TemplateRegistry, rag: RagSettings, style: str, template_ref: str | None = None
+) -> Template:
+    """The template an answer uses: the request's ``template_ref``, else the configuration's
+    (else the built-in one for the model's prompt style), resolved to a concrete version."""
+    return registry.get(template_ref or template_for(rag.template, style))
 
 
 def select_examples(
@@ -287,7 +296,32 @@ def provenance(plan: Plan, backend: str) -> Provenance:
             seed=p.seed,
         ),
         timings={k: round(v, 4) for k, v in plan.timings.items()},
+        passages=passages(plan),
     )
+
+
+def passages(plan: Plan) -> list[PassageInfo]:
+    """Every passage the prompt showed, in [n] order, as ``ragtune.passages`` lists them."""
+    out = []
+    for n, p in enumerate(plan.rendered.passages, 1):
+        window = p.ref
+        if not isinstance(window, Window):  # not a retrieved passage: nothing to identify it by
+            continue
+        hit = window.hit
+        out.append(
+            PassageInfo(
+                index=n,
+                chunk_id=hit.chunk_id,
+                doc_id=hit.doc_id,
+                source=hit.source,
+                page=hit.page,
+                heading=heading_text(hit),
+                score=round(float(hit.score), 4),
+                start=window.start,
+                end=window.end,
+            )
+        )
+    return out
 
 
 def sampling_params(

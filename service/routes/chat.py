@@ -63,7 +63,7 @@ def _check_limits(req: ChatCompletionRequest, state: AppState) -> str:
 def _plan(req: ChatCompletionRequest, state: AppState) -> rag.Plan:
     question = _check_limits(req, state)
     r = req.retrieval
-    serving, serving_version = state.serving.effective(state.settings.rag)
+    serving, serving_version = state.serving_config()
     params = rag.sampling_params(
         serving,
         temperature=req.temperature,

@@ -24,7 +24,7 @@ async def retrieve(req: RetrieveRequest, state: State) -> dict[str, Any]:
     k = req.overrides().get("k", 0)
     if k > state.settings.service.max_k:
         raise ApiError(400, f"k is at most {state.settings.service.max_k}", param="k")
-    serving, _ = state.serving.effective(state.settings.rag)
+    serving, _ = state.serving_config()
     try:
         hits = await run_in_threadpool(
             rag.retrieve_serving,

@@ -29,10 +29,11 @@ CSP = (
 # listed disabled in the navigation until they exist.
 PAGES = [
     ("/ui", "ask.html", "Ask"),
+    ("/ui/compare", "compare.html", "Compare"),
     ("/ui/feedback", "feedback.html", "Feedback"),
     ("/ui/documents", "documents.html", "Documents"),
 ]
-LATER = ["Compare", "Prompts", "Evaluations"]
+LATER = ["Prompts", "Evaluations"]
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=UI_DIR / "templates")

@@ -1,68 +1,64 @@
 // The Ask page: a conversation with the server, each answer streamed (SSE over fetch), then
-// rendered with its citations, provenance and feedback controls.
+// rendered with its citations, provenance and feedback controls; the configuration in force is
+// shown and its values fill the fields before the first question.
 "use strict";
 
 (() => {
-  const { el, request, errorOf, postJSON } = window.Ragtune;
+  const { el } = window.Ragtune;
+  const Serving = window.RagtuneServing;
   const turns = []; // finished exchanges: {question, answer}, sent back as the history
-  let inForce = null; // the last answer's provenance: the serving configuration it ran under
+  let served = null; // the values in force (GET /v1/serving), as the fields hold them
   let controller = null;
 
   const $ = (id) => document.getElementById(id);
   const num = (id) => ($(id).value === "" ? undefined : Number($(id).value));
+  // Whether a field's value is the one in force (an empty field and an unset value are alike).
+  const same = (value, inForce) => (value === undefined || value === "" ? inForce === null || inForce === undefined : value === inForce);
 
-  // The request's tunables: only fields the user set; the rest take the server's values.
+  // The request's tunables: only fields that differ from the values in force (without those,
+  // fields the user set); the rest take the server's values.
   function overrides() {
+    const want = {
+      prompt: $("cfg-prompt").value.trim() || undefined,
+      temperature: num("cfg-temperature"),
+      top_k: num("cfg-top-k"),
+      max_tokens: num("cfg-max-tokens"),
+      mode: $("cfg-mode").value || undefined,
+      k: num("cfg-k"),
+    };
+    const changed = (name) => want[name] !== undefined && !(served && same(want[name], served[name]));
     const body = {};
-    const prompt = $("cfg-prompt").value.trim();
-    if (prompt) body.prompt = prompt;
-    for (const [id, field] of [["cfg-temperature", "temperature"], ["cfg-top-k", "top_k"], ["cfg-max-tokens", "max_tokens"]]) {
-      if (num(id) !== undefined) body[field] = num(id);
+    for (const name of ["prompt", "temperature", "top_k", "max_tokens"]) {
+      if (changed(name)) body[name] = want[name];
     }
     const retrieval = {};
-    if ($("cfg-mode").value) retrieval.mode = $("cfg-mode").value;
-    if (num("cfg-k") !== undefined) retrieval.k = num("cfg-k");
+    if (changed("mode")) retrieval.mode = want.mode;
+    if (changed("k")) retrieval.k = want.k;
     if (Object.keys(retrieval).length) body.retrieval = retrieval;
     return body;
   }
 
-  function showInForce(info) {
-    inForce = info;
-    const p = info.params;
-    $("in-force").textContent = `In force for the last answer: ${info.prompt}, temperature ${p.temperature}, ` +
-      `top_k ${p.top_k ?? "–"}, max_tokens ${p.max_tokens}, ${info.retrieval.mode} k=${info.retrieval_k}` +
-      `, serving version ${info.serving_version}.`;
-    $("cfg-fill").disabled = false;
-  }
-
-  function fillInForce() {
-    if (!inForce) return;
-    $("cfg-prompt").value = inForce.prompt;
-    $("cfg-temperature").value = inForce.params.temperature;
-    $("cfg-top-k").value = inForce.params.top_k ?? "";
-    $("cfg-max-tokens").value = inForce.params.max_tokens;
-    $("cfg-mode").value = inForce.retrieval.mode;
-    $("cfg-k").value = inForce.retrieval_k;
-  }
-
-  // Server-sent events from a fetch body: yields each event's data (its `data:` lines joined).
-  async function* sse(body) {
-    const reader = body.getReader();
-    const decoder = new TextDecoder();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      buffer += decoder.decode(value || new Uint8Array(), { stream: !done });
-      let cut;
-      while ((cut = buffer.search(/\r?\n\r?\n/)) >= 0) {
-        const event = buffer.slice(0, cut);
-        buffer = buffer.slice(cut).replace(/^\r?\n\r?\n/, "");
-        const data = event.split(/\r?\n/).filter((l) => l.startsWith("data:"))
-          .map((l) => l.slice(5).replace(/^ /, "")).join("\n");
-        if (data) yield data;
-      }
-      if (done) return;
+  // Show the configuration in force and put its values in the fields.
+  async function loadServing() {
+    $("cfg-fill").disabled = true;
+    const { config, templates, error } = await Serving.load();
+    $("cfg-fields").disabled = false; // fields are read only until then: nothing typed is overwritten
+    if (!config) {
+      Serving.templateOptions($("cfg-prompt"), templates, null);
+      $("cfg-prompt").prepend(el("option", { value: "" }, "server default"));
+      $("cfg-prompt").value = "";
+      $("in-force").textContent = `The configuration in force is unknown (${error ? error.message : "no answer"}).`;
+      return;
     }
+    served = Serving.values(config);
+    $("in-force").textContent = `In force: ${Serving.describe(config)}`;
+    Serving.templateOptions($("cfg-prompt"), templates, served.prompt);
+    $("cfg-temperature").value = served.temperature;
+    $("cfg-top-k").value = served.top_k ?? "";
+    $("cfg-max-tokens").value = served.max_tokens;
+    $("cfg-mode").value = served.mode;
+    $("cfg-k").value = served.k;
+    $("cfg-fill").disabled = false;
   }
 
   function turnElement(question) {
@@ -81,30 +77,14 @@
     messages.push({ role: "user", content: question });
     controller = new AbortController();
     busy(true);
-    let text = "";
-    let final = null;
     try {
-      const resp = await request("/v1/chat/completions",
-        postJSON({ model: "ragtune", messages, stream: true, ...overrides() }, { signal: controller.signal }));
-      if (!resp.ok) throw await errorOf(resp);
-      for await (const data of sse(resp.body)) {
-        if (data === "[DONE]") break;
-        const chunk = JSON.parse(data);
-        if (chunk.error) throw new Error(chunk.error.message);
-        const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
-        if (delta && delta.content) {
-          text += delta.content;
-          view.text.textContent = text;
-        }
-        if (chunk.ragtune) final = chunk;
-      }
-      if (!final) throw new Error("the stream ended before the answer was complete");
+      const { final, text } = await Serving.stream({ messages, ...overrides() },
+        (sofar) => { view.text.textContent = sofar; }, controller.signal);
       view.block.setAttribute("aria-busy", "false");
       window.RagtuneAnswer.render(view.block, { text, citations: final.citations || [], info: final.ragtune, usage: final.usage });
       view.block.append(window.RagtuneRate.controls(final.id));
       view.item.dataset.responseId = final.id;
       turns.push({ question, answer: text });
-      showInForce(final.ragtune);
       $("ask-status").textContent = "Answered.";
     } catch (err) {
       view.block.setAttribute("aria-busy", "false");
@@ -153,6 +133,7 @@
     $("source-pane").hidden = true;
     $("question").focus();
   });
-  $("cfg-fill").addEventListener("click", fillInForce);
+  $("cfg-fill").addEventListener("click", loadServing);
   showModel();
+  loadServing();
 })();
