@@ -4,6 +4,7 @@ page with live progress, its report, a promotion the next answer carries, and a 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -55,9 +56,14 @@ def dev2(console_home: Path, shared_data: Path) -> str:
     return "dev2.jsonl"
 
 
+def _file(name: str, text: str) -> dict[str, Any]:
+    return {"name": name, "mimeType": "application/x-ndjson", "buffer": text.encode()}
+
+
 def test_sweep_with_progress_report_promotion_and_rollback(
-    console_url: str, dev2: str, browser: Any, tmp_path: Path
+    console_url: str, console_home: Path, dev2: str, browser: Any, tmp_path: Path
 ) -> None:
+    dataset_dir = console_home / "eval" / "datasets"
     before = current_version(console_url)
     promoted = False
     try:
@@ -70,6 +76,17 @@ def test_sweep_with_progress_report_promotion_and_rollback(
             expect(other).to_have_count(1)
             expect(other.locator("select")).to_have_value("rag.sampling.max_tokens")
             expect(other.locator("input")).to_have_value("16")
+            # An upload the loader refuses is not added, with its message; a good one is chosen.
+            upload = page.locator("#dataset-file")
+            upload.set_input_files(files=[_file("broken.jsonl", "not json\n")])
+            expect(page.locator("#dataset-status")).to_contain_text(
+                "Not added: broken.jsonl:1: not JSON"
+            )
+            upload.set_input_files(files=[_file("mine.jsonl", (dataset_dir / dev2).read_text())])
+            expect(page.locator("#dataset-status")).to_have_text("Added mine.jsonl: 2 questions.")
+            expect(page.locator("#sweep-dataset")).to_have_value("mine.jsonl")
+            assert not (dataset_dir / "broken.jsonl").exists()
+            page.select_option("#sweep-dataset", dev2)
             page.get_by_label("Temperature rag.sampling.temperature").fill("0")
             expect(page.locator("#serving-status")).to_have_attribute("data-version", str(before))
 
@@ -142,6 +159,15 @@ def test_sweep_with_progress_report_promotion_and_rollback(
             expect(serving).to_have_attribute("data-version", str(before))
             promoted = False
             assert serving_version(console_url) == before
+
+            # Another sweep, cancelled from the page.
+            page.get_by_label("Temperature rag.sampling.temperature").fill("0.3")
+            page.get_by_role("button", name="Start sweep").click()
+            expect(status).to_have_attribute("data-status", re.compile("queued|running"))
+            page.get_by_role("button", name="Cancel sweep").click()
+            expect(status).to_have_attribute("data-status", "cancelled")
+            expect(status).to_contain_text("starting the same sweep again resumes it")
+            expect(page.get_by_role("button", name="Start sweep")).to_be_enabled()
     finally:
         if promoted:  # leave the shared server as the other tests expect it
             httpx.post(f"{console_url}/v1/eval/rollback", headers=AUTH, timeout=30)
