@@ -80,3 +80,18 @@ def test_package_data_ships_the_console() -> None:
     shipped = {p for g in globs for p in (UI_DIR.parent).glob(g)}
     on_disk = {p for p in UI_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     assert on_disk <= shipped, sorted(str(p) for p in on_disk - shipped)
+
+
+def test_evaluations_offers_the_serve_tunables_as_axes(keyed: TestClient) -> None:
+    from service.routes.ui import MAIN_AXES
+    from service.tunables import tunables
+
+    html = keyed.get("/ui/evaluations").text
+    for path in MAIN_AXES:
+        assert f'data-path="{path}"' in html, path
+    offered = set(re.findall(r'<option value="([a-z_.]+)" title=', html))
+    assert offered == {t.path for t in tunables() if t.scope == "serve"}
+    assert "chunk.size" not in offered  # decided at ingest: promotion refuses it
+    nav = keyed.get("/ui/prompts").text
+    for name in ("Prompts", "Evaluations"):
+        assert f">{name}</a>" in nav and f">{name}</span>" not in nav
