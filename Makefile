@@ -43,7 +43,8 @@ run: install
 	$(BIN)/ragtune ingest docs README.md --sync --home $(HOME_DIR)
 	$(BIN)/ragtune ask "$(QUERY)" --home $(HOME_DIR)
 	@echo
-	@echo "Starting the API on http://127.0.0.1:$(PORT) (Ctrl-C stops it). Try, from another terminal:"
+	@echo "Starting the API on http://127.0.0.1:$(PORT) and the web console on http://127.0.0.1:$(PORT)/ui"
+	@echo "(Ctrl-C stops it). Try, from another terminal:"
 	@echo "  curl -s http://127.0.0.1:$(PORT)/v1/chat/completions -H 'Content-Type: application/json' \\"
 	@echo "    -d '{\"messages\": [{\"role\": \"user\", \"content\": \"$(QUERY)\"}]}'"
 	@echo
