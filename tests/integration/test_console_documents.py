@@ -11,6 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from service.routes.ui import PAGES
 from tests.integration.browser import AUTH, KEY, ask_in_page, console_page, screenshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -160,12 +161,47 @@ UNLABELLED = """() => [...document.querySelectorAll("input, select, textarea, bu
   .map((e) => e.id || e.outerHTML)"""
 
 
-def test_pages_are_labelled_and_fit_a_laptop_screen(console_url: str, browser: Any) -> None:
+# WCAG 2 contrast of every visible element that holds text, against the first opaque background
+# behind it: at least 4.5:1, or 3:1 for large text (24px, or 18.66px bold). Disabled controls
+# are exempt, as in WCAG.
+LOW_CONTRAST = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+    .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = (e) => {
+    for (; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || c[3] > 0) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const bad = [];
+  for (const e of document.querySelectorAll("body *")) {
+    const own = [...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    const box = e.getBoundingClientRect();
+    if (!own || e.disabled || e.closest(".sr-only") || !box.width || !box.height) continue;
+    const st = getComputedStyle(e);
+    if (st.visibility === "hidden" || Number(st.opacity) === 0) continue;
+    const [a, b] = [lum(rgb(st.color).slice(0, 3)), lum(background(e))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const size = parseFloat(st.fontSize), bold = Number(st.fontWeight) >= 700;
+    const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    if (ratio < need) bad.push(`${e.tagName}.${e.className} "${e.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+  }
+  return bad;
+}"""
+
+
+def test_pages_are_labelled_readable_and_fit_a_laptop_screen(
+    console_url: str, browser: Any
+) -> None:
     with console_page(browser, console_url, KEY) as (page, _):
         page.set_viewport_size({"width": 1280, "height": 720})
-        for path in ("/ui", "/ui/feedback", "/ui/documents"):
+        for path, _, _ in PAGES:
             page.goto(f"{console_url}{path}")
             page.wait_for_load_state("networkidle")
             assert page.evaluate(UNLABELLED) == [], path
+            assert page.evaluate(LOW_CONTRAST) == [], path
             assert page.evaluate("document.documentElement.scrollWidth <= innerWidth"), path
             assert page.locator("h1").count() == 1, path
