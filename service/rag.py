@@ -252,19 +252,10 @@ def citations(plan: Plan, answer: str, verification: Verification) -> list[Citat
     out = []
     for n, supported in cited_passages(answer, len(passages), verification):
         window: Window = passages[n - 1].ref  # type: ignore[assignment]
-        hit = window.hit
         out.append(
             Citation(
-                index=n,
-                chunk_id=hit.chunk_id,
-                doc_id=hit.doc_id,
-                source=hit.source,
-                page=hit.page,
-                heading=heading_text(hit),
-                score=round(float(hit.score), 4),
+                **_located(n, window),
                 text=window.text,
-                start=window.start,
-                end=window.end,
                 spans=[list(s) for s in window.spans],
                 supported=supported,
             )
@@ -307,21 +298,25 @@ def passages(plan: Plan) -> list[PassageInfo]:
         window = p.ref
         if not isinstance(window, Window):  # not a retrieved passage: nothing to identify it by
             continue
-        hit = window.hit
-        out.append(
-            PassageInfo(
-                index=n,
-                chunk_id=hit.chunk_id,
-                doc_id=hit.doc_id,
-                source=hit.source,
-                page=hit.page,
-                heading=heading_text(hit),
-                score=round(float(hit.score), 4),
-                start=window.start,
-                end=window.end,
-            )
-        )
+        out.append(PassageInfo(**_located(n, window)))
     return out
+
+
+def _located(n: int, window: Window) -> dict[str, Any]:
+    """What identifies passage [n] (a citation and ``ragtune.passages`` alike): its best
+    retrieved chunk and where the window sits in the document."""
+    hit = window.hit
+    return {
+        "index": n,
+        "chunk_id": hit.chunk_id,
+        "doc_id": hit.doc_id,
+        "source": hit.source,
+        "page": hit.page,
+        "heading": heading_text(hit),
+        "score": round(float(hit.score), 4),
+        "start": window.start,
+        "end": window.end,
+    }
 
 
 def sampling_params(
