@@ -163,15 +163,11 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from service.state import build_state, close_state
 
     state = build_state(settings)
-    serving, serving_version = state.serving.effective(settings.rag)
+    serving, serving_version = state.serving_config()
     try:
-        plan = rag.plan_answer(
-            question=args.question,
-            embedder=state.embedder,
-            index=state.index,
-            llm=state.llm,
-            registry=state.registry,
-            rag=rag.with_retrieval(serving, k=args.k),
+        plan = state.plan(
+            args.question,
+            rag.with_retrieval(serving, k=args.k),
             template_ref=args.prompt,
             params=rag.sampling_params(serving),
             serving_version=serving_version,

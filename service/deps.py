@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -10,12 +11,16 @@ from fastapi import Depends, Request
 
 from ingest.embed import Embedder
 from ingest.index import VectorIndex
+from ingest.search import Filters
 from prompts.fewshot import ExampleBank
 from prompts.registry import TemplateRegistry
+from service import rag
+from service.conversation import Turn
 from service.errors import ApiError
 from service.feedback import FeedbackStore
-from service.llm.base import LLM
+from service.llm.base import LLM, SamplingParams
 from service.metrics import Metrics
+from service.rag import Plan
 from service.serving import ServingStore
 from service.settings import RagSettings, Settings
 from service.sweeps import SweepRunner
@@ -41,6 +46,34 @@ class AppState:
         serving version (0: the settings' own). Chat, retrieval and ``GET /v1/serving`` all
         resolve it here, so what the API shows is what the next answer uses."""
         return self.serving.effective(self.settings.rag)
+
+    def plan(
+        self,
+        question: str,
+        rag_settings: RagSettings,
+        *,
+        params: SamplingParams,
+        serving_version: int,
+        template_ref: str | None = None,
+        filters: Filters | None = None,
+        history: Sequence[Turn] = (),
+    ) -> Plan:
+        """``rag.plan_answer`` on this state's encoder, index, model, templates and example banks:
+        what chat, the template preview and ``ragtune ask`` all answer from."""
+        return rag.plan_answer(
+            question=question,
+            embedder=self.embedder,
+            index=self.index,
+            llm=self.llm,
+            registry=self.registry,
+            rag=rag_settings,
+            template_ref=template_ref,
+            filters=filters,
+            params=params,
+            banks=self.example_banks,
+            serving_version=serving_version,
+            history=history,
+        )
 
 
 def get_state(request: Request) -> AppState:

@@ -81,17 +81,12 @@ def _plan(req: ChatCompletionRequest, state: AppState) -> rag.Plan:
     if req.conversation is not None:
         serving = conversation.with_overrides(serving, **req.conversation.overrides())
     try:
-        return rag.plan_answer(
-            question=question,
-            embedder=state.embedder,
-            index=state.index,
-            llm=state.llm,
-            registry=state.registry,
-            rag=serving,
+        return state.plan(
+            question,
+            serving,
             template_ref=req.prompt,
             filters=r.filters if r else None,
             params=params,
-            banks=state.example_banks,
             serving_version=serving_version,
             history=conversation.history_of(req.messages),
         )

@@ -189,18 +189,13 @@ def render(state: AppState, template_id: str, req: RenderRequest) -> dict[str, A
         template = state.registry.get(ref)
     except TemplateNotFound as e:
         raise ApiError(404, str(e), param="version" if req.version else "id") from e
-    serving, serving_version = state.serving.effective(state.settings.rag)
+    serving, serving_version = state.serving_config()
     try:
-        plan = rag.plan_answer(
-            question=req.question,
-            embedder=state.embedder,
-            index=state.index,
-            llm=state.llm,
-            registry=state.registry,
-            rag=rag.with_retrieval(serving, k=req.k),
+        plan = state.plan(
+            req.question,
+            rag.with_retrieval(serving, k=req.k),
             template_ref=template.ref,
             params=rag.sampling_params(serving),
-            banks=state.example_banks,
             serving_version=serving_version,
         )
     except PromptBudgetError as e:
