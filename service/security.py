@@ -27,11 +27,15 @@ def hash_key(key: str) -> str:
 def load_key_hashes(keys: Iterable[str], keys_file: Path | None) -> list[str]:
     hashes = [hash_key(k) for k in keys if k]
     if keys_file is not None:
-        for line in keys_file.read_text().splitlines():
+        for number, line in enumerate(keys_file.read_text().splitlines(), start=1):
             line = line.split("#", 1)[0].strip()
             if line:
                 if len(line) != 64 or any(c not in "0123456789abcdef" for c in line.lower()):
-                    raise ValueError(f"{keys_file}: not a SHA-256 hex digest: {line[:12]}...")
+                    # Name the line, never its content: a bad line is often a plaintext key.
+                    raise ValueError(
+                        f"{keys_file.name}: line {number} is not a SHA-256 hex digest (store "
+                        "sha256(key), never the key itself)"
+                    )
                 hashes.append(line.lower())
     return hashes
 
