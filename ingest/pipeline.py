@@ -84,8 +84,11 @@ class Ingestor:
         embedder: Embedder,
         chunking: ChunkSettings,
         settings: IngestSettings,
+        *,
+        lock_timeout_s: float = 30.0,
     ) -> None:
         self.index = index
+        self.lock_timeout_s = lock_timeout_s  # an API request waits briefly, a CLI run longer
         self.embedder = embedder
         self.chunking = chunking
         self.settings = settings
@@ -201,7 +204,7 @@ class Ingestor:
         collections = [e for e in todo if e.records]
         s = self.settings
         # The store's writer lock is taken only while committing (see StagedChanges).
-        writer = StagedChanges(self.index)
+        writer = StagedChanges(self.index, self.lock_timeout_s)
         batcher = _Batcher(self, writer, summary, progress)
         if files:
             with ConversionPool(s.workers, s.timeout_s, s.memory_mb, s.max_file_mb) as pool:

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ingest.index import EmbeddingMismatch, IndexCorrupt, IndexStoreError, WriterBusy
 from prompts.registry import TemplateNotFound
 from service.llm.base import LLMBusy, LLMError, LLMUnavailable
 
@@ -87,6 +88,21 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(TemplateNotFound)
     async def _template(_: Request, e: TemplateNotFound) -> JSONResponse:
         return _respond(ApiError(400, str(e), param="prompt"))
+
+    @app.exception_handler(IndexStoreError)
+    async def _store(_: Request, e: IndexStoreError) -> JSONResponse:
+        # The store's own messages name server paths; the client gets what it can act on.
+        if isinstance(e, WriterBusy):
+            message, code = "the index is being written by another process; retry", "index_busy"
+            return _respond(ApiError(503, message, code=code, headers={"Retry-After": "5"}))
+        if isinstance(e, EmbeddingMismatch):
+            message, code = "the index was built with another embedding model", "index_mismatch"
+        elif isinstance(e, IndexCorrupt):
+            message, code = "the index on disk is damaged; see the server log", "index_corrupt"
+        else:
+            message, code = "the index store failed; see the server log", "index_error"
+        log.error("index store error: %s", e)
+        return _respond(ApiError(503, message, code=code))
 
     @app.exception_handler(LLMBusy)
     async def _busy(_: Request, e: LLMBusy) -> JSONResponse:

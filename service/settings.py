@@ -230,6 +230,13 @@ class ServiceSettings(BaseModel):
     max_tokens: int = Field(1024, ge=1, description="Largest max_tokens a client may ask for.")
     max_k: int = Field(50, ge=1, description="Most passages a client may ask to retrieve.")
     max_upload_mb: float = Field(50.0, gt=0, description="Largest document upload.")
+    writer_wait_s: float = Field(
+        2.0,
+        ge=0,
+        le=30,
+        description="How long an upload or delete waits for the index writer lock another "
+        "process holds (an ingest run committing) before answering 503 with Retry-After.",
+    )
     max_dataset_bytes: int = Field(
         1_000_000,
         ge=1024,

@@ -106,7 +106,8 @@ def _ingest_one(state: AppState, folder: Path, path: Path, data: bytes) -> Any:
         tmp.write_bytes(data)
         tmp.replace(path)
     s = state.settings
-    return Ingestor(state.index, state.embedder, s.chunk, s.ingest).run([path])
+    wait = s.service.writer_wait_s
+    return Ingestor(state.index, state.embedder, s.chunk, s.ingest, lock_timeout_s=wait).run([path])
 
 
 @router.delete("/v1/documents/{doc_id}")
@@ -121,7 +122,7 @@ async def delete_document(doc_id: str, state: State) -> dict[str, Any]:
 
 
 def _remove(state: AppState, source: str) -> None:
-    with Writer.acquire(state.index) as writer:
+    with Writer.acquire(state.index, state.settings.service.writer_wait_s) as writer:
         writer.remove(source)
         writer.commit()
     uploads = (state.settings.home / "uploads").resolve()

@@ -45,3 +45,25 @@ def test_malformed_json_names_no_param(client: TestClient) -> None:
     err = error(resp, 422)
     assert err["param"] is None
     assert "malformed JSON" in err["message"] and "14" in err["message"]
+
+
+def test_writer_busy_is_503_with_retry_after_not_a_long_wait(
+    own_settings: Settings, embedder: Embedder
+) -> None:
+    s = own_settings.model_copy(
+        update={"service": own_settings.service.model_copy(update={"writer_wait_s": 0.2})}
+    )
+    with TestClient(create_app(s, llm=ScriptedLLM(), embedder=embedder)) as client:
+        index = client.app.state.ragtune.index  # type: ignore[attr-defined]
+        doc_id = client.get("/v1/documents").json()["data"][0]["id"]
+        with Writer.acquire(index, 0):  # as an ingest run in another process would
+            started = time.monotonic()
+            up = client.post("/v1/documents", files={"file": ("note.txt", b"Busy lock test.")})
+            gone = client.delete(f"/v1/documents/{doc_id}")
+            took = time.monotonic() - started
+        for resp in (up, gone):
+            err = error(resp, 503)
+            assert err["code"] == "index_busy" and resp.headers["retry-after"].isdigit()
+            assert str(s.home) not in err["message"]
+        assert took < 10
+        assert client.get("/v1/documents").json()["data"][0]["id"] == doc_id
