@@ -16,9 +16,10 @@ from pydantic.fields import FieldInfo
 from ingest.settings import RetrievalSettings
 from service.answer import Answer, Citation, Ragtune, Usage, omitted_if_none
 from service.settings import ConversationSettings, VerifySettings
+from service.text import RequestBody
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(RequestBody):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "user", "assistant", "tool", "developer"]
@@ -33,7 +34,7 @@ class ChatMessage(BaseModel):
         return "\n".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
 
 
-class _RetrievalExtension(BaseModel):
+class _RetrievalExtension(RequestBody):
     """ragtune extension: how passages are retrieved for this request.
 
     Every ``rag.retrieval`` setting is a field here too (derived below, never re-listed), each
@@ -73,7 +74,7 @@ else:
     )
 
 
-class _SectionExtension(BaseModel):
+class _SectionExtension(RequestBody):
     """A ragtune extension holding one settings section's fields, each optional (derived below)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -101,7 +102,7 @@ else:
     )
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(RequestBody):
     model_config = ConfigDict(extra="allow")
 
     model: str | None = None

@@ -16,18 +16,19 @@ from urllib.parse import quote
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from service import runs
 from service.deps import AppState, State
 from service.errors import ApiError
 from service.serving import ServingError
+from service.text import RequestBody
 
 router = APIRouter(tags=["evaluation"])
 
 
-class PromotionRequest(BaseModel):
+class PromotionRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     run_id: str = Field(min_length=1, description="A run's `id` (its folder name).")

@@ -16,11 +16,12 @@ from starlette.concurrency import run_in_threadpool
 from service.deps import State
 from service.errors import ApiError
 from service.feedback import Feedback
+from service.text import RequestBody
 
 router = APIRouter(tags=["feedback"])
 
 
-class FeedbackRequest(BaseModel):
+class FeedbackRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     response_id: str = Field(min_length=1, description="The `id` of a chat completion.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -18,20 +18,21 @@ from service.datasets import DatasetError
 from service.deps import Sweeps
 from service.errors import ApiError
 from service.sweeps import SweepError, sweep_toml
+from service.text import RequestBody
 
 router = APIRouter(tags=["evaluation"])
 
 Scalar = StrictStr | StrictInt | StrictFloat | StrictBool
 
 
-class DatasetUpload(BaseModel):
+class DatasetUpload(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="File name, `[A-Za-z0-9._-]+.jsonl`; never a path.")
     content: str = Field(description="The JSONL text, one case a line.")
 
 
-class SweepRequest(BaseModel):
+class SweepRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str = Field(description="A dataset's `id` (its file name).")

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import yaml
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from prompts.registry import (
@@ -35,12 +35,13 @@ from service import rag
 from service.deps import AppState, State
 from service.errors import ApiError
 from service.settings import DEFAULT_TEMPLATES
+from service.text import RequestBody
 
 router = APIRouter(tags=["templates"])
 _write_lock = threading.Lock()  # one new version at a time in this process (the file is the guard)
 
 
-class RenderRequest(BaseModel):
+class RenderRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     version: int | None = Field(None, ge=1, description="Template version; null: the latest.")
@@ -48,7 +49,7 @@ class RenderRequest(BaseModel):
     k: int | None = Field(None, ge=1, description="Passages to retrieve; null: serving's k.")
 
 
-class NewVersion(BaseModel):
+class NewVersion(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     source: str = Field(

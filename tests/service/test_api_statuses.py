@@ -67,3 +67,29 @@ def test_writer_busy_is_503_with_retry_after_not_a_long_wait(
             assert str(s.home) not in err["message"]
         assert took < 10
         assert client.get("/v1/documents").json()["data"][0]["id"] == doc_id
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        (
+            "/v1/chat/completions",
+            '{"model": "x", "messages": [{"role": "user", "content": "why \\ud800?"}]}',
+            "messages.0.content",
+        ),
+        (
+            "/v1/chat/completions",
+            '{"messages": [{"role": "user", "content": [{"type": "text", "text": "\\ud800"}]}]}',
+            "messages.0.content",
+        ),
+        ("/v1/retrieve", '{"query": "zlib \\ud800 window"}', "query"),
+        ("/v1/feedback", '{"response_id": "x", "rating": "up", "comment": "\\udfff"}', "comment"),
+        ("/v1/templates/grounded-qa/render", '{"question": "a\\ud800"}', "question"),
+    ],
+)
+def test_lone_surrogate_is_422_naming_the_param(
+    client: TestClient, path: str, body: str, param: str
+) -> None:
+    resp = client.post(path, content=body.encode(), headers={"content-type": "application/json"})
+    err = error(resp, 422)
+    assert err["param"] == param and "unicode" in err["message"].lower()
