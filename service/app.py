@@ -70,7 +70,7 @@ def create_app(
     metrics = Metrics()
     app = FastAPI(title="ragtune", version="0.1.0", lifespan=lifespan)
     app.state.metrics = metrics
-    errors.install(app)
+    errors.install(app, settings.home)
     app.middleware("http")(_body_limit(svc.max_body_bytes))
     app.middleware("http")(_count_requests(metrics))
     for module in (chat, retrieve, documents, feedback, templates, evals, sweeps, serving):

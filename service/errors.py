@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ingest.index import EmbeddingMismatch, IndexCorrupt, IndexStoreError, WriterBusy
 from prompts.registry import TemplateNotFound
 from service.llm.base import LLMBusy, LLMError, LLMUnavailable
+from service.paths import redact
 
 log = logging.getLogger("ragtune.service")
 
@@ -59,11 +61,13 @@ def error_body(
     }
 
 
-def _respond(e: ApiError) -> JSONResponse:
-    return JSONResponse(error_body(e.status, e.message, e.param, e.code), e.status, e.headers)
+def install(app: FastAPI, home: Path | None = None) -> None:
+    """Answer every error in OpenAI's shape; messages never name a server path (see paths)."""
 
+    def _respond(e: ApiError) -> JSONResponse:
+        body = error_body(e.status, redact(e.message, home), e.param, e.code)
+        return JSONResponse(body, e.status, e.headers)
 
-def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(_: Request, e: ApiError) -> JSONResponse:
         return _respond(e)

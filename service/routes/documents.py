@@ -22,6 +22,7 @@ from ingest.pipeline import Ingestor
 from ingest.writer import Writer
 from service.deps import AppState, State
 from service.errors import ApiError
+from service.paths import public_path, redact
 
 router = APIRouter()
 _write_lock = asyncio.Lock()  # one writer at a time inside this process; others queue here
@@ -31,7 +32,7 @@ def _record(d: Any) -> dict[str, Any]:
     return {
         "id": d.doc_id,
         "object": "document",
-        "source": d.source,
+        "source": d.source,  # the key retrieval filters and citations use: kept as indexed
         "kind": d.kind,
         "title": d.title,
         "chunks": d.n_chunks,
@@ -55,6 +56,7 @@ async def list_documents(
     docs = await run_in_threadpool(state.index.documents)
     held = await run_in_threadpool(state.index.quarantined)
     needle = (q or "").strip().casefold()
+    home = state.settings.home
     return {
         "object": "list",
         "data": [
@@ -63,7 +65,10 @@ async def list_documents(
             if (not kind or d.kind == kind)
             and (not needle or needle in f"{d.source}\n{d.title or ''}".casefold())
         ],
-        "quarantined": [{"source": h.source, "reason": h.reason, "at": h.at} for h in held],
+        "quarantined": [
+            {"source": public_path(h.source, home), "reason": redact(h.reason, home), "at": h.at}
+            for h in held
+        ],
         "index_version": version,
     }
 

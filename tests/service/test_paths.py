@@ -1,0 +1,49 @@
+"""Server paths never reach a client: relative to HOME, or cut to a file name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from ingest.embed import Embedder
+from service import errors
+from service.app import create_app
+from service.errors import ApiError
+from service.paths import public_path, redact
+from service.settings import Settings
+from tests.service.conftest import ScriptedLLM
+
+
+def test_redact_keeps_urls_and_cuts_paths(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    text = f"{home}/uploads/ab.pdf: [Errno 2] No such file: '/srv/data/x.txt' (see https://a.b/c/d)"
+    assert redact(text, home) == (
+        "uploads/ab.pdf: [Errno 2] No such file: 'x.txt' (see https://a.b/c/d)"
+    )
+    assert public_path(f"{home}/uploads/ab.pdf", home) == "uploads/ab.pdf"
+    assert public_path("/corpus/a.txt", home) == "/corpus/a.txt"
+
+
+def test_error_messages_name_no_server_path(tmp_path: Path) -> None:
+    app = FastAPI()
+    errors.install(app, tmp_path)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise ApiError(409, f"unreadable {tmp_path}/runs/r1/results.json", param="run_id")
+
+    err = TestClient(app).get("/boom").json()["error"]
+    assert err["message"] == "unreadable runs/r1/results.json"
+
+
+def test_quarantine_names_the_upload_relative_to_home(
+    settings: Settings, embedder: Embedder, tmp_path: Path
+) -> None:
+    fresh = settings.model_copy(update={"home": tmp_path / "home"})
+    with TestClient(create_app(fresh, llm=ScriptedLLM(), embedder=embedder)) as c:
+        resp = c.post("/v1/documents", files={"file": ("bad.txt", b"text\x00\x00 with NULs")})
+        assert resp.status_code == 422 and str(tmp_path) not in resp.text
+        [held] = c.get("/v1/documents").json()["quarantined"]
+        assert held["source"].startswith("uploads/") and str(tmp_path) not in str(held)
