@@ -50,14 +50,27 @@ class Feedback:
     wrong_citation: bool = False  # the user says the answer cites the wrong passage
 
 
+# Answers nobody rated: the ones retention may drop (rated ones are the eval loop's cases).
+_UNRATED = "id NOT IN (SELECT response_id FROM feedback WHERE response_id IS NOT NULL)"
+_PRUNE_EVERY = 100  # writes between prunes: each prune scans the table
+
+
 class FeedbackStore:
-    def __init__(self, path: Path) -> None:
+    """Answers and feedback; unrated answers are dropped after ``retention_days`` or beyond
+    ``max_responses`` (None: kept), at open and every ``_PRUNE_EVERY`` answers recorded."""
+
+    def __init__(
+        self, path: Path, *, retention_days: float | None = None, max_responses: int | None = None
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
         _migrate(self._conn)
         self._lock = threading.Lock()
+        self.retention_days, self.max_responses = retention_days, max_responses
+        self._writes = 0
+        self.prune()
 
     def record_response(self, rid: str, answer: Answer) -> None:
         with self._lock:
@@ -66,6 +79,29 @@ class FeedbackStore:
                 "VALUES (?, ?, ?, ?, ?)",
                 (rid, time.time(), answer.question, answer.text, answer.model_dump_json()),
             )
+            self._writes += 1
+        if self._writes % _PRUNE_EVERY == 0:
+            self.prune()
+
+    def prune(self) -> int:
+        """Drop unrated answers past retention; the number dropped. Feedback rows stay, and so
+        do the answers they rate."""
+        dropped = 0
+        with self._lock:
+            if self.retention_days is not None:
+                cutoff = time.time() - self.retention_days * 86400
+                cur = self._conn.execute(
+                    f"DELETE FROM responses WHERE created < ? AND {_UNRATED}", (cutoff,)
+                )
+                dropped += cur.rowcount
+            if self.max_responses is not None:
+                cur = self._conn.execute(
+                    f"DELETE FROM responses WHERE id IN (SELECT id FROM responses WHERE {_UNRATED} "
+                    "ORDER BY created DESC LIMIT -1 OFFSET ?)",
+                    (self.max_responses,),
+                )
+                dropped += cur.rowcount
+        return dropped
 
     def add_feedback(
         self,

@@ -230,6 +230,17 @@ class ServiceSettings(BaseModel):
     max_tokens: int = Field(1024, ge=1, description="Largest max_tokens a client may ask for.")
     max_k: int = Field(50, ge=1, description="Most passages a client may ask to retrieve.")
     max_upload_mb: float = Field(50.0, gt=0, description="Largest document upload.")
+    response_retention_days: float | None = Field(
+        30.0,
+        gt=0,
+        description="Days an answer nobody rated is kept in feedback.sqlite; null: forever. "
+        "Rated answers and all feedback are kept.",
+    )
+    max_responses: int | None = Field(
+        100_000,
+        ge=1,
+        description="Most unrated answers kept in feedback.sqlite (the newest); null: no limit.",
+    )
     writer_wait_s: float = Field(
         2.0,
         ge=0,

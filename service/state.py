@@ -41,7 +41,11 @@ def build_state(
         llm=model,
         registry=registry,
         backend=settings.llm.backend if llm is None else type(llm).__name__,
-        feedback=FeedbackStore(settings.home / "feedback.sqlite"),
+        feedback=FeedbackStore(
+            settings.home / "feedback.sqlite",
+            retention_days=settings.service.response_retention_days,
+            max_responses=settings.service.max_responses,
+        ),
         metrics=metrics or Metrics(),
         serving=ServingStore(settings.home),
         owns_llm=llm is None,
