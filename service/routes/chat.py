@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 import uuid
@@ -21,6 +22,7 @@ from service.answer import Answer
 from service.deps import AppState, State
 from service.errors import ApiError, error_body
 from service.llm.base import Completion, Delta, LLMError
+from service.paths import redact
 from service.schemas import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -30,6 +32,7 @@ from service.schemas import (
 )
 from service.streaming import Mailbox
 
+log = logging.getLogger("ragtune.service")
 router = APIRouter()
 
 
@@ -169,8 +172,12 @@ async def _sse(plan: rag.Plan, state: AppState, rid: str, created: int) -> Async
                     done = True
                     break
                 if isinstance(item, BaseException):
-                    status = 503 if isinstance(item, LLMError) else 500
-                    yield f"data: {json.dumps(error_body(status, str(item)))}\n\n"
+                    if isinstance(item, LLMError):
+                        status, message = 503, redact(str(item), state.settings.home)
+                    else:  # a bug: its text may hold anything; the log has it
+                        log.error("stream failed", exc_info=item)
+                        status, message = 500, f"internal error: {type(item).__name__}"
+                    yield f"data: {json.dumps(error_body(status, message))}\n\n"
                     return
                 text += item.text.lstrip() if not parts and not text else item.text
                 last = item

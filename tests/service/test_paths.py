@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -11,6 +14,7 @@ from ingest.embed import Embedder
 from service import errors
 from service.app import create_app
 from service.errors import ApiError
+from service.llm.base import Delta, LLMError
 from service.paths import public_path, redact
 from service.settings import Settings
 from tests.service.conftest import ScriptedLLM
@@ -47,3 +51,26 @@ def test_quarantine_names_the_upload_relative_to_home(
         assert resp.status_code == 422 and str(tmp_path) not in resp.text
         [held] = c.get("/v1/documents").json()["quarantined"]
         assert held["source"].startswith("uploads/") and str(tmp_path) not in str(held)
+
+
+class FailingLLM(ScriptedLLM):
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+
+    def stream(self, prompt: Any, params: Any, cancel: Any = None) -> Iterator[Delta]:
+        raise self.error
+
+
+@pytest.mark.parametrize("kind", ["model", "bug"])
+def test_stream_errors_name_no_server_path(
+    own_settings: Settings, embedder: Embedder, kind: str
+) -> None:
+    where = f"{own_settings.home}/models/x.gguf"
+    error = LLMError(f"cannot load {where}") if kind == "model" else KeyError(where)
+    app = create_app(own_settings, llm=FailingLLM(error), embedder=embedder)
+    with TestClient(app) as c:
+        body = {"messages": [{"role": "user", "content": "What is MQA?"}], "stream": True}
+        events = c.post("/v1/chat/completions", json=body).text
+    assert '"error"' in events and str(own_settings.home) not in events
+    assert ("models/x.gguf" in events) == (kind == "model")
