@@ -54,7 +54,7 @@ def error_body(
     return {
         "error": {
             "message": message,
-            "type": _TYPES.get(status, "server_error"),
+            "type": _TYPES.get(status, "invalid_request_error" if status < 500 else "server_error"),
             "param": param,
             "code": code,
         }

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from ingest.embed import Embedder
 from ingest.writer import Writer
 from service.app import create_app
+from service.errors import error_body
 from service.settings import Settings
 from tests.service.conftest import ScriptedLLM
 
@@ -93,3 +94,9 @@ def test_lone_surrogate_is_422_naming_the_param(
     resp = client.post(path, content=body.encode(), headers={"content-type": "application/json"})
     err = error(resp, 422)
     assert err["param"] == param and "unicode" in err["message"].lower()
+
+
+def test_every_client_error_status_is_typed_as_the_clients() -> None:
+    for status in (400, 405, 409, 413, 415, 422):
+        assert error_body(status, "x")["error"]["type"] == "invalid_request_error"
+    assert error_body(500, "x")["error"]["type"] == "server_error"
