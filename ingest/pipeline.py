@@ -22,7 +22,7 @@ from ingest.context import LEGACY_CONTEXT, PREFIX_TOKENS, context_prefix, contex
 from ingest.embed import Embedder
 from ingest.index import DocumentRecord, VectorIndex
 from ingest.model import Chunk, Document
-from ingest.pool import ConversionPool, Converted, Failed
+from ingest.pool import ConversionPool, Converted, Failed, text_too_long
 from ingest.records import (
     container_of,
     in_collection,
@@ -189,8 +189,14 @@ class Ingestor:
         trust_stat: bool = False,
         progress: Progress | None = None,
         on_plan: Callable[[int, int], None] | None = None,
+        quarantine: bool = True,
     ) -> Summary:
-        """Ingest ``roots``; with ``sync``, also drop indexed documents that vanished from them."""
+        """Ingest ``roots``; with ``sync``, also drop indexed documents that vanished from them.
+
+        ``quarantine=False`` reports failures in the summary without recording them in the store:
+        for a caller that hands the reason back and discards the file (an API upload), so a
+        rejected document writes no index version.
+        """
         started = time.perf_counter()
         entries, todo, summary = self.plan(
             roots, retry_quarantined=retry_quarantined, trust_stat=trust_stat
@@ -202,9 +208,11 @@ class Ingestor:
         s = self.settings
         # The store's writer lock is taken only while committing (see StagedChanges).
         writer = StagedChanges(self.index)
-        batcher = _Batcher(self, writer, summary, progress)
+        batcher = _Batcher(self, writer, summary, progress, quarantine)
         if files:
-            with ConversionPool(s.workers, s.timeout_s, s.memory_mb, s.max_file_mb) as pool:
+            with ConversionPool(
+                s.workers, s.timeout_s, s.memory_mb, s.max_file_mb, s.max_text_chars
+            ) as pool:
                 batcher.consume(self._file_items(pool, files))
         for entry in collections:
             batcher.consume(self._record_items(entry, writer, summary, trust_stat))
@@ -224,6 +232,25 @@ class Ingestor:
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
 
+    def _chunks(self, doc: Document) -> list[Chunk] | str:
+        """The document's chunks, or why it is refused: no text, or over a per-document limit.
+
+        Checked before anything is embedded, so an outsized document costs no encoder time and
+        never holds up the rest of the run at the writer.
+        """
+        limit = self.settings.max_text_chars
+        if len(doc.text) > limit:
+            return text_too_long(len(doc.text), limit)
+        chunks = self._chunk(doc)
+        if not chunks:
+            return "no text to index"
+        if len(chunks) > self.settings.max_chunks:
+            return (
+                f"too many chunks ({len(chunks):,} > limit {self.settings.max_chunks:,}; "
+                "ingest.max_chunks)"
+            )
+        return chunks
+
     def _chunk(self, doc: Document) -> list[Chunk]:
         # The context prefix shares the encoder's window: keep room for it beside the text.
         room = self.embedder.max_tokens - (PREFIX_TOKENS if self.chunking.context != "none" else 0)
@@ -240,9 +267,9 @@ class Ingestor:
             if isinstance(outcome, Failed):
                 yield entry, outcome
                 continue
-            chunks = self._chunk(outcome.document)
-            if not chunks:
-                yield entry, Failed(entry.path, outcome.content_hash, "no text to index")
+            chunks = self._chunks(outcome.document)
+            if isinstance(chunks, str):
+                yield entry, Failed(entry.path, outcome.content_hash, chunks)
                 continue
             replaces = self.index.document(entry.source) is not None
             yield _Pending(entry, outcome, chunks, replaces)
@@ -280,9 +307,9 @@ class Ingestor:
                 yield item, Failed(entry.path, rec.content_hash, reason)
                 continue
             doc = record_document(rec)
-            chunks = self._chunk(doc)
-            if not chunks:
-                yield item, Failed(entry.path, rec.content_hash, "no text to index")
+            chunks = self._chunks(doc)
+            if isinstance(chunks, str):
+                yield item, Failed(entry.path, rec.content_hash, chunks)
                 continue
             converted = Converted(entry.path, rec.content_hash, doc, 0.0)
             yield _Pending(item, converted, chunks, old is not None, doc_id=rec.id)
@@ -310,13 +337,15 @@ class Ingestor:
 
     @staticmethod
     def record_failure(
-        writer: StagedChanges, entry: FileEntry, failed: Failed, summary: Summary
+        writer: StagedChanges | None, entry: FileEntry, failed: Failed, summary: Summary
     ) -> None:
+        """Count and report a failure; quarantine it in ``writer``'s store unless None."""
         if failed.skipped:
             summary.skipped += 1
             status = "skipped"
         else:
-            writer.quarantine(entry.source, failed.content_hash, failed.reason)
+            if writer is not None:
+                writer.quarantine(entry.source, failed.content_hash, failed.reason)
             summary.quarantined += 1
             status = "quarantined"
         summary.problems.append({"source": entry.source, "status": status, "reason": failed.reason})
@@ -330,9 +359,15 @@ class _Batcher:
     """
 
     def __init__(
-        self, ingestor: Ingestor, writer: StagedChanges, summary: Summary, progress: Progress | None
+        self,
+        ingestor: Ingestor,
+        writer: StagedChanges,
+        summary: Summary,
+        progress: Progress | None,
+        quarantine: bool = True,
     ) -> None:
         self._ing, self._writer, self._summary = ingestor, writer, summary
+        self._quarantine = quarantine
         self._progress = progress
         self._batch: list[_Pending] = []
         self._since_commit, self._last_commit = 0, time.monotonic()
@@ -341,7 +376,8 @@ class _Batcher:
         settings = self._ing.settings
         for item in items:
             if isinstance(item, tuple):
-                Ingestor.record_failure(self._writer, *item, self._summary)
+                writer = self._writer if self._quarantine else None
+                Ingestor.record_failure(writer, *item, self._summary)
                 if (
                     self._progress
                     and not item[0].records

@@ -141,6 +141,10 @@ class IndexSettings(BaseModel):
     keep_versions: int = Field(3, ge=1, description="Committed index versions kept on disk.")
 
 
+MAX_TEXT_CHARS = 5_000_000  # TODO
+MAX_CHUNKS = 50_000
+
+
 class IngestSettings(BaseModel):
     """Conversion workers, their limits, and commit cadence."""
 
@@ -150,6 +154,18 @@ class IngestSettings(BaseModel):
     timeout_s: float = Field(120.0, gt=0, description="Conversion time limit per document.")
     memory_mb: int = Field(2048, ge=128, description="Address-space limit per conversion worker.")
     max_file_mb: float = Field(200.0, gt=0, description="Larger files are quarantined unread.")
+    max_text_chars: int = Field(
+        MAX_TEXT_CHARS,
+        ge=1000,
+        description="A document whose extracted text is longer (in characters) is quarantined "
+        "before it is chunked: a small file can expand into megabytes of text. TODO_TEXT",
+    )
+    max_chunks: int = Field(
+        MAX_CHUNKS,
+        ge=1,
+        description="A document that splits into more chunks is quarantined before it is "
+        "embedded (a smaller `chunk.size` means more chunks per document). TODO_CHUNKS",
+    )
     commit_every: int = Field(
         64, ge=1, description="Commit after this many documents (a crash loses at most these)."
     )
