@@ -9,20 +9,19 @@ rerun skips everything committed (same content hash) and finishes the job.
 from __future__ import annotations
 
 import functools
-import hashlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ingest.batch import Batcher, Item, Pending, Progress, Summary, document_id
 from ingest.chunk import chunk_document
 from ingest.context import LEGACY_CONTEXT, PREFIX_TOKENS, context_prefix, contextual_text
 from ingest.embed import Embedder
 from ingest.index import DocumentRecord, VectorIndex
 from ingest.model import Chunk, Document
-from ingest.pool import ConversionPool, Converted, Failed
+from ingest.pool import ConversionPool, Converted, Failed, text_too_long
 from ingest.records import (
     container_of,
     in_collection,
@@ -34,45 +33,7 @@ from ingest.scan import FileEntry, file_hash, scan, under
 from ingest.settings import ChunkSettings, IngestSettings
 from ingest.writer import StagedChanges
 
-EMBED_BATCH_CHUNKS = 256  # enough to keep the encoder's batches full across small documents
-
-
-def document_id(source: str) -> str:
-    """Stable id of the document at ``source`` (it survives content changes)."""
-    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
-
-
-@dataclass
-class Summary:
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    removed: int = 0
-    quarantined: int = 0
-    skipped: int = 0
-    chunks: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
-    version: int = 0
-    problems: list[dict[str, str]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-Progress = Callable[[int], None]  # called with the number of files just finished
-
-
-@dataclass
-class _Pending:
-    entry: FileEntry
-    converted: Converted
-    chunks: list[Chunk]
-    replaces: bool
-    doc_id: str | None = None  # default: document_id(entry.source)
-
-
-_Item = _Pending | tuple[FileEntry, Failed]  # what the batching loop consumes
+__all__ = ["Ingestor", "Summary", "document_id"]  # Summary and document_id live in batch
 
 
 class Ingestor:
@@ -192,8 +153,14 @@ class Ingestor:
         trust_stat: bool = False,
         progress: Progress | None = None,
         on_plan: Callable[[int, int], None] | None = None,
+        quarantine: bool = True,
     ) -> Summary:
-        """Ingest ``roots``; with ``sync``, also drop indexed documents that vanished from them."""
+        """Ingest ``roots``; with ``sync``, also drop indexed documents that vanished from them.
+
+        ``quarantine=False`` reports failures in the summary without recording them in the store:
+        for a caller that hands the reason back and discards the file (an API upload), so a
+        rejected document writes no index version.
+        """
         started = time.perf_counter()
         entries, todo, summary = self.plan(
             roots, retry_quarantined=retry_quarantined, trust_stat=trust_stat
@@ -205,9 +172,11 @@ class Ingestor:
         s = self.settings
         # The store's writer lock is taken only while committing (see StagedChanges).
         writer = StagedChanges(self.index, self.lock_timeout_s)
-        batcher = _Batcher(self, writer, summary, progress)
+        batcher = Batcher(self, writer, summary, progress, quarantine)
         if files:
-            with ConversionPool(s.workers, s.timeout_s, s.memory_mb, s.max_file_mb) as pool:
+            with ConversionPool(
+                s.workers, s.timeout_s, s.memory_mb, s.max_file_mb, s.max_text_chars
+            ) as pool:
                 batcher.consume(self._file_items(pool, files))
         for entry in collections:
             batcher.consume(self._record_items(entry, writer, summary, trust_stat))
@@ -227,6 +196,25 @@ class Ingestor:
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
 
+    def _chunks(self, doc: Document) -> list[Chunk] | str:
+        """The document's chunks, or why it is refused: no text, or over a per-document limit.
+
+        Checked before anything is embedded, so an outsized document costs no encoder time and
+        never holds up the rest of the run at the writer.
+        """
+        limit = self.settings.max_text_chars
+        if len(doc.text) > limit:
+            return text_too_long(len(doc.text), limit)
+        chunks = self._chunk(doc)
+        if not chunks:
+            return "no text to index"
+        if len(chunks) > self.settings.max_chunks:
+            return (
+                f"too many chunks ({len(chunks):,} > limit {self.settings.max_chunks:,}; "
+                "ingest.max_chunks)"
+            )
+        return chunks
+
     def _chunk(self, doc: Document) -> list[Chunk]:
         # The context prefix shares the encoder's window: keep room for it beside the text.
         room = self.embedder.max_tokens - (PREFIX_TOKENS if self.chunking.context != "none" else 0)
@@ -237,22 +225,22 @@ class Ingestor:
             overlap=self.chunking.overlap,
         )
 
-    def _file_items(self, pool: ConversionPool, by_path: dict[Path, FileEntry]) -> Iterator[_Item]:
+    def _file_items(self, pool: ConversionPool, by_path: dict[Path, FileEntry]) -> Iterator[Item]:
         for outcome in pool.imap(list(by_path)):
             entry = by_path[outcome.path]
             if isinstance(outcome, Failed):
                 yield entry, outcome
                 continue
-            chunks = self._chunk(outcome.document)
-            if not chunks:
-                yield entry, Failed(entry.path, outcome.content_hash, "no text to index")
+            chunks = self._chunks(outcome.document)
+            if isinstance(chunks, str):
+                yield entry, Failed(entry.path, outcome.content_hash, chunks)
                 continue
             replaces = self.index.document(entry.source) is not None
-            yield _Pending(entry, outcome, chunks, replaces)
+            yield Pending(entry, outcome, chunks, replaces)
 
     def _record_items(
         self, entry: FileEntry, writer: StagedChanges, summary: Summary, trust_stat: bool
-    ) -> Iterator[_Item]:
+    ) -> Iterator[Item]:
         """Changed and new records of a collection; removes the records gone from it."""
         stored = {d.source: d for d in self.index.documents(record_source(entry.source, ""))}
         stat = (entry.size, entry.mtime_ns)
@@ -283,12 +271,12 @@ class Ingestor:
                 yield item, Failed(entry.path, rec.content_hash, reason)
                 continue
             doc = record_document(rec)
-            chunks = self._chunk(doc)
-            if not chunks:
-                yield item, Failed(entry.path, rec.content_hash, "no text to index")
+            chunks = self._chunks(doc)
+            if isinstance(chunks, str):
+                yield item, Failed(entry.path, rec.content_hash, chunks)
                 continue
             converted = Converted(entry.path, rec.content_hash, doc, 0.0)
-            yield _Pending(item, converted, chunks, old is not None, doc_id=rec.id)
+            yield Pending(item, converted, chunks, old is not None, doc_id=rec.id)
         held = {
             q.source: q.reason
             for q in self.index.quarantined()
@@ -310,88 +298,3 @@ class Ingestor:
             summary.removed += 1
         for source in sorted(held.keys() - current):
             writer.remove(source)  # a line that was broken is fixed or gone
-
-    @staticmethod
-    def record_failure(
-        writer: StagedChanges, entry: FileEntry, failed: Failed, summary: Summary
-    ) -> None:
-        if failed.skipped:
-            summary.skipped += 1
-            status = "skipped"
-        else:
-            writer.quarantine(entry.source, failed.content_hash, failed.reason)
-            summary.quarantined += 1
-            status = "quarantined"
-        summary.problems.append({"source": entry.source, "status": status, "reason": failed.reason})
-
-
-class _Batcher:
-    """Groups chunks of several documents into encoder batches and commits at the cadence.
-
-    Commits happen every ``commit_every`` documents or ``commit_interval_s``, so a killed run
-    loses at most the documents since the last commit.
-    """
-
-    def __init__(
-        self, ingestor: Ingestor, writer: StagedChanges, summary: Summary, progress: Progress | None
-    ) -> None:
-        self._ing, self._writer, self._summary = ingestor, writer, summary
-        self._progress = progress
-        self._batch: list[_Pending] = []
-        self._since_commit, self._last_commit = 0, time.monotonic()
-
-    def consume(self, items: Iterable[_Item]) -> None:
-        settings = self._ing.settings
-        for item in items:
-            if isinstance(item, tuple):
-                Ingestor.record_failure(self._writer, *item, self._summary)
-                if (
-                    self._progress
-                    and not item[0].records
-                    and container_of(item[0].source) == item[0].source
-                ):
-                    self._progress(1)
-                continue
-            self._batch.append(item)
-            if sum(len(p.chunks) for p in self._batch) >= EMBED_BATCH_CHUNKS:
-                self.flush()
-            interval = time.monotonic() - self._last_commit >= settings.commit_interval_s
-            if self._since_commit >= settings.commit_every or (self._since_commit and interval):
-                self._writer.commit()
-                self._since_commit, self._last_commit = 0, time.monotonic()
-
-    def flush(self) -> None:
-        batch, self._batch = self._batch, []
-        if not batch:
-            return
-        summary = self._summary
-        texts = [self._ing.index_texts(p.converted.document.title, p.chunks) for p in batch]
-        vectors = self._ing.embed([(p.converted.document.title, p.chunks) for p in batch])
-        offset = 0
-        for p, doc_texts in zip(batch, texts, strict=True):
-            n = len(p.chunks)
-            doc = p.converted.document
-            record = DocumentRecord(
-                doc_id=p.doc_id or document_id(p.entry.source),
-                source=p.entry.source,
-                content_hash=p.converted.content_hash,
-                size=p.entry.size,
-                mtime_ns=p.entry.mtime_ns,
-                kind=doc.kind,
-                title=doc.title,
-                n_chunks=n,
-                ingested_at=time.time(),
-                context=self._ing.chunking.context_key,
-            )
-            self._writer.put(record, p.chunks, vectors[offset : offset + n], doc_texts)
-            offset += n
-            summary.chunks += n
-            summary.bytes += len(doc.text) if p.doc_id else p.entry.size
-            if p.replaces:
-                summary.updated += 1
-            else:
-                summary.added += 1
-        self._since_commit += len(batch)
-        files = sum(p.doc_id is None for p in batch)  # the progress bar counts files
-        if self._progress and files:
-            self._progress(files)

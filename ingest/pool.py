@@ -46,8 +46,19 @@ Outcome = Converted | Failed
 _START_TIMEOUT_S = 60
 
 
-def convert_path(path: Path, max_bytes: int) -> Outcome:
-    """Read, hash and convert one file; every failure becomes a ``Failed`` with a reason."""
+def text_too_long(chars: int, limit: int) -> str:
+    """The quarantine reason of a document whose extracted text passes ``max_text_chars``."""
+    return (
+        f"extracted text too long ({chars:,} characters > limit {limit:,}; ingest.max_text_chars)"
+    )
+
+
+def convert_path(path: Path, max_bytes: int, max_chars: int | None = None) -> Outcome:
+    """Read, hash and convert one file; every failure becomes a ``Failed`` with a reason.
+
+    The text limit is checked here, in the worker, so a small file that expands into megabytes
+    of text never crosses the pipe to the parent, let alone reaches the chunker and encoder.
+    """
     started = time.perf_counter()
     try:
         size = path.stat().st_size
@@ -69,10 +80,12 @@ def convert_path(path: Path, max_bytes: int) -> Outcome:
         return Failed(path, digest, "document nesting too deep to convert")
     except Exception as e:  # a parser bug must not stop the run: quarantine with the error
         return Failed(path, digest, f"conversion failed: {type(e).__name__}: {e}")
+    if max_chars is not None and len(doc.text) > max_chars:
+        return Failed(path, digest, text_too_long(len(doc.text), max_chars))
     return Converted(path, digest, doc, time.perf_counter() - started)
 
 
-def _worker_main(conn: Connection, memory_mb: int, max_bytes: int) -> None:
+def _worker_main(conn: Connection, memory_mb: int, max_bytes: int, max_chars: int | None) -> None:
     try:
         import resource
 
@@ -88,14 +101,14 @@ def _worker_main(conn: Connection, memory_mb: int, max_bytes: int) -> None:
             return
         if task is None:
             return
-        conn.send(convert_path(Path(task), max_bytes))
+        conn.send(convert_path(Path(task), max_bytes, max_chars))
 
 
 class _Worker:
-    def __init__(self, ctx: Any, memory_mb: int, max_bytes: int) -> None:
+    def __init__(self, ctx: Any, memory_mb: int, max_bytes: int, max_chars: int | None) -> None:
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(
-            target=_worker_main, args=(child, memory_mb, max_bytes), daemon=True
+            target=_worker_main, args=(child, memory_mb, max_bytes, max_chars), daemon=True
         )
         self.proc.start()
         child.close()
@@ -122,8 +135,10 @@ class ConversionPool:
         timeout_s: float = 120.0,
         memory_mb: int = 2048,
         max_file_mb: float = 200.0,
+        max_text_chars: int | None = None,
     ) -> None:
         self._n = max(1, workers)
+        self._max_chars = max_text_chars
         self._timeout = timeout_s
         self._memory_mb = memory_mb
         self._max_bytes = int(max_file_mb * 1e6)
@@ -169,7 +184,9 @@ class ConversionPool:
         exhausted = False
         while not stop.is_set():
             while len(self._workers) < self._n:
-                self._workers.append(_Worker(self._ctx, self._memory_mb, self._max_bytes))
+                self._workers.append(
+                    _Worker(self._ctx, self._memory_mb, self._max_bytes, self._max_chars)
+                )
             for w in list(self._workers):
                 if w.task is not None:
                     continue

@@ -141,6 +141,12 @@ class IndexSettings(BaseModel):
     keep_versions: int = Field(3, ge=1, description="Committed index versions kept on disk.")
 
 
+# Measured on the 311-page gnuplot 5.4 manual (qa2/docs): 842,594 characters of text, 4,468
+# chunks at chunk.size 64 and 17,089 at the smallest size, 16.
+MAX_TEXT_CHARS = 2_000_000
+MAX_CHUNKS = 20_000
+
+
 class IngestSettings(BaseModel):
     """Conversion workers, their limits, and commit cadence."""
 
@@ -150,6 +156,22 @@ class IngestSettings(BaseModel):
     timeout_s: float = Field(120.0, gt=0, description="Conversion time limit per document.")
     memory_mb: int = Field(2048, ge=128, description="Address-space limit per conversion worker.")
     max_file_mb: float = Field(200.0, gt=0, description="Larger files are quarantined unread.")
+    max_text_chars: int = Field(
+        MAX_TEXT_CHARS,
+        ge=1000,
+        description="A document whose extracted text is longer (in characters) is quarantined "
+        "before it is chunked, in the conversion worker: a small file can expand into "
+        "megabytes of text (a PDF whose content stream holds 3.4 MB of text operators extracts "
+        "to about 3M characters). The default is 2.4x the 311-page gnuplot manual (842,594).",
+    )
+    max_chunks: int = Field(
+        MAX_CHUNKS,
+        ge=1,
+        description="A document that splits into more chunks is quarantined before it is "
+        "embedded (a smaller `chunk.size` means more chunks per document). The default is 4.5x "
+        "the 311-page gnuplot manual at chunk.size 64 (4,468 chunks), and still holds it at the "
+        "smallest size, 16 (17,089).",
+    )
     commit_every: int = Field(
         64, ge=1, description="Commit after this many documents (a crash loses at most these)."
     )

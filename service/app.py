@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
-from fastapi import Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.embed import Embedder
 from service import errors
 from service.deps import AppState
+from service.limits import BodyLimit, route_limits
 from service.llm.base import LLM
 from service.metrics import Metrics
 from service.routes import (
@@ -71,8 +72,10 @@ def create_app(
     app = FastAPI(title="ragtune", version="0.1.0", lifespan=lifespan)
     app.state.metrics = metrics
     errors.install(app, settings.home)
-    app.middleware("http")(_body_limit(svc.max_body_bytes))
-    app.middleware("http")(_count_requests(metrics))
+    # Plain ASGI middleware, not BaseHTTPMiddleware: that runs ``receive`` in a task group, which
+    # would wrap the body limit's 413 in an exception group the error handlers never see.
+    app.add_middleware(BodyLimit, limit=svc.max_body_bytes, routes=route_limits(svc))
+    app.add_middleware(_CountRequests, metrics=metrics)  # outermost: counts refusals too
     for module in (chat, retrieve, documents, feedback, templates, evals, sweeps, serving):
         app.include_router(module.router, dependencies=[Depends(guard)])
     app.include_router(health.router)
@@ -95,32 +98,26 @@ async def _refresh_forever(state: AppState) -> None:
             log.exception("index refresh failed; still serving version %d", state.index.version)
 
 
-def _body_limit(
-    limit: int,
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    async def middleware(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            return JSONResponse(
-                errors.error_body(413, f"request body larger than {limit} bytes"), 413
-            )
-        return await call_next(request)
+class _CountRequests:
+    """Counts responses by route template and status (``unmatched`` when no route took it)."""
 
-    return middleware
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # unless a response starts: an exception here becomes a 500 further out
 
-def _count_requests(
-    metrics: Metrics,
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    async def middleware(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(path, str(response.status_code)).inc()
-        return response
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
 
-    return middleware
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(path, str(status)).inc()

@@ -224,12 +224,22 @@ class ServiceSettings(BaseModel):
         None, description="File of accepted keys' SHA-256 hex digests, one per line."
     )
     rate_limit_per_minute: int = Field(0, ge=0, description="Requests per key per minute; 0: off.")
-    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest JSON request body.")
+    max_body_bytes: int = Field(
+        1_000_000,
+        ge=1024,
+        description="Largest request body, counted on the bytes received (chunked bodies too); "
+        "the upload routes have their own limits instead.",
+    )
     max_messages: int = Field(64, ge=1, description="Most messages in one chat request.")
     max_question_tokens: int = Field(512, ge=8, description="Longest question, in model tokens.")
     max_tokens: int = Field(1024, ge=1, description="Largest max_tokens a client may ask for.")
     max_k: int = Field(50, ge=1, description="Most passages a client may ask to retrieve.")
-    max_upload_mb: float = Field(50.0, gt=0, description="Largest document upload.")
+    max_upload_mb: float = Field(
+        50.0,
+        gt=0,
+        description="Largest document upload (`POST /v1/documents`); the route's body limit "
+        "in place of max_body_bytes, with 64 KiB more for the multipart envelope.",
+    )
     response_retention_days: float | None = Field(
         30.0,
         gt=0,
@@ -251,8 +261,8 @@ class ServiceSettings(BaseModel):
     max_dataset_bytes: int = Field(
         1_000_000,
         ge=1024,
-        description="Largest evaluation dataset `POST /v1/eval/datasets` stores (the request "
-        "body limit applies as well).",
+        description="Largest evaluation dataset `POST /v1/eval/datasets` stores; that route's "
+        "body limit is twice this (JSON escaping) plus 64 KiB, in place of max_body_bytes.",
     )
 
 

@@ -17,8 +17,9 @@ from fastapi import APIRouter, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from ingest.convert import detect_kind
+from ingest.index import DocumentRecord
 from ingest.model import UnsupportedFile
-from ingest.pipeline import Ingestor
+from ingest.pipeline import Ingestor, Summary
 from ingest.writer import Writer
 from service.deps import AppState, State
 from service.errors import ApiError
@@ -90,13 +91,10 @@ async def upload(file: UploadFile, state: State) -> dict[str, Any]:
     folder = state.settings.home / "uploads"
     path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}{suffix}"
     async with _write_lock:
-        summary = await run_in_threadpool(_ingest_one, state, folder, path, data)
-    if summary.quarantined:
+        summary, record = await run_in_threadpool(_ingest_one, state, folder, path, data)
+    if record is None:  # rejected: nothing was committed and the bytes are gone
         reason = summary.problems[0]["reason"] if summary.problems else "conversion failed"
         raise ApiError(422, f"{name}: {reason}", param="file", code="document_quarantined")
-    record = state.index.document(str(path.resolve()))
-    if record is None:  # pragma: no cover - a committed run always has the record
-        raise ApiError(500, "document was not indexed")
     return {
         **_record(record),
         "filename": name,
@@ -104,15 +102,30 @@ async def upload(file: UploadFile, state: State) -> dict[str, Any]:
     }
 
 
-def _ingest_one(state: AppState, folder: Path, path: Path, data: bytes) -> Any:
+def _ingest_one(
+    state: AppState, folder: Path, path: Path, data: bytes
+) -> tuple[Summary, DocumentRecord | None]:
+    """Store and ingest one upload; a rejected one is not quarantined and its bytes are removed.
+
+    The client hears the reason in the response, so recording it in the store would only write a
+    new index version for a file that is then deleted.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         tmp = path.with_suffix(path.suffix + ".part")
         tmp.write_bytes(data)
         tmp.replace(path)
     s = state.settings
-    wait = s.service.writer_wait_s
-    return Ingestor(state.index, state.embedder, s.chunk, s.ingest, lock_timeout_s=wait).run([path])
+    record = None
+    try:
+        wait = s.service.writer_wait_s
+        ingestor = Ingestor(state.index, state.embedder, s.chunk, s.ingest, lock_timeout_s=wait)
+        summary = ingestor.run([path], quarantine=False)
+        record = state.index.document(str(path.resolve()))
+    finally:
+        if record is None:  # rejected, or the run failed: no bytes stay behind
+            path.unlink(missing_ok=True)
+    return summary, record
 
 
 @router.delete("/v1/documents/{doc_id}")

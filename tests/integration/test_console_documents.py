@@ -59,9 +59,9 @@ def test_upload_by_drop_ask_about_it_then_delete_with_confirmation(
         expect(broken).to_contain_text("failed: broken.pdf:")
         expect(rows).to_have_count(3)
         assert version_of(page) > before
-        held = page.locator("#q-table tbody tr")
-        expect(held).to_have_count(1)  # the broken upload, with why
-        assert (held.locator("td").nth(1).text_content() or "").strip()
+        # A rejected upload is refused with its reason and stores nothing (issue 13): the
+        # quarantine holds what the operator's own ingest runs could not convert.
+        expect(page.locator("#q-status")).to_have_text("Nothing quarantined.")
         screenshot(page, tmp_path / "console-documents.png")
 
         page.fill("#doc-q", "tycho")
@@ -205,3 +205,24 @@ def test_pages_are_labelled_readable_and_fit_a_laptop_screen(
             assert page.evaluate(LOW_CONTRAST) == [], path
             assert page.evaluate("document.documentElement.scrollWidth <= innerWidth"), path
             assert page.locator("h1").count() == 1, path
+
+
+def test_quarantine_lists_each_file_with_its_reason(console_url: str, browser: Any) -> None:
+    """What `GET /v1/documents` lists as quarantined (the operator's own ingest runs put it
+    there), the page shows with its reason; the list itself is served, the entry added."""
+    held = {"source": "docs/broken.pdf", "reason": "PdfReadError: EOF marker not found", "at": 0}
+
+    def with_held(route: Any) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["quarantined"] = [held]
+        route.fulfill(response=response, json=body)
+
+    with console_page(browser, console_url, KEY) as (page, _):
+        page.route("**/v1/documents*", with_held)
+        page.goto(f"{console_url}/ui/documents")
+        rows = page.locator("#q-table tbody tr")
+        expect(rows).to_have_count(1)
+        expect(rows).to_contain_text("broken.pdf")
+        expect(rows).to_contain_text("EOF marker not found")
+        expect(page.locator("#q-status")).to_have_text("")

@@ -11,12 +11,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from ingest.embed import Embedder
+from ingest.pipeline import Ingestor
 from service import errors
 from service.app import create_app
 from service.errors import ApiError
 from service.llm.base import Delta, LLMError
 from service.paths import public_path, redact
 from service.settings import Settings
+from tests.conftest import open_store
 from tests.service.conftest import ScriptedLLM
 
 
@@ -42,15 +44,26 @@ def test_error_messages_name_no_server_path(tmp_path: Path) -> None:
     assert err["message"] == "unreadable runs/r1/results.json"
 
 
-def test_quarantine_names_the_upload_relative_to_home(
+def test_rejections_and_quarantine_name_no_server_path(
     settings: Settings, embedder: Embedder, tmp_path: Path
 ) -> None:
-    fresh = settings.model_copy(update={"home": tmp_path / "home"})
+    home = tmp_path / "home"
+    fresh = settings.model_copy(update={"home": home})
+    # A broken file the operator ingested (CLI, watcher) under HOME is quarantined...
+    (home / "docs").mkdir(parents=True)
+    (home / "docs" / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    index = open_store(home / "index", embedder)
+    try:
+        Ingestor(index, embedder, fresh.chunk, fresh.ingest).run([home / "docs"])
+    finally:
+        index.close()
     with TestClient(create_app(fresh, llm=ScriptedLLM(), embedder=embedder)) as c:
+        [held] = c.get("/v1/documents").json()["quarantined"]
+        assert held["source"] == "docs/broken.pdf" and str(tmp_path) not in str(held)
+        # ...while a rejected upload is refused with its reason and stores nothing.
         resp = c.post("/v1/documents", files={"file": ("bad.txt", b"text\x00\x00 with NULs")})
         assert resp.status_code == 422 and str(tmp_path) not in resp.text
-        [held] = c.get("/v1/documents").json()["quarantined"]
-        assert held["source"].startswith("uploads/") and str(tmp_path) not in str(held)
+        assert c.get("/v1/documents").json()["quarantined"] == [held]
 
 
 class FailingLLM(ScriptedLLM):
