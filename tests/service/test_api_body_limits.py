@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,10 @@ def test_the_stream_is_cut_off_at_the_cap_whatever_the_length_says() -> None:
         "client": ("testclient", 1),
         "root_path": "",
     }
-    asyncio.run(limited(scope, receive, send))
+    # In a thread of its own: the browser tests' Playwright keeps an event loop running in this
+    # one for the whole session, and asyncio.run refuses to nest.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, limited(scope, receive, send)).result()
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
     assert pulled <= 200_000 // PIECE + 1  # never read (and held) past the cap
     assert json.loads(sent[1]["body"])["error"]["type"] == "invalid_request_error"
