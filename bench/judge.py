@@ -49,6 +49,7 @@ from metric_agreement import (  # noqa: E402  (bench/ is sys.path[0])
     retrieved,
     salad,
 )
+from scipy.stats import spearmanr  # noqa: E402
 
 from eval.dataset import Case, load_dataset  # noqa: E402
 from eval.judge import JUDGE_METRICS, judge_config, serving  # noqa: E402
@@ -61,26 +62,10 @@ MODES = {"schema": True, "json": False}
 
 
 def spearman(a: list[float], b: list[float]) -> float:
-    def ranks(xs: list[float]) -> list[float]:
-        order = sorted(range(len(xs)), key=xs.__getitem__)
-        r = [0.0] * len(xs)
-        i = 0
-        while i < len(order):
-            j = i
-            while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                r[order[k]] = (i + j) / 2
-            i = j + 1
-        return r
-
-    ra, rb = ranks(a), ranks(b)
-    if len(set(ra)) < 2 or len(set(rb)) < 2:
+    """Spearman's rho (ties get average ranks); nan where either side is constant."""
+    if len(set(a)) < 2 or len(set(b)) < 2:
         return float("nan")
-    ma, mb = statistics.fmean(ra), statistics.fmean(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
-    var = (sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb)) ** 0.5
-    return cov / var
+    return float(spearmanr(a, b).statistic)
 
 
 def observations(cases: list[Case], passages: dict[str, list[str]]) -> list[dict[str, Any]]:

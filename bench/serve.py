@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -60,6 +59,7 @@ from ingest.index import VectorIndex  # noqa: E402
 from ingest.pipeline import Ingestor  # noqa: E402
 from prompts.registry import TemplateRegistry, builtin_dir  # noqa: E402
 from service import rag  # noqa: E402
+from service.llm.llama_server import free_port  # noqa: E402
 from service.llm.llamacpp import LlamaCppLLM, default_model_path, sampling_kwargs  # noqa: E402
 from service.llm.settings import LLMSettings  # noqa: E402
 from service.settings import Settings  # noqa: E402
@@ -119,9 +119,7 @@ def serve_process(
     home: Path, env: dict[str, str], log: Path
 ) -> tuple[subprocess.Popen[bytes], str]:
     """``ragtune serve`` on a free loopback port with ``env``, once /readyz answers 200."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd = [sys.executable, "-m", "service.cli", "serve", "--home", str(home)]
     # cwd is the data directory: no stray ./ragtune.toml can change the server's settings.
     proc = subprocess.Popen(
