@@ -79,7 +79,7 @@ window.RagtuneServing = (() => {
     const resp = await request("/v1/chat/completions", postJSON({ model: "ragtune", stream: true, ...body }, { signal }));
     if (!resp.ok) throw await errorOf(resp);
     for await (const data of sse(resp.body)) {
-      if (data === "[DONE]") break;
+      if (data === "[DONE]") continue; // read on to the end: the request is over when its body is
       const chunk = JSON.parse(data);
       if (chunk.error) throw new Error(chunk.error.message);
       const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
