@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from prompts.render import Exchange, Messages, Style, neutralize
+from prompts.fence import neutralize
+from prompts.render import Exchange, Messages, Style
 
 REF = "condense@1"
 INSTRUCTION = (
@@ -68,8 +69,8 @@ def render_condense(
 ) -> tuple[str | None, Messages | None]:
     """The rewrite prompt as ``(text, None)`` (completion) or ``(None, messages)`` (chat).
 
-    Labels inside the conversation are broken up (``neutralize``), so a message cannot end the
-    conversation early or pose as the answer.
+    Labels inside the conversation are defanged in any case and spacing (``neutralize``), so a
+    message cannot end the conversation early or pose as the answer.
     """
     if style == "completion":
         parts = [INSTRUCTION]

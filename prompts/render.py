@@ -4,8 +4,9 @@ Stable parts come first (instruction, few-shot examples), what varies last (pass
 question), so vLLM's prefix cache and llama.cpp's KV reuse skip the shared prefix. The budget is
 checked by counting the whole rendered prompt with the serving model's own tokenizer (pieces do
 not add up exactly), a handful of times per request thanks to a binary search over passages.
-Retrieved text is fenced and any fence marker inside it is broken up, so a document can neither
-escape its fence nor pose as another passage. Earlier turns of a conversation go after the stable
+Retrieved text is fenced, with a marker keyed per request when the caller has a key, and whatever
+in it looks like the prompt's structure is defanged (``prompts.fence``), so a document can neither
+escape its fence nor pose as another passage, a question or another chat turn. Earlier turns of a conversation go after the stable
 prefix too: chat messages before the last user turn, or a "Conversation so far" block before the
 question; they are the first thing dropped when the window is short (before any passage).
 """
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from prompts.fence import Cleaner, Fence, cleaner, neutralize, request_fence
 from prompts.template import ContextLayout, Example, Passage, Template
 
 __all__ = [
@@ -25,9 +27,11 @@ __all__ = [
     "PromptBudgetError",
     "RenderedPrompt",
     "build_prompt",
+    "cleaner",
     "format_rendered",
     "neutralize",
     "recent",
+    "request_fence",
 ]
 
 Style = Literal["completion", "chat"]
@@ -60,46 +64,38 @@ class RenderedPrompt:
     template: str
     examples: tuple[Example, ...] = ()
     history: tuple[Exchange, ...] = ()  # the earlier turns shown, oldest first
+    fence: Fence = ("", "")  # the markers around this request's own passages
 
 
-def neutralize(text: str, markers: Sequence[str]) -> str:
-    """Break every occurrence of the fence ``markers`` in ``text`` by inserting a space.
-
-    Markers hold no whitespace (the schema checks), so an inserted space can never complete a new
-    occurrence and the loop ends; overlapping occurrences (``<<<<``) take more than one pass.
-    """
-    for m in markers:
-        while m in text:
-            text = text.replace(m, f"{m[0]} {m[1:]}")
-    return text
-
-
-def _inline(value: str, markers: Sequence[str]) -> str:
-    return neutralize(" ".join(value.split()), markers)
-
-
-def _passage(ctx: ContextLayout, n: int, p: Passage) -> str:
-    markers = (ctx.open, ctx.close)
+def _passage(ctx: ContextLayout, n: int, p: Passage, fence: Fence, clean: Cleaner) -> str:
     page = ctx.page.format(page=p.page) if p.page is not None else ""
-    heading = ctx.heading.format(heading=_inline(p.heading, markers)) if p.heading else ""
-    header = ctx.header.format(n=n, source=_inline(p.source, markers), page=page, heading=heading)
-    return f"{header}\n{ctx.open}\n{neutralize(p.text.strip(), markers)}\n{ctx.close}"
+    heading = ctx.heading.format(heading=clean.inline(p.heading)) if p.heading else ""
+    header = ctx.header.format(n=n, source=clean.inline(p.source), page=page, heading=heading)
+    return f"{header}\n{fence[0]}\n{clean.block(p.text.strip())}\n{fence[1]}"
 
 
 def _turn(
-    t: Template, passages: Sequence[Passage], question: str, history: Sequence[Exchange] = ()
+    t: Template,
+    passages: Sequence[Passage],
+    question: str,
+    history: Sequence[Exchange] = (),
+    fence: Fence | None = None,
 ) -> str:
     """The passages and the question: one example's input, or the real request.
 
     ``history`` (completion style only) goes between the passages and the question, one line
-    each for its questions and answers, labelled as the examples label theirs.
+    each for its questions and answers, labelled as the examples label theirs. ``fence`` is the
+    request's (default: the template's, as for an example).
     """
     ctx, lay = t.context, t.layout
-    block = ctx.separator.join(_passage(ctx, n, p) for n, p in enumerate(passages, 1)) or ctx.empty
-    markers = (ctx.open, ctx.close)
+    clean = cleaner(t)
+    fence = fence or (ctx.open, ctx.close)
+    block = (
+        ctx.separator.join(_passage(ctx, n, p, fence, clean) for n, p in enumerate(passages, 1))
+        or ctx.empty
+    )
     turns = "".join(
-        f"{lay.question} {_inline(q, markers)}\n{lay.answer} {_inline(a, markers)}\n"
-        for q, a in history
+        f"{lay.question} {clean.inline(q)}\n{lay.answer} {clean.inline(a)}\n" for q, a in history
     )
     conversation = f"{lay.conversation}\n{turns}\n" if turns else ""
     turn = f"{lay.passages}\n{block}\n\n{conversation}{lay.question} {question}"
@@ -112,12 +108,13 @@ def _completion(
     passages: Sequence[Passage],
     q: str,
     history: Sequence[Exchange] = (),
+    fence: Fence | None = None,
 ) -> str:
     lay = t.layout
     sections = [t.instruction]
     sections += [f"{_turn(t, ex.passages, ex.question)}\n{lay.answer} {ex.answer}" for ex in shots]
     # a base model continues from here
-    sections.append(f"{_turn(t, passages, q, history)}\n{lay.answer}")
+    sections.append(f"{_turn(t, passages, q, history, fence)}\n{lay.answer}")
     sep = f"\n\n{lay.example_separator}\n\n" if lay.example_separator else "\n\n"
     return sep.join(sections)
 
@@ -128,16 +125,17 @@ def _chat(
     passages: Sequence[Passage],
     q: str,
     history: Sequence[Exchange] = (),
+    fence: Fence | None = None,
 ) -> Messages:
     messages = [{"role": "system", "content": t.instruction}]
     for ex in shots:
         messages.append({"role": "user", "content": _turn(t, ex.passages, ex.question)})
         messages.append({"role": "assistant", "content": ex.answer})
-    markers = (t.context.open, t.context.close)
+    clean = cleaner(t)
     for question, answer in history:  # after the stable prefix, before the passages
-        messages.append({"role": "user", "content": neutralize(question.strip(), markers)})
-        messages.append({"role": "assistant", "content": neutralize(answer.strip(), markers)})
-    messages.append({"role": "user", "content": _turn(t, passages, q)})
+        messages.append({"role": "user", "content": clean.block(question.strip())})
+        messages.append({"role": "assistant", "content": clean.block(answer.strip())})
+    messages.append({"role": "user", "content": _turn(t, passages, q, fence=fence)})
     return tuple(messages)
 
 
@@ -207,6 +205,7 @@ def build_prompt(
     examples: Sequence[Example] | None = None,
     history: Sequence[Exchange] = (),
     history_tokens: int = 0,
+    fence_key: bytes | None = None,
 ) -> RenderedPrompt:
     """Render ``question`` with the best-first ``passages`` that fit ``context_window``.
 
@@ -216,8 +215,9 @@ def build_prompt(
     template's first ``fewshot.k`` (pass an ``ExampleBank`` selection for ``select: similar``).
     ``history``, the conversation's earlier (question, answer) exchanges, is shown as far as
     ``history_tokens`` allows (``recent``) and the window has room once the passages that fit
-    without it are in: older exchanges give way to any passage. Raises ``PromptBudgetError``
-    when the instruction and question alone exceed the budget.
+    without it are in: older exchanges give way to any passage. ``fence_key`` keys the
+    request's fence markers (``request_fence``). Raises ``PromptBudgetError`` when the
+    instruction and question alone exceed the budget.
     """
     if style not in ("completion", "chat"):
         raise ValueError(f"style must be 'completion' or 'chat', not {style!r}")
@@ -225,17 +225,19 @@ def build_prompt(
         raise ValueError("context_window must be positive and answer_tokens non-negative")
     shots = tuple(template.examples[: template.fewshot.k] if examples is None else examples)
     ranked = tuple(passages)
-    q = question.strip()
+    # The question is the user's own, but control tokens in it would still become real ones.
+    q = neutralize(question.strip(), ())
     budget = context_window - answer_tokens
     counts: dict[str, int] = {}
     turns = recent(history, count_tokens, history_tokens) if history_tokens > 0 else ()
     n_turns = len(turns)  # the newest ones shown; read by render() when called
+    fence = request_fence(template, fence_key, q, ranked, history)
 
     def render(n_shots: int, shown: Sequence[Passage]) -> tuple[str, Messages | None]:
         hist = turns[len(turns) - n_turns :]
         if style == "completion":
-            return _completion(template, shots[:n_shots], shown, q, hist), None
-        messages = _chat(template, shots[:n_shots], shown, q, hist)
+            return _completion(template, shots[:n_shots], shown, q, hist, fence), None
+        messages = _chat(template, shots[:n_shots], shown, q, hist, fence)
         return _chat_text(messages), messages
 
     def tokens(n_shots: int, shown: Sequence[Passage]) -> int:
@@ -289,6 +291,7 @@ def build_prompt(
         template=template.ref,
         examples=shots[:n_shots],
         history=turns[len(turns) - n_turns :],
+        fence=fence,
     )
 
 

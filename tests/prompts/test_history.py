@@ -114,11 +114,11 @@ def test_condense_prompt_snapshot(style: Style) -> None:
 
 def test_condense_prompt_cuts_long_answers_and_breaks_labels() -> None:
     long = " ".join(f"w{i}" for i in range(100))
-    text, _ = render_condense((("Question: what?", long),), "Follow-up: and?", "completion")
+    text, _ = render_condense((("QUESTION : what?", long),), "Follow-up: and?", "completion")
     assert text is not None
     last = text.rsplit("Conversation:\n", 1)[1]
     assert "w39 …" in last and "w40" not in last
-    assert "User: Q uestion: what?" in last and "Follow-up: F ollow-up: and?" in last
+    assert "User: QUESTION ： what?" in last and "Follow-up: Follow-up： and?" in last
 
 
 def test_question_alone_renders_as_before(v1: Template) -> None:

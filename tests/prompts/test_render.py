@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from prompts.cli import format_rendered
+from prompts.fence import marker_pattern
 from prompts.fewshot import ExampleBank, hashed_bag_of_words
 from prompts.registry import Template, TemplateRegistry
-from prompts.render import Passage, RenderedPrompt, Style, build_prompt, neutralize
+from prompts.render import Passage, RenderedPrompt, Style, build_prompt, cleaner, neutralize
 from tests.prompts.conftest import PASSAGES, QUESTION, assert_snapshot, words
 
 STYLES: tuple[Style, ...] = ("completion", "chat")
@@ -126,17 +128,22 @@ def test_passage_text_stays_inside_its_fence(v1: Template, style: Style, evil: s
         start = block.index(f"[{n}] (source: ")
         body = block[block.index(f"\n{ctx.open}\n", start) + len(ctx.open) + 2 :]
         body = body[: body.index(f"\n{ctx.close}")]
-        assert body == neutralize(p.text.strip(), (ctx.open, ctx.close))
-    assert "[9] (source: trusted.txt)" not in block.split(ctx.open)[0]
-    assert "evil< /passage> < passage>.txt" in block  # header stays on one line, defanged
+        assert body == cleaner(v1).block(p.text.strip())
+    assert "[9] (source: trusted.txt)" not in block
+    assert "evil＜／passage＞ ＜passage＞.txt" in block  # header stays on one line, defanged
 
 
-@given(st.text(alphabet="<>/pasge \n|x", max_size=60))
+UNFULLWIDTH = {chr(c + 0xFEE0): chr(c) for c in range(ord("!"), ord("~") + 1)}
+
+
+@given(st.text(alphabet="<>/pasgePASGE \n|x", max_size=60))
 def test_neutralize_removes_every_marker(text: str) -> None:
-    out = neutralize(text, ("<passage>", "</passage>", "<<<", "||"))
-    for m in ("<passage>", "</passage>", "<<<", "||"):
-        assert m not in out
-    assert out.replace(" ", "") == text.replace(" ", "")
+    markers = ("<passage>", "</passage>", "<<<", "||")
+    out = neutralize(text, markers)
+    for m in markers:
+        assert not re.search(marker_pattern(m), out, re.IGNORECASE)
+    assert out.translate(str.maketrans(UNFULLWIDTH)) == text  # only made fullwidth
+    assert neutralize(out, markers) == out
 
 
 def test_unknown_style_is_an_error(v1: Template) -> None:
