@@ -80,6 +80,7 @@ def main() -> int:
                 registry=state.registry,
                 rag=serving,
                 params=params,
+                fence_key=state.fence_key,
             )
             if not plan.grounded:
                 continue

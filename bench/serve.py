@@ -59,6 +59,7 @@ from ingest.index import VectorIndex  # noqa: E402
 from ingest.pipeline import Ingestor  # noqa: E402
 from prompts.registry import TemplateRegistry, builtin_dir  # noqa: E402
 from service import rag  # noqa: E402
+from service.fence_key import load_fence_key  # noqa: E402
 from service.llm.llama_server import free_port  # noqa: E402
 from service.llm.llamacpp import LlamaCppLLM, default_model_path, sampling_kwargs  # noqa: E402
 from service.llm.settings import LLMSettings  # noqa: E402
@@ -265,6 +266,7 @@ def compare(
             rag=settings.rag,
             params=params,
             banks=banks,
+            fence_key=load_fence_key(settings.home),  # the key the service renders with
         )
         plan_ms.append((time.perf_counter() - t) * 1000)
         plans.append(plan)

@@ -55,6 +55,7 @@ def answer_case(
         banks=state.example_banks,
         history=history,
         condensed=condensed,
+        fence_key=state.fence_key,
     )
     out = rag.generate(plan, llm)
     answer = rag.record(plan, out, state.backend, embedder)

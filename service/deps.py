@@ -38,6 +38,7 @@ class AppState:
     metrics: Metrics
     serving: ServingStore
     owns_llm: bool = True  # False: the caller injected the model and closes it
+    fence_key: bytes | None = None  # keys each request's passage fence (service.fence_key)
     started: float = field(default_factory=time.time)
     example_banks: dict[str, ExampleBank] = field(default_factory=dict)
 
@@ -73,6 +74,7 @@ class AppState:
             banks=self.example_banks,
             serving_version=serving_version,
             history=history,
+            fence_key=self.fence_key,
         )
 
 

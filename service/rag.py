@@ -124,13 +124,15 @@ def plan_answer(
     serving_version: int = 0,
     history: Sequence[conversation.Turn] = (),
     condensed: conversation.Condensed | None = None,
+    fence_key: bytes | None,
 ) -> Plan:
     """Retrieve and render under ``rag``: the serving configuration with the request's overrides.
 
     ``template_ref`` is the request's template ('id' or 'id@version'), if it names one.
     ``history`` is the conversation before ``question``: retrieval searches for the question
     condensed with it (``condensed``, when the caller already did that), and the prompt shows
-    its recent exchanges.
+    its recent exchanges. ``fence_key`` keys the passages' fence (``AppState.fence_key``; None:
+    the template's own markers).
     """
     template = serving_template(registry, rag, llm.style, template_ref)
     if condensed is None:
@@ -152,10 +154,11 @@ def plan_answer(
         examples=examples,
         history=conversation.exchanges(history),
         history_tokens=rag.conversation.history_tokens,
+        fence_key=fence_key,
     )
     t2 = time.perf_counter()
     # The model must never write a passage fence; small models echo one after their answer.
-    fences = (template.context.open, template.context.close)
+    fences = (template.context.open, template.context.close, *rendered.fence)
     stops = tuple(dict.fromkeys((*params.stop, *rendered.stop, *fences)))
     return Plan(
         question=question,

@@ -11,6 +11,7 @@ from ingest.search import open_index
 from prompts.registry import TemplateRegistry, builtin_dir
 from service.deps import AppState
 from service.feedback import FeedbackStore
+from service.fence_key import load_fence_key
 from service.llm import load_llm
 from service.llm.base import LLM
 from service.metrics import Metrics
@@ -49,6 +50,7 @@ def build_state(
         metrics=metrics or Metrics(),
         serving=ServingStore(settings.home),
         owns_llm=llm is None,
+        fence_key=load_fence_key(settings.home),
     )
 
 

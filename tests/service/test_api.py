@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -185,8 +186,27 @@ def test_passage_fences_are_stop_sequences(client: TestClient, llm: ScriptedLLM)
         registry=state.registry,
         rag=state.settings.rag,
         params=rag.sampling_params(state.settings.rag),
+        fence_key=state.fence_key,
     )
-    assert {"<passage>", "</passage>"} <= set(plan.params.stop)
+    assert {"<passage>", "</passage>", *plan.rendered.fence} <= set(plan.params.stop)
+
+
+def test_chat_fences_passages_with_the_installation_key(
+    client: TestClient, llm: ScriptedLLM, settings: Settings
+) -> None:
+    """Passages are fenced with an HMAC marker: the same request renders the same prompt, another
+    request another marker, and the instruction and examples before them never change."""
+    for question in (QUESTION, QUESTION, "What does zlib's deflate() do?"):
+        assert ask(client, question).status_code == 200
+    a, again, other = (p.text or "" for p in llm.prompts[-3:])
+    assert a == again
+    fences = [re.findall(r"^</?passage-([0-9a-f]{8})>$", t, re.MULTILINE) for t in (a, other)]
+    assert fences[0] and fences[1] and len(set(fences[0])) == len(set(fences[1])) == 1
+    assert fences[0][0] != fences[1][0]
+    prefix = a[: a.rindex("\n---\n")]
+    assert other.startswith(prefix) and "<passage>\n" in prefix
+    key = settings.home / "fence.key"
+    assert key.stat().st_mode & 0o777 == 0o600
 
 
 class LoopCheckingLLM(ScriptedLLM):
