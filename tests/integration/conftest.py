@@ -39,9 +39,14 @@ def console_url(
         yield base
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, through Playwright (never Playwright's own downloads)."""
+    """Debian's Chromium, headless, through Playwright (never Playwright's own downloads).
+
+    One per module, not per session: Playwright's sync API keeps an event loop running on the
+    main thread while it is open, and pytest-asyncio's session loop (the LangChain standard tests'
+    async tests) cannot run beside it.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
