@@ -15,7 +15,7 @@ cpu_has = $(shell grep -qw $(1) /proc/cpuinfo 2>/dev/null && echo ON || echo OFF
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=$(call cpu_has,avx2) -DGGML_FMA=$(call cpu_has,fma) \
 	-DGGML_F16C=$(call cpu_has,f16c) -DGGML_AVX512=$(call cpu_has,avx512f)
 
-.PHONY: install models browser run test lint bench clean
+.PHONY: install models browser openai-latest run test lint bench clean
 
 install: $(STAMP)
 
@@ -57,7 +57,20 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
 		{ echo "install Chromium (Debian: apt-get install chromium) for the browser tests"; exit 1; }
 
-test: install browser
+# The newest official openai client in an environment of its own (ragas' instructor pin holds
+# .venv at openai 1.x): tests/integration/test_openai_latest.py runs the client suite with it.
+LATEST_OPENAI := .venv-openai-latest
+LATEST_OPENAI_REQS := tests/integration/openai-latest.txt
+
+openai-latest: $(LATEST_OPENAI)/.installed
+
+$(LATEST_OPENAI)/.installed: $(LATEST_OPENAI_REQS)
+	rm -rf $(LATEST_OPENAI)
+	$(PYTHON) -m venv $(LATEST_OPENAI)
+	$(LATEST_OPENAI)/bin/pip install --quiet -r $(LATEST_OPENAI_REQS)
+	touch $@
+
+test: install browser openai-latest
 	$(BIN)/python -m pytest
 
 lint: install
@@ -70,4 +83,4 @@ bench: install
 	$(BIN)/python bench/ingest.py
 
 clean:
-	rm -rf $(VENV) $(HOME_DIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST_OPENAI) $(HOME_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -77,7 +77,7 @@ def create_app(
     app.add_middleware(BodyLimit, limit=svc.max_body_bytes, routes=route_limits(svc))
     app.add_middleware(_CountRequests, metrics=metrics)  # outermost: counts refusals too
     for module in (chat, retrieve, documents, feedback, templates, evals, sweeps, serving):
-        app.include_router(module.router, dependencies=[Depends(guard)])
+        app.include_router(module.router, dependencies=[Depends(guard)], responses=errors.GUARDED)
     app.include_router(health.router)
     ui.install(app)  # the console's pages hold no data: served without a key
 

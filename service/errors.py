@@ -9,7 +9,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ingest.index import EmbeddingMismatch, IndexCorrupt, IndexStoreError, WriterBusy
 from prompts.registry import TemplateNotFound
@@ -29,6 +31,46 @@ _TYPES = {
     429: "rate_limit_error",
     503: "service_unavailable",
 }
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error body: what every 4xx and 503 of this API answers with."""
+
+    error: ErrorDetail
+
+
+_MEANINGS = {
+    400: "The request is well-formed but cannot be answered as asked (`param` names the field).",
+    401: "No API key, or an unknown one (only when keys are configured).",
+    403: "The API key's role does not allow this route.",
+    404: "The named resource does not exist.",
+    409: "The request conflicts with the stored state (`code` says which).",
+    413: "The request body, or what it asks for, is over a configured limit.",
+    422: "The body or a parameter does not match the schema, or the JSON is malformed.",
+    429: "Rate limit exceeded; `Retry-After` says when to retry.",
+    503: "Loading, busy or a backend failed; `Retry-After` says when to retry where it is known.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, each documented with OpenAI's error body.
+
+    One table for every route, so a status documents the same way wherever it can occur and the
+    conformance suite (tests/service/test_api_schemathesis.py) holds the routes to it.
+    """
+    return {s: {"model": ErrorResponse, "description": _MEANINGS[s]} for s in statuses}
+
+
+# What any guarded route can answer before its handler runs: the key check, the rate limit, the
+# body limit (on bytes received, whatever the method), validation, and a service still loading.
+GUARDED = error_responses(401, 413, 422, 429, 503)
 
 
 class ApiError(Exception):
@@ -61,6 +103,22 @@ def error_body(
     }
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> str:
+    """Every method some route serves at the request's path: the 405 Starlette raises names only
+    the methods of the first route that matched the path, and GET and POST of one path are often
+    two routes (found by schemathesis)."""
+    routes = app.router.routes
+    allowed = [
+        m
+        for m in _METHODS
+        if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)
+    ]
+    return ", ".join(allowed)
+
+
 def install(app: FastAPI, home: Path | None = None) -> None:
     """Answer every error in OpenAI's shape; messages never name a server path (see paths)."""
 
@@ -86,8 +144,11 @@ def install(app: FastAPI, home: Path | None = None) -> None:
         return _respond(ApiError(422, message, param=loc or None))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
-        return _respond(ApiError(e.status_code, str(e.detail), headers=dict(e.headers or {})))
+    async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        headers = dict(e.headers or {})
+        if e.status_code == 405:
+            headers["Allow"] = _allowed_methods(app, request)
+        return _respond(ApiError(e.status_code, str(e.detail), headers=headers))
 
     @app.exception_handler(TemplateNotFound)
     async def _template(_: Request, e: TemplateNotFound) -> JSONResponse:

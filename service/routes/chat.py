@@ -20,7 +20,7 @@ from prompts.render import PromptBudgetError
 from service import conversation, rag
 from service.answer import Answer
 from service.deps import AppState, State
-from service.errors import ApiError, error_body
+from service.errors import ApiError, error_body, error_responses
 from service.llm.base import Completion, Delta, LLMError
 from service.paths import redact
 from service.schemas import (
@@ -99,7 +99,18 @@ def _plan(req: ChatCompletionRequest, state: AppState) -> rag.Plan:
         raise ApiError(400, str(e), param="retrieval.filters") from e
 
 
-@router.post("/v1/chat/completions", response_model=ChatCompletionResponse)
+@router.post(
+    "/v1/chat/completions",
+    response_model=ChatCompletionResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "The answer; with `stream`, "
+            "server-sent chunks ending in `data: [DONE]`.",
+        },
+        **error_responses(400),
+    },
+)
 async def chat_completions(req: ChatCompletionRequest, state: State) -> Any:
     plan = await run_in_threadpool(_plan, req, state)
     rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())

@@ -22,7 +22,7 @@ from ingest.model import UnsupportedFile
 from ingest.pipeline import Ingestor, Summary
 from ingest.writer import Writer
 from service.deps import AppState, State
-from service.errors import ApiError
+from service.errors import ApiError, error_responses
 from service.paths import public_path, redact
 
 router = APIRouter()
@@ -74,7 +74,7 @@ async def list_documents(
     }
 
 
-@router.post("/v1/documents", status_code=201)
+@router.post("/v1/documents", status_code=201, responses=error_responses(400))
 async def upload(file: UploadFile, state: State) -> dict[str, Any]:
     name = Path(file.filename or "upload").name
     try:
@@ -128,7 +128,7 @@ def _ingest_one(
     return summary, record
 
 
-@router.delete("/v1/documents/{doc_id}")
+@router.delete("/v1/documents/{doc_id}", responses=error_responses(404))
 async def delete_document(doc_id: str, state: State) -> dict[str, Any]:
     docs = await run_in_threadpool(state.index.documents)
     match = next((d for d in docs if d.doc_id == doc_id), None)

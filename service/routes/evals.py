@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service import runs
 from service.deps import AppState, State
-from service.errors import ApiError
+from service.errors import ApiError, error_responses
 from service.serving import ServingError
 from service.text import RequestBody
 
@@ -115,6 +115,7 @@ async def list_runs(state: State) -> dict[str, Any]:
 
 @router.get(
     "/v1/eval/runs/{run_id}",
+    responses=error_responses(404, 409),
     summary="Read a run's results",
     response_description="The run's results.json as written by `ragtune eval run`.",
 )
@@ -130,6 +131,7 @@ async def read_run(run_id: str, state: State) -> Response:
 
 @router.get(
     "/v1/eval/runs/{run_id}/report",
+    responses=error_responses(404),
     summary="A run's HTML report",
     response_description="report.html, one self-contained page.",
     response_class=FileResponse,
@@ -143,6 +145,7 @@ async def read_report(run_id: str, state: State) -> FileResponse:
 
 @router.post(
     "/v1/eval/promotions",
+    responses=error_responses(400, 404, 409),
     status_code=201,
     summary="Serve a run's configuration",
     response_description="The promotion record; its `serving_version` answers from now on.",
@@ -163,6 +166,7 @@ async def list_promotions(state: State) -> dict[str, Any]:
 
 @router.post(
     "/v1/eval/rollback",
+    responses=error_responses(409),
     summary="Serve the previous configuration",
     response_description="The serving version now in force (0: the settings' own).",
 )

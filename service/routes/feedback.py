@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import State
-from service.errors import ApiError
+from service.errors import ApiError, error_responses
 from service.feedback import Feedback
 from service.text import RequestBody
 
@@ -71,6 +71,7 @@ class FeedbackList(BaseModel):
 
 @router.post(
     "/v1/feedback",
+    responses=error_responses(404),
     status_code=201,
     response_model=FeedbackObject,
     summary="Rate an answer",

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import State
-from service.errors import error_body
+from service.errors import error_body, error_responses
 from service.schemas import ModelList
 
 router = APIRouter()
@@ -20,7 +20,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=None)
+@router.get("/readyz", response_model=None, responses=error_responses(503))
 async def readyz(request: Request) -> Any:
     state = getattr(request.app.state, "ragtune", None)
     if state is None:
@@ -30,7 +30,7 @@ async def readyz(request: Request) -> Any:
     return {"status": "ready", "index_version": state.index.version, "model": state.llm.name}
 
 
-@router.get("/v1/models", response_model=ModelList)
+@router.get("/v1/models", response_model=ModelList, responses=error_responses(503))
 async def models(state: State) -> dict[str, Any]:
     return {
         "object": "list",

@@ -13,13 +13,13 @@ from starlette.concurrency import run_in_threadpool
 
 from service import rag
 from service.deps import State
-from service.errors import ApiError
+from service.errors import ApiError, error_responses
 from service.schemas import RetrieveRequest, RetrieveResponse
 
 router = APIRouter()
 
 
-@router.post("/v1/retrieve", response_model=RetrieveResponse)
+@router.post("/v1/retrieve", response_model=RetrieveResponse, responses=error_responses(400))
 async def retrieve(req: RetrieveRequest, state: State) -> dict[str, Any]:
     k = req.overrides().get("k", 0)
     if k > state.settings.service.max_k:

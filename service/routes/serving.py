@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service import rag
 from service.deps import AppState, State
-from service.errors import ApiError
+from service.errors import ApiError, error_responses
 from service.llm.base import Style
 from service.serving import ServingError
 from service.settings import RagSettings
@@ -66,6 +66,7 @@ def current(state: AppState) -> ServingConfig:
 
 @router.get(
     "/v1/serving",
+    responses=error_responses(409),
     response_model=ServingConfig,
     summary="The serving configuration in force",
     response_description="What the next chat request answers with unless it overrides a field: "

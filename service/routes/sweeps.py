@@ -16,7 +16,7 @@ from starlette.datastructures import UploadFile
 
 from service.datasets import DatasetError
 from service.deps import Sweeps
-from service.errors import ApiError
+from service.errors import ApiError, error_responses
 from service.sweeps import SweepError, sweep_toml
 from service.text import RequestBody
 
@@ -87,6 +87,7 @@ async def list_datasets(sweeps: Sweeps) -> dict[str, Any]:
 
 @router.post(
     "/v1/eval/datasets",
+    responses=error_responses(400, 409),
     status_code=201,
     summary="Add an evaluation dataset",
     response_description="The stored dataset; a file the loader rejects is a 400 with its "
@@ -120,6 +121,7 @@ async def add_dataset(request: Request, sweeps: Sweeps) -> dict[str, Any]:
 
 @router.post(
     "/v1/eval/sweeps",
+    responses=error_responses(400, 404, 409),
     status_code=202,
     summary="Start an evaluation sweep",
     response_description="The sweep, queued: poll GET /v1/eval/sweeps/{id} for its progress.",
@@ -144,6 +146,7 @@ async def list_sweeps(sweeps: Sweeps) -> dict[str, Any]:
 
 @router.get(
     "/v1/eval/sweeps/{sweep_id}",
+    responses=error_responses(404),
     summary="A sweep's status and progress",
     response_description="status (queued, running, succeeded, failed, cancelled), answers done "
     "of total, and the report's URL once it succeeded.",
@@ -158,6 +161,7 @@ async def read_sweep(sweep_id: str, sweeps: Sweeps) -> dict[str, Any]:
 
 @router.delete(
     "/v1/eval/sweeps/{sweep_id}",
+    responses=error_responses(404, 409),
     summary="Cancel a sweep",
     response_description="The sweep, cancelled; its finished answers stay in the run folder and "
     "the same sweep started again resumes from them.",

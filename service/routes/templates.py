@@ -33,7 +33,7 @@ from prompts.render import PromptBudgetError, format_rendered
 from prompts.template import TEMPLATE_ID
 from service import rag
 from service.deps import AppState, State
-from service.errors import ApiError
+from service.errors import ApiError, error_responses
 from service.settings import DEFAULT_TEMPLATES
 from service.text import RequestBody
 
@@ -247,6 +247,7 @@ async def list_templates(state: State) -> dict[str, Any]:
 
 @router.get(
     "/v1/templates/{template_id}/versions/{version}",
+    responses=error_responses(404),
     summary="Read one template version",
     response_description="The template's fields as loaded, and its YAML `source`.",
 )
@@ -257,6 +258,7 @@ async def read_version(template_id: str, version: int, state: State) -> dict[str
 
 @router.get(
     "/v1/templates/{template_id}/diff",
+    responses=error_responses(404),
     summary="Diff two template versions",
     response_description="A unified diff of the two versions' YAML sources.",
 )
@@ -273,6 +275,7 @@ async def diff_versions(
 
 @router.post(
     "/v1/templates/{template_id}/render",
+    responses=error_responses(400, 404),
     summary="Render the prompt for a question",
     response_description="The prompt text the model would get, and the retrieved passages.",
 )
@@ -282,6 +285,7 @@ async def render_prompt(template_id: str, req: RenderRequest, state: State) -> d
 
 @router.post(
     "/v1/templates/{template_id}/versions",
+    responses=error_responses(400, 409),
     status_code=201,
     summary="Add a template version",
     response_description="The template, now with the new version as its latest.",

@@ -23,25 +23,50 @@ def console_home(service_home: Path, tmp_path_factory: pytest.TempPathFactory) -
     return home
 
 
+def keyed_serve_env(cli_env: dict[str, str], key: str) -> dict[str, str]:
+    """The environment of a `ragtune serve` that accepts ``key``, as an operator would run it."""
+    return {
+        **cli_env,
+        "RAGTUNE_LLM__N_CTX": "2048",
+        "RAGTUNE_LLM__THREADS": os.environ.get("RAGTUNE_TEST_THREADS", "2"),
+        "RAGTUNE_SERVICE__API_KEYS": json.dumps([key]),
+    }
+
+
 @pytest.fixture(scope="session")
 def console_url(
     console_home: Path, cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """`ragtune serve` with an API key configured, as an operator would run it for the console."""
-    env = {
-        **cli_env,
-        "RAGTUNE_LLM__N_CTX": "2048",
-        "RAGTUNE_LLM__THREADS": os.environ.get("RAGTUNE_TEST_THREADS", "2"),
-        "RAGTUNE_SERVICE__API_KEYS": json.dumps([KEY]),
-    }
     log = tmp_path_factory.mktemp("console-serve") / "serve.log"
-    with ragtune_serve(console_home, env, log) as base:
+    with ragtune_serve(console_home, keyed_serve_env(cli_env, KEY), log) as base:
         yield base
 
 
 @pytest.fixture(scope="session")
+def client_server(
+    service_home: Path, cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """(base URL, API key) of a keyed `ragtune serve` over the shared test home, for the client
+    conformance suites (the official `openai` client, LangChain's standard tests): they only ask."""
+    key = "client-test-key"
+    # No retrieval floor: the standard tests ask "Hello", which no passage is close to, and with
+    # the default floor ragtune would decline without calling the model; they are here to
+    # exercise generation (usage, stop sequences, streaming), so every question reaches it.
+    env = {**keyed_serve_env(cli_env, key), "RAGTUNE_RAG__RETRIEVAL__MIN_SCORE": "-1"}
+    log = tmp_path_factory.mktemp("client-serve") / "serve.log"
+    with ragtune_serve(service_home, env, log) as base:
+        yield base, key
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, through Playwright (never Playwright's own downloads)."""
+    """Debian's Chromium, headless, through Playwright (never Playwright's own downloads).
+
+    One per module, not per session: Playwright's sync API keeps an event loop running on the
+    main thread while it is open, and pytest-asyncio's session loop (the LangChain standard tests'
+    async tests) cannot run beside it.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -35,6 +35,16 @@ def test_wrong_method_is_an_invalid_request(client: TestClient) -> None:
     assert err["type"] == "invalid_request_error"
 
 
+def test_wrong_method_allows_every_method_of_the_path(client: TestClient) -> None:
+    # GET and POST /v1/documents are two routes: the 405 named only the first one's (schemathesis).
+    resp = client.put("/v1/documents")
+    error(resp, 405)
+    assert set(resp.headers["allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+    resp = client.options("/v1/feedback")
+    error(resp, 405)
+    assert set(resp.headers["allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+
+
 def test_unknown_route_is_not_found(client: TestClient) -> None:
     assert error(client.get("/v1/nothing-here"), 404)["type"] == "not_found_error"
 
