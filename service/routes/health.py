@@ -1,4 +1,4 @@
-"""Liveness, readiness and the model list."""
+"""Liveness and readiness (open to probes), and the model list (a query key)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from service.deps import State
 from service.errors import error_body
 from service.schemas import ModelList
+from service.security import QUERY
 
 router = APIRouter()
 
@@ -30,7 +31,7 @@ async def readyz(request: Request) -> Any:
     return {"status": "ready", "index_version": state.index.version, "model": state.llm.name}
 
 
-@router.get("/v1/models", response_model=ModelList)
+@router.get("/v1/models", response_model=ModelList, dependencies=[QUERY])
 async def models(state: State) -> dict[str, Any]:
     return {
         "object": "list",
