@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ragtune_serve
-from tests.integration.browser import KEY, chromium_path
+from tests.integration.browser import KEY, QUERY_KEY, chromium_path
 
 
 @pytest.fixture(scope="session")
@@ -27,12 +27,13 @@ def console_home(service_home: Path, tmp_path_factory: pytest.TempPathFactory) -
 def console_url(
     console_home: Path, cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """`ragtune serve` with an admin key configured, as an operator would run it for the console."""
+    """`ragtune serve` with an admin and a query key, as an operator would run it for the console."""
     env = {
         **cli_env,
         "RAGTUNE_LLM__N_CTX": "2048",
         "RAGTUNE_LLM__THREADS": os.environ.get("RAGTUNE_TEST_THREADS", "2"),
         "RAGTUNE_SERVICE__ADMIN_KEYS": json.dumps([KEY]),
+        "RAGTUNE_SERVICE__API_KEYS": json.dumps([QUERY_KEY]),
     }
     log = tmp_path_factory.mktemp("console-serve") / "serve.log"
     with ragtune_serve(console_home, env, log) as base:
