@@ -138,11 +138,11 @@ class Guard:
         if caller is None:  # the first of a route's guards: admit once, count once
             caller = request.state.ragtune_caller = self._admit(request)
         if not caller.may(role):
-            route = getattr(request.scope.get("route"), "path", request.url.path)
+            # No path in the message: error messages are redacted of anything path-like.
             raise ApiError(
                 403,
-                f"{request.method} {route} needs an API key with the {role} role; this key "
-                f"has the {caller.role} role",
+                f"permission denied: this needs an API key with the {role} role; this key has "
+                f"the {caller.role} role",
                 code="insufficient_role",
             )
         return caller

@@ -135,6 +135,15 @@ def test_a_query_key_asks_and_an_admin_key_administers(
     assert not (own_settings.home / "prompts").exists()  # the refused template write wrote nothing
 
 
+def test_a_route_guarded_twice_counts_one_request(
+    own_settings: Settings, embedder: Embedder
+) -> None:
+    """GET /v1/feedback has its router's query guard and its own admin guard."""
+    with app_client(keyed(own_settings, rate_limit_per_minute=2), embedder) as c:
+        codes = [c.get("/v1/feedback", headers=bearer(ADMIN_KEY)).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+
+
 def test_the_openai_client_reads_the_refusals(own_settings: Settings, embedder: Embedder) -> None:
     port = free_port()
     config = server_config(
