@@ -82,10 +82,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.allow_open:
         svc = svc.model_copy(update={"allow_open": True})
     host, port = args.host or svc.host, args.port if args.port is not None else svc.port
-    refusal = bind_refusal(host, svc)
-    if refusal is not None:
+    refusal = bind_refusal(host, svc.model_copy(update={"allow_open": False}))
+    if refusal is not None and not svc.allow_open:
         print(f"ragtune serve: {refusal}", file=sys.stderr)
         return 2
+    if refusal is not None:
+        print(
+            f"ragtune serve: WARNING: {host} is served with no API keys (allow_open)",
+            file=sys.stderr,
+        )
     uvicorn.Server(server_config(settings, host, port)).run()
     return 0
 
