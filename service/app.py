@@ -12,7 +12,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import Depends, FastAPI, Response
+from fastapi import FastAPI, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,7 +36,7 @@ from service.routes import (
     templates,
     ui,
 )
-from service.security import Guard, load_key_hashes
+from service.security import ADMIN, QUERY, Guard
 from service.settings import Settings
 from service.state import build_state, close_state
 from service.sweeps import SweepRunner
@@ -64,28 +66,55 @@ def create_app(
             close_state(state)
 
     svc = settings.service
-    guard = Guard(
-        load_key_hashes([k.get_secret_value() for k in svc.api_keys], svc.keys_file),
-        svc.rate_limit_per_minute,
-    )
     metrics = Metrics()
-    app = FastAPI(title="ragtune", version="0.1.0", lifespan=lifespan)
+    public_docs = svc.docs == "open"
+    app = FastAPI(
+        title="ragtune",
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if public_docs else None,
+        docs_url="/docs" if public_docs else None,
+        redoc_url="/redoc" if public_docs else None,
+    )
     app.state.metrics = metrics
+    app.state.guard = Guard(svc)
     errors.install(app, settings.home)
     # Plain ASGI middleware, not BaseHTTPMiddleware: that runs ``receive`` in a task group, which
     # would wrap the body limit's 413 in an exception group the error handlers never see.
     app.add_middleware(BodyLimit, limit=svc.max_body_bytes, routes=route_limits(svc))
     app.add_middleware(_CountRequests, metrics=metrics)  # outermost: counts refusals too
-    for module in (chat, retrieve, documents, feedback, templates, evals, sweeps, serving):
-        app.include_router(module.router, dependencies=[Depends(guard)], responses=errors.GUARDED)
+    # Every /v1 route needs a key (when keys are set): query at least, admin where the route or
+    # its router says so. Only the probes and the console's data-free pages are keyless.
+    for module in (chat, retrieve, feedback, templates, serving):
+        app.include_router(module.router, dependencies=[QUERY], responses=errors.GUARDED)
+    for module in (documents, evals, sweeps):
+        app.include_router(module.router, dependencies=[ADMIN], responses=errors.GUARDED)
     app.include_router(health.router)
     ui.install(app)  # the console's pages hold no data: served without a key
+    if svc.docs == "key":
+        _keyed_docs(app)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[ADMIN])
     async def _metrics() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     return app
+
+
+def _keyed_docs(app: FastAPI) -> None:
+    """/openapi.json, /docs and /redoc behind a key (a query key will do)."""
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[QUERY])
+    async def _openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[QUERY])
+    async def _docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="ragtune")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=[QUERY])
+    async def _redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="ragtune")
 
 
 async def _refresh_forever(state: AppState) -> None:

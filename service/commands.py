@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_jsonable_python
 
@@ -18,6 +18,8 @@ from service.answer import Citation
 from service.settings import Settings
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from ingest.index import Hit
 
 
@@ -25,6 +27,13 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p = sub.add_parser("serve", parents=[common], help="run the OpenAI-compatible API")
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8000)")
+    p.add_argument(
+        "--allow-open",
+        action="store_true",
+        default=None,
+        help="serve a non-loopback address with no API keys (service.allow_open): anyone who "
+        "reaches it may do everything",
+    )
     p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser("search", parents=[common], help="top chunks for a query")
@@ -67,12 +76,38 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from service.app import create_app
+    from service.security import bind_refusal
 
     svc = settings.service
+    if args.allow_open:
+        svc = svc.model_copy(update={"allow_open": True})
     host, port = args.host or svc.host, args.port if args.port is not None else svc.port
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    refusal = bind_refusal(host, svc.model_copy(update={"allow_open": False}))
+    if refusal is not None and not svc.allow_open:
+        print(f"ragtune serve: {refusal}", file=sys.stderr)
+        return 2
+    if refusal is not None:
+        print(
+            f"ragtune serve: WARNING: {host} is served with no API keys (allow_open)",
+            file=sys.stderr,
+        )
+    uvicorn.Server(server_config(settings, host, port)).run()
     return 0
+
+
+def server_config(
+    settings: Settings, host: str, port: int, *, log_level: str = "info", **app_args: Any
+) -> uvicorn.Config:
+    """How `ragtune serve` runs the app under uvicorn (tests start theirs from this too)."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.security import proxy_options
+
+    app = create_app(settings, **app_args)
+    return uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, **proxy_options(settings.service)
+    )
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:

@@ -23,6 +23,7 @@ log = logging.getLogger("ragtune.service")
 _TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
+    403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
     409: "invalid_request_error",
@@ -70,7 +71,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 # What any guarded route can answer before its handler runs: the key check, the rate limit, the
 # body limit (on bytes received, whatever the method), validation, and a service still loading.
-GUARDED = error_responses(401, 413, 422, 429, 503)
+GUARDED = error_responses(401, 403, 413, 422, 429, 503)
 
 
 class ApiError(Exception):

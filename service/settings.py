@@ -6,6 +6,7 @@ Nested sections use ``__`` in the environment: ``RAGTUNE_EMBED__BACKEND=torch``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,6 +57,18 @@ def _template_ref(v: str) -> str:
 
 
 TemplateRef = Annotated[str, AfterValidator(_template_ref)]
+
+
+def _network(v: str) -> str:
+    """An address or CIDR network, as uvicorn's forwarded_allow_ips takes it (never ``*``)."""
+    try:
+        ipaddress.ip_network(v, strict=False)
+    except ValueError:
+        raise ValueError(f"{v!r} is not an IP address or network (CIDR)") from None
+    return v
+
+
+Network = Annotated[str, AfterValidator(_network)]
 
 
 class ConversationSettings(BaseModel):
@@ -218,12 +231,58 @@ class ServiceSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address `ragtune serve` binds.")
     port: int = Field(8000, ge=0, le=65535, description="Port `ragtune serve` binds.")
     api_keys: list[SecretStr] = Field(
-        default_factory=list, description="Accepted API keys; empty means no authentication."
+        default_factory=list,
+        description="API keys with the query role: chat, retrieve, feedback, /v1/models, "
+        "/v1/serving and reading templates. With no keys at all (here, admin_keys or keys_file) "
+        "the API is open, which `ragtune serve` allows on a loopback address only.",
+    )
+    admin_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="API keys with the admin role: everything a query key may, plus documents, "
+        "template writes and previews, the feedback list, evaluation (datasets, runs, sweeps, "
+        "promotion, rollback) and /metrics.",
     )
     keys_file: Path | None = Field(
-        None, description="File of accepted keys' SHA-256 hex digests, one per line."
+        None,
+        description="File of accepted keys' SHA-256 hex digests, one per line, each optionally "
+        "followed by its role, 'query' or 'admin'; a bare digest is a query key.",
     )
-    rate_limit_per_minute: int = Field(0, ge=0, description="Requests per key per minute; 0: off.")
+    allow_open: bool = Field(
+        False,
+        description="Let `ragtune serve` bind a non-loopback address with no keys configured "
+        "(`--allow-open`): anyone who reaches it may do everything, delete documents included.",
+    )
+    trusted_proxies: list[Network] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; empty: the client is the TCP peer and those headers "
+        "are ignored (rate limits and failed-key throttling go by the client's address).",
+    )
+    rate_limit_per_minute: int = Field(
+        0,
+        ge=0,
+        description="Requests per key per minute (per client address when the API is open); "
+        "0: off.",
+    )
+    auth_failures_per_minute: int = Field(
+        10,
+        ge=0,
+        description="Wrong API keys accepted from one client address per minute; past it every "
+        "request from there gets 429 with Retry-After, a right key included, until the budget "
+        "refills. A missing key is not counted. 0: off.",
+    )
+    rate_limit_clients: int = Field(
+        10_000,
+        ge=1,
+        description="Most clients (keys or addresses) whose rate-limit and failed-key budgets "
+        "are remembered. Only a budget left alone for a minute (full again) is forgotten; while "
+        "more clients are active, newcomers share one budget, so no client gets past its limit.",
+    )
+    docs: Literal["key", "open", "off"] = Field(
+        "key",
+        description="/docs, /redoc and /openapi.json. key: they need a key like the API (none "
+        "when the API is open); open: served to anyone; off: not served.",
+    )
     max_body_bytes: int = Field(
         1_000_000,
         ge=1024,

@@ -7,6 +7,7 @@ docker-compose 1.29.2 wheel) into the virtualenv.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import yaml
 from tests.conftest import REPO
 
 SCHEMA = Path(sys.prefix) / "share" / "compose_spec.json"
+REQUIRED = {"VLLM_MODEL": "google/gemma-3-1b-it", "RAGTUNE_ADMIN_KEYS": '["admin-key"]'}
 _VAR = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
 
@@ -53,7 +55,7 @@ def load(env: dict[str, str]) -> dict[str, Any]:
 def test_compose_file_matches_the_compose_specification() -> None:
     assert SCHEMA.is_file(), f"{SCHEMA} missing: run `make install`"
     schema = yaml.safe_load(SCHEMA.read_text())
-    doc = load({"VLLM_MODEL": "google/gemma-3-1b-it"})
+    doc = load(REQUIRED)
     jsonschema.validate(doc, schema, cls=jsonschema.Draft201909Validator)
 
     services = doc["services"]
@@ -68,10 +70,14 @@ def test_compose_file_matches_the_compose_specification() -> None:
     assert api["depends_on"]["vllm"]["condition"] == "service_healthy"
     assert api["environment"]["RAGTUNE_LLM__BASE_URL"] == "http://vllm:8000/v1"
     assert api["environment"]["RAGTUNE_LLM__MODEL"] == "google/gemma-3-1b-it"
+    # The published API is keyed, so `ragtune serve --host 0.0.0.0` accepts to start.
+    keys = json.loads(api["environment"]["RAGTUNE_SERVICE__ADMIN_KEYS"])
+    assert keys == ["admin-key"] and "--allow-open" not in api["command"]
     assert "--watch" in ingest["command"]
     assert "index:/data" in api["volumes"] and "index:/data" in ingest["volumes"]
 
 
-def test_required_settings_fail_fast() -> None:
-    with pytest.raises(MissingVariable, match="VLLM_MODEL"):
-        load({})
+@pytest.mark.parametrize("missing", sorted(REQUIRED))
+def test_required_settings_fail_fast(missing: str) -> None:
+    with pytest.raises(MissingVariable, match=missing):
+        load({k: v for k, v in REQUIRED.items() if k != missing})

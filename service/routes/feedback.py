@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from service.deps import State
 from service.errors import ApiError, error_responses
 from service.feedback import Feedback
+from service.security import ADMIN
 from service.text import RequestBody
 
 router = APIRouter(tags=["feedback"])
@@ -97,6 +98,7 @@ async def feedback(req: FeedbackRequest, state: State) -> Any:
 
 @router.get(
     "/v1/feedback",
+    dependencies=[ADMIN],
     response_model=FeedbackList,
     summary="List feedback, newest first",
     response_description="Feedback entries with the question and answer each one rates.",

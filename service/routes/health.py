@@ -1,4 +1,4 @@
-"""Liveness, readiness and the model list."""
+"""Liveness and readiness (open to probes), and the model list (a query key)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import State
-from service.errors import error_body, error_responses
+from service.errors import GUARDED, error_body, error_responses
 from service.schemas import ModelList
+from service.security import QUERY
 
 router = APIRouter()
 
@@ -30,7 +31,7 @@ async def readyz(request: Request) -> Any:
     return {"status": "ready", "index_version": state.index.version, "model": state.llm.name}
 
 
-@router.get("/v1/models", response_model=ModelList, responses=error_responses(503))
+@router.get("/v1/models", response_model=ModelList, dependencies=[QUERY], responses=GUARDED)
 async def models(state: State) -> dict[str, Any]:
     return {
         "object": "list",

@@ -34,6 +34,7 @@ from prompts.template import TEMPLATE_ID
 from service import rag
 from service.deps import AppState, State
 from service.errors import ApiError, error_responses
+from service.security import ADMIN
 from service.settings import DEFAULT_TEMPLATES
 from service.text import RequestBody
 
@@ -276,6 +277,7 @@ async def diff_versions(
 @router.post(
     "/v1/templates/{template_id}/render",
     responses=error_responses(400, 404),
+    dependencies=[ADMIN],
     summary="Render the prompt for a question",
     response_description="The prompt text the model would get, and the retrieved passages.",
 )
@@ -286,6 +288,7 @@ async def render_prompt(template_id: str, req: RenderRequest, state: State) -> d
 @router.post(
     "/v1/templates/{template_id}/versions",
     responses=error_responses(400, 409),
+    dependencies=[ADMIN],
     status_code=201,
     summary="Add a template version",
     response_description="The template, now with the new version as its latest.",

@@ -19,7 +19,8 @@ from playwright.sync_api import expect
 
 from tests.conftest import chromium_path as chromium_path  # re-exported for the console tests
 
-KEY = "console-test-key"  # the API key the console's test server accepts
+KEY = "console-test-key"  # the admin key the console's test server accepts
+QUERY_KEY = "console-query-key"  # and a key that may ask, but not administer
 AUTH = {"Authorization": f"Bearer {KEY}"}
 QUESTION = "What value does zpipe.c define for CHUNK?"
 ANSWER_MS = 180_000

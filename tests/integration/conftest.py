@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ragtune_serve
-from tests.integration.browser import KEY, chromium_path
+from tests.integration.browser import KEY, QUERY_KEY, chromium_path
 
 
 @pytest.fixture(scope="session")
@@ -23,13 +23,16 @@ def console_home(service_home: Path, tmp_path_factory: pytest.TempPathFactory) -
     return home
 
 
-def keyed_serve_env(cli_env: dict[str, str], key: str) -> dict[str, str]:
-    """The environment of a `ragtune serve` that accepts ``key``, as an operator would run it."""
+def keyed_serve_env(
+    cli_env: dict[str, str], query_key: str, admin_key: str | None = None
+) -> dict[str, str]:
+    """The environment of a `ragtune serve` with these keys, as an operator would run it."""
     return {
         **cli_env,
         "RAGTUNE_LLM__N_CTX": "2048",
         "RAGTUNE_LLM__THREADS": os.environ.get("RAGTUNE_TEST_THREADS", "2"),
-        "RAGTUNE_SERVICE__API_KEYS": json.dumps([key]),
+        "RAGTUNE_SERVICE__API_KEYS": json.dumps([query_key]),
+        "RAGTUNE_SERVICE__ADMIN_KEYS": json.dumps([admin_key] if admin_key else []),
     }
 
 
@@ -37,9 +40,9 @@ def keyed_serve_env(cli_env: dict[str, str], key: str) -> dict[str, str]:
 def console_url(
     console_home: Path, cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """`ragtune serve` with an API key configured, as an operator would run it for the console."""
+    """`ragtune serve` with an admin and a query key, as an operator would run it for the console."""
     log = tmp_path_factory.mktemp("console-serve") / "serve.log"
-    with ragtune_serve(console_home, keyed_serve_env(cli_env, KEY), log) as base:
+    with ragtune_serve(console_home, keyed_serve_env(cli_env, QUERY_KEY, KEY), log) as base:
         yield base
 
 

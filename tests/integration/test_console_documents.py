@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from service.routes.ui import PAGES
-from tests.integration.browser import AUTH, KEY, ask_in_page, console_page, screenshot
+from tests.integration.browser import AUTH, KEY, QUERY_KEY, ask_in_page, console_page, screenshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -135,6 +135,18 @@ def test_with_keys_the_console_asks_for_one_then_works(console_url: str, browser
         expect(dialog).to_be_visible()
         dialog.get_by_role("button", name="Cancel").click()
         expect(page.locator("#doc-status")).to_contain_text("missing API key")
+
+
+def test_a_query_key_asks_and_the_admin_sections_say_what_it_lacks(
+    console_url: str, browser: Any
+) -> None:
+    with console_page(browser, console_url, key=QUERY_KEY) as (page, _):
+        page.goto(f"{console_url}/ui")
+        expect(page.locator("#model-name")).to_contain_text("Model:")
+        for path, status in (("/ui/documents", "#doc-status"), ("/ui/feedback", "#fb-status")):
+            page.goto(f"{console_url}{path}")
+            expect(page.locator(status)).to_contain_text("needs an API key with the admin role")
+            expect(page.locator("#key-dialog")).to_be_hidden()  # a key is no use: none is asked
 
 
 def test_pages_ask_nothing_of_any_host_but_the_server(console_url: str, browser: Any) -> None:

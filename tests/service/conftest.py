@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 
 from ingest.settings import EmbedSettings
 from service.llm.base import Completion, Delta, Prompt, SamplingParams
 from service.settings import Settings
+from tests.conftest import wait_until
 
 
 class ScriptedLLM:
@@ -71,3 +74,17 @@ def own_settings(settings: Settings, tmp_path: Path) -> Settings:
     s.home.mkdir()
     (s.home / "index").symlink_to(settings.home / "index")
     return s
+
+
+@contextlib.contextmanager
+def uvicorn_in_thread(config: uvicorn.Config) -> Iterator[str]:
+    """A real uvicorn server on ``config``'s loopback port, in a thread; yields its base URL."""
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, 30, "uvicorn to start")
+        yield f"http://{config.host}:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,8 +19,8 @@ from ingest.embed import Embedder
 from service import runs
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import free_port, wait_until
-from tests.service.conftest import ScriptedLLM
+from tests.conftest import free_port
+from tests.service.conftest import ScriptedLLM, uvicorn_in_thread
 from tests.service.test_api import ask, assert_openai_error
 
 BASE = {
@@ -228,7 +227,9 @@ NEW_ROUTES = [
 def test_every_new_route_needs_a_key_when_keys_are_set(
     runs_home: Settings, embedder: Embedder
 ) -> None:
-    service = runs_home.service.model_copy(update={"api_keys": [SecretStr("console-key")]})
+    service = runs_home.service.model_copy(
+        update={"admin_keys": [SecretStr("console-key")], "auth_failures_per_minute": 100}
+    )
     s = runs_home.model_copy(update={"service": service})
     with TestClient(create_app(s, llm=ScriptedLLM(), embedder=embedder)) as c:
         for method, path, body in NEW_ROUTES:
@@ -241,7 +242,7 @@ def test_every_new_route_needs_a_key_when_keys_are_set(
             resp = c.request(method, path, json=body, headers=good)
             assert resp.status_code != 401, (path, resp.text)
             assert resp.status_code < 500, (path, resp.text)
-        paths = c.get("/openapi.json").json()["paths"]
+        paths = c.get("/openapi.json", headers=good).json()["paths"]
     for method, path, _ in NEW_ROUTES:
         template = path.split("?")[0].replace("grounded-qa", "{template_id}")
         template = template.replace("dev-newer", "{run_id}").replace("/1", "/{version}")
@@ -253,28 +254,20 @@ def test_a_promotion_over_http_serves_the_next_answer(
     runs_home: Settings, embedder: Embedder
 ) -> None:
     """A real uvicorn on loopback: promote, then the next answer carries the new version."""
-    port = free_port()
     app = create_app(runs_home, llm=ScriptedLLM(), embedder=embedder)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, 30, "uvicorn to start")
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            chat = {"model": "ragtune", "messages": [{"role": "user", "content": "What is MQA?"}]}
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    with uvicorn_in_thread(config) as base, httpx.Client(base_url=base, timeout=30) as http:
+        chat = {"model": "ragtune", "messages": [{"role": "user", "content": "What is MQA?"}]}
 
-            def served() -> int:
-                resp = http.post("/v1/chat/completions", json=chat)
-                assert resp.status_code == 200, resp.text
-                return int(resp.json()["ragtune"]["serving_version"])
+        def served() -> int:
+            resp = http.post("/v1/chat/completions", json=chat)
+            assert resp.status_code == 200, resp.text
+            return int(resp.json()["ragtune"]["serving_version"])
 
-            assert served() == 0
-            resp = http.post("/v1/eval/promotions", json={"run_id": "dev-newer"})
-            assert resp.status_code == 201, resp.text
-            assert served() == resp.json()["serving_version"] == 1
-            assert http.post("/v1/eval/rollback").json()["serving_version"] == 0
-            assert served() == 0
-            assert http.get("/v1/eval/runs/%2e%2e").status_code == 404
-    finally:
-        server.should_exit = True
-        thread.join(30)
+        assert served() == 0
+        resp = http.post("/v1/eval/promotions", json={"run_id": "dev-newer"})
+        assert resp.status_code == 201, resp.text
+        assert served() == resp.json()["serving_version"] == 1
+        assert http.post("/v1/eval/rollback").json()["serving_version"] == 0
+        assert served() == 0
+        assert http.get("/v1/eval/runs/%2e%2e").status_code == 404

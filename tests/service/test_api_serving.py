@@ -87,7 +87,8 @@ def test_serving_needs_a_key_when_keys_are_set(own_settings: Settings, embedder:
             assert_openai_error(c.get("/v1/serving", headers=headers), 401)
         ok = c.get("/v1/serving", headers={"Authorization": "Bearer serving-key"})
         assert ok.status_code == 200 and ok.json()["rag"]["template"] == "grounded-qa@1"
-        op = c.get("/openapi.json").json()["paths"]["/v1/serving"]["get"]
+        paths = c.get("/openapi.json", headers={"Authorization": "Bearer serving-key"}).json()
+        op = paths["paths"]["/v1/serving"]["get"]
     assert op["summary"] and op["responses"]["200"]
     schema = op["responses"]["200"]["content"]["application/json"]["schema"]
     assert schema == {"$ref": "#/components/schemas/ServingConfig"}

@@ -280,14 +280,14 @@ NEW_ROUTES = [
 def test_every_sweep_route_needs_a_key_and_is_documented(
     sweep_settings: Settings, embedder: Embedder
 ) -> None:
-    service = sweep_settings.service.model_copy(update={"api_keys": [SecretStr("k")]})
+    service = sweep_settings.service.model_copy(update={"admin_keys": [SecretStr("k")]})
     s = sweep_settings.model_copy(update={"service": service})
     with TestClient(create_app(s, llm=ScriptedLLM(), embedder=embedder)) as c:
         for method, path, body in NEW_ROUTES:
             assert_openai_error(c.request(method, path, json=body), 401)
             resp = c.request(method, path, json=body, headers={"Authorization": "Bearer k"})
             assert resp.status_code != 401 and resp.status_code < 500, (path, resp.text)
-        paths = c.get("/openapi.json").json()["paths"]
+        paths = c.get("/openapi.json", headers={"Authorization": "Bearer k"}).json()["paths"]
     assert not datasets_dir(s).joinpath("x.jsonl").exists()
     for method, path, _ in NEW_ROUTES:
         op = paths[path.replace("sweep-x", "{sweep_id}")][method.lower()]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,8 +17,8 @@ from fastapi.testclient import TestClient
 from ingest.embed import Embedder
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import free_port, wait_until
-from tests.service.conftest import ScriptedLLM
+from tests.conftest import free_port
+from tests.service.conftest import ScriptedLLM, uvicorn_in_thread
 from tests.service.test_api import QUESTION, ask
 
 # No [n]: the old fallback cited all five passages the model was shown.
@@ -107,14 +106,10 @@ def test_openai_client_reads_the_verification(
 ) -> None:
     from openai import OpenAI
 
-    port = free_port()
     app = create_app(settings, llm=llm, embedder=embedder)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, 30, "uvicorn to start")
-        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused")
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    with uvicorn_in_thread(config) as base:
+        client = OpenAI(base_url=f"{base}/v1", api_key="unused")
         messages: Any = [{"role": "user", "content": QUESTION}]
         resp = client.chat.completions.create(model="ragtune", messages=messages)
         v = (resp.model_extra or {})["ragtune"]["verification"]
@@ -125,9 +120,6 @@ def test_openai_client_reads_the_verification(
         ):
             last = chunk
         assert last is not None and (last.model_extra or {})["ragtune"]["verification"] == v
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def test_records_from_before_verification_still_load(client: TestClient) -> None:
