@@ -76,6 +76,11 @@ def cmd_ingest(args: argparse.Namespace, cfg: IngestConfig) -> int:
                     args.paths,
                     interval_s=settings.watch_interval_s,
                     on_summary=lambda s: _print_summary(s, args.json),
+                    on_error=lambda e: print(
+                        f"ragtune ingest: {e}; retrying at a later poll",
+                        file=sys.stderr,
+                        flush=True,
+                    ),
                     stop=stop,
                 )
             except KeyboardInterrupt:

@@ -366,7 +366,10 @@ class DocStore:
                 before_commit()
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # A full disk (SQLITE_FULL) or an I/O error may already have rolled the
+                # transaction back; a second ROLLBACK would raise and hide the real error.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
 
     def _delete_source(self, source: str) -> None:

@@ -11,8 +11,10 @@ Take one with ``Writer.acquire(index)``.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ import numpy as np
 from ingest.docstore import CommitBatch, DocumentRecord, PendingPut
 from ingest.faults import fault_point
 from ingest.index import IndexCorrupt, IndexStoreError, VectorIndex, WriterBusy
+from ingest.index.errors import storage_failure
 from ingest.lexical import lexical_text
 from ingest.model import Chunk
 
@@ -102,6 +105,17 @@ class Writer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _discard_unpublished(self) -> None:
+        """Free the space of a version that failed to publish, now rather than at the next commit.
+
+        Only when the pointer provably did not move: a COMMIT that failed late may still have
+        landed, and then that version is the current one. Best effort, since the disk is failing;
+        the next writer's garbage collection removes whatever is left.
+        """
+        with contextlib.suppress(Exception):
+            if self._store.current_version() == self._owner.version:
+                self._owner.collect_garbage()
 
     def close(self) -> None:
         """Discard anything uncommitted and release the lock."""
@@ -212,24 +226,31 @@ class Writer:
                 f"FAISS would hold {snap.ntotal} and BM25 {len(snap.lexical)} for {n_chunks} chunks"
             )
 
-        # 2. Write the version directory (tmp, fsync, rename, fsync parent).
-        created_at = time.time()
-        digest = owner.write_version(
-            snap, created_at=created_at, n_documents=n_docs, n_chunks=n_chunks
-        )
+        try:
+            # 2. Write the version directory (tmp, fsync, rename, fsync parent).
+            created_at = time.time()
+            digest = owner.write_version(
+                snap, created_at=created_at, n_documents=n_docs, n_chunks=n_chunks
+            )
 
-        # 3. The switch: rows and current_version in one SQLite transaction.
-        batch = CommitBatch(
-            version=version,
-            created_at=created_at,
-            puts=puts,
-            removes=sorted(self._removes),
-            quarantines=dict(self._quarantines),
-            next_chunk_id=self._next_id,
-            ntotal=snap.ntotal,
-            sha256=digest,
-        )
-        store.apply(batch, lambda: fault_point("commit-sqlite-open"))
+            # 3. The switch: rows and current_version in one SQLite transaction.
+            batch = CommitBatch(
+                version=version,
+                created_at=created_at,
+                puts=puts,
+                removes=sorted(self._removes),
+                quarantines=dict(self._quarantines),
+                next_chunk_id=self._next_id,
+                ntotal=snap.ntotal,
+                sha256=digest,
+            )
+            store.apply(batch, lambda: fault_point("commit-sqlite-open"))
+        except (OSError, sqlite3.Error) as e:
+            failure = storage_failure(e, version, owner.version)
+            if failure is None:
+                raise
+            self._discard_unpublished()
+            raise failure from e
         # The new version serves from memory: it is what we just built, and the next commit
         # clones it instead of re-reading the file.
         owner.publish(snap)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,13 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from ingest.index import EmbeddingMismatch, IndexCorrupt, IndexStoreError, WriterBusy
+from ingest.index import (
+    EmbeddingMismatch,
+    IndexCorrupt,
+    IndexStoreError,
+    StorageError,
+    WriterBusy,
+)
 from prompts.registry import TemplateNotFound
 from service.llm.base import LLMBusy, LLMError, LLMUnavailable
 from service.paths import redact
@@ -161,6 +168,17 @@ def install(app: FastAPI, home: Path | None = None) -> None:
         if isinstance(e, WriterBusy):
             message, code = "the index is being written by another process; retry", "index_busy"
             return _respond(ApiError(503, message, code=code, headers={"Retry-After": "5"}))
+        if isinstance(e, StorageError):
+            # The previous version still serves; a full disk needs an operator, not a quick retry.
+            full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+            message = (
+                "the server's disk is full; nothing was changed, retry once space is freed"
+                if full
+                else "the server could not write to its disk; nothing was changed"
+            )
+            log.error("index store error: %s", e)
+            code = "storage_full" if full else "storage_error"
+            return _respond(ApiError(503, message, code=code, headers={"Retry-After": "60"}))
         if isinstance(e, EmbeddingMismatch):
             message, code = "the index was built with another embedding model", "index_mismatch"
         elif isinstance(e, IndexCorrupt):

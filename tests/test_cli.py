@@ -269,6 +269,32 @@ def test_sigkill_mid_commit_keeps_previous_version(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("fault", ["commit-tmp-written:ENOSPC", "commit-sqlite-open:EIO"])
+def test_disk_fault_mid_commit_is_one_line_and_a_rerun_completes(
+    shared_data: Path, tmp_path: Path, home: Path, cli_env: dict[str, str], fault: str
+) -> None:
+    node = shared_data / "bench" / "nodejs-api"
+    folder = tmp_path / "docs"
+    copy_files([node / "punycode.md"], folder)
+    ok_json(run_cli("ingest", str(folder), "--home", str(home), "--json", env=cli_env))
+    copy_files([node / "string_decoder.md"], folder)
+
+    failed = run_cli(
+        "ingest", str(folder), "--home", str(home), env={**cli_env, "RAGTUNE_FAULT": fault}
+    )
+    reason = "No space left on device" if "ENOSPC" in fault else "Input/output error"
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
+    [line] = failed.stderr.strip().splitlines()
+    assert line.startswith("ragtune ingest: could not write index version 2: ") and reason in line
+    assert "version 1 is unchanged" in line
+    assert sorted(p.name for p in (home / "index" / "versions").iterdir()) == ["v00000001"]
+
+    summary = ok_json(run_cli("ingest", str(folder), "--home", str(home), "--json", env=cli_env))
+    assert isinstance(summary, dict)
+    assert (summary["added"], summary["unchanged"], summary["version"]) == (1, 1, 2)
+
+
+@pytest.mark.slow
 def test_watch_follows_drops_until_interrupted(
     shared_data: Path, tmp_path: Path, cli_env: dict[str, str], embedder: Embedder
 ) -> None:

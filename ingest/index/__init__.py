@@ -15,7 +15,13 @@ directory format in ``ingest.versions``, BM25 in ``ingest.lexical``.
 from __future__ import annotations
 
 from ingest.docstore import DocumentRecord, Hit, QuarantineRecord
-from ingest.index.errors import EmbeddingMismatch, IndexCorrupt, IndexStoreError, WriterBusy
+from ingest.index.errors import (
+    EmbeddingMismatch,
+    IndexCorrupt,
+    IndexStoreError,
+    StorageError,
+    WriterBusy,
+)
 from ingest.index.reader import IndexReader, Ranked
 from ingest.index.snapshot import Snapshot
 from ingest.index.store import VectorIndex
@@ -30,6 +36,7 @@ __all__ = [
     "QuarantineRecord",
     "Ranked",
     "Snapshot",
+    "StorageError",
     "VectorIndex",
     "WriterBusy",
 ]

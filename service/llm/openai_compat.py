@@ -216,6 +216,9 @@ class OpenAICompatLLM:
             timeout = httpx.Timeout(
                 read_s, connect=min(self._s.connect_timeout_s, read_s), pool=read_s
             )
+            # The read timeout only sees silence: a server that keeps sending keep-alives (SSE
+            # comments) without a token is caught by these deadlines, checked at every line.
+            first_by = time.monotonic() + read_s
             try:
                 with self._client.stream("POST", url, json=body, timeout=timeout) as resp:
                     if resp.status_code in _RETRY_STATUS:
@@ -223,18 +226,23 @@ class OpenAICompatLLM:
                     if resp.status_code >= 400:
                         raise LLMError(f"{url} answered {resp.status_code}: {_body(resp)}")
                     for data in _sse_data(resp.iter_lines()):
-                        if data == "[DONE]":
-                            return
-                        event = json.loads(data)
-                        if "error" in event:
-                            raise LLMError(f"{url} reported an error: {event['error']}")
-                        received = True
-                        yield event
-                        if time.monotonic() > deadline:
+                        now = time.monotonic()
+                        if now > deadline:
                             raise LLMUnavailable(
                                 f"{url}: generation exceeded total_timeout_s="
                                 f"{self._s.total_timeout_s:g}"
                             )
+                        if data is None:
+                            if not received and now > first_by:
+                                raise LLMUnavailable(
+                                    f"{url}: no token for {read_s:.3g} s, only keep-alives"
+                                )
+                            continue
+                        if data == "[DONE]":
+                            return
+                        event = _event(url, data)
+                        received = True
+                        yield event
                     return  # the stream ended without [DONE]: _generate checks the finish reason
             except httpx.ReadTimeout as e:
                 # Never retried: a second wait would double the time the client was promised.
@@ -252,15 +260,46 @@ class OpenAICompatLLM:
                         f"{url}: {problem} (after {attempt + 1} attempt(s))"
                     ) from e
                 time.sleep(backoff)
-            except json.JSONDecodeError as e:
-                raise LLMError(f"{url}: malformed stream event: {e}") from e
 
 
-def _sse_data(lines: Iterator[str]) -> Iterator[str]:
-    """The ``data:`` payloads of a server-sent-event stream (one JSON object each, here)."""
+def _sse_data(lines: Iterator[str]) -> Iterator[str | None]:
+    """The ``data:`` payloads of a server-sent-event stream; None for every other line.
+
+    The Nones (blank lines, comments, other fields) let the caller watch its deadlines while a
+    server sends bytes but no data.
+    """
     for line in lines:
-        if line.startswith("data:"):
-            yield line[5:].strip()
+        yield line[5:].strip() if line.startswith("data:") else None
+
+
+def _event(url: str, data: str) -> dict[str, Any]:
+    """One stream event, checked for the shape ``_generate`` reads; garbage is an ``LLMError``.
+
+    A server that sends something else (not JSON, a list, choices that are not objects) is
+    broken, not unavailable: the client gets a 503 ``model_error`` instead of a crash.
+    """
+    try:
+        event = json.loads(data)
+    except json.JSONDecodeError as e:
+        raise LLMError(f"{url}: malformed stream event: {e}") from e
+    if isinstance(event, dict) and "error" in event:
+        raise LLMError(f"{url} reported an error: {event['error']}")
+    if not isinstance(event, dict) or not _well_formed(event):
+        raise LLMError(f"{url}: malformed stream event: {data[:200]}")
+    return event
+
+
+def _well_formed(event: dict[str, Any]) -> bool:
+    choices = event.get("choices") or []
+    if not isinstance(choices, list) or not isinstance(event.get("usage") or {}, dict):
+        return False
+    for choice in choices:
+        delta = choice.get("delta") or {} if isinstance(choice, dict) else None
+        if not isinstance(delta, dict):
+            return False
+        if not all(isinstance(t, str | None) for t in (delta.get("content"), choice.get("text"))):
+            return False
+    return True
 
 
 def _body(resp: httpx.Response) -> str:

@@ -183,6 +183,8 @@ async def _sse(plan: rag.Plan, state: AppState, rid: str, created: int) -> Async
                     done = True
                     break
                 if isinstance(item, BaseException):
+                    if text:  # what the model said before it failed goes out first
+                        yield chunk(DeltaMessage(content=text))
                     if isinstance(item, LLMError):
                         status, message = 503, redact(str(item), state.settings.home)
                     else:  # a bug: its text may hold anything; the log has it

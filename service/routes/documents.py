@@ -17,7 +17,9 @@ from fastapi import APIRouter, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from ingest.convert import detect_kind
+from ingest.faults import fault_point
 from ingest.index import DocumentRecord
+from ingest.index.errors import storage_failure
 from ingest.model import UnsupportedFile
 from ingest.pipeline import Ingestor, Summary
 from ingest.writer import Writer
@@ -110,11 +112,21 @@ def _ingest_one(
     The client hears the reason in the response, so recording it in the store would only write a
     new index version for a file that is then deleted.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        tmp = path.with_suffix(path.suffix + ".part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            tmp = path.with_suffix(path.suffix + ".part")
+            try:
+                tmp.write_bytes(data)
+                fault_point("upload-part-written")
+                tmp.replace(path)
+            finally:
+                tmp.unlink(missing_ok=True)  # a full disk leaves no partial file either
+    except OSError as e:
+        failure = storage_failure(e, state.index.version + 1, state.index.version)
+        if failure is None:
+            raise
+        raise failure from e
     s = state.settings
     record = None
     try:
@@ -123,7 +135,9 @@ def _ingest_one(
         summary = ingestor.run([path], quarantine=False)
         record = state.index.document(str(path.resolve()))
     finally:
-        if record is None:  # rejected, or the run failed: no bytes stay behind
+        # Rejected, or the run failed: no bytes stay behind, unless they are a document that
+        # was indexed before (the same bytes, re-ingested after a settings change).
+        if record is None and state.index.document(str(path.resolve())) is None:
             path.unlink(missing_ok=True)
     return summary, record
 

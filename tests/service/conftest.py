@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 
 from ingest.settings import EmbedSettings
-from service.llm.base import Completion, Delta, Prompt, SamplingParams
+from service.llm.base import Completion, Delta, LLMUnavailable, Prompt, SamplingParams
 from service.settings import Settings
 from tests.conftest import wait_until
 
@@ -24,9 +24,15 @@ class ScriptedLLM:
     style = "completion"
     context_window = 2048
 
-    def __init__(self, answer: str = "Keys and values are shared [1].", delay: float = 0.0):
+    def __init__(
+        self,
+        answer: str = "Keys and values are shared [1].",
+        delay: float = 0.0,
+        fail_after: int | None = None,
+    ):
         self.answer = answer
         self.delay = delay
+        self.fail_after = fail_after  # words streamed before the backend "breaks"
         self.prompts: list[Prompt] = []
         self.streamed = 0  # words actually produced, to see cancellation
         self.is_ready = True
@@ -50,6 +56,8 @@ class ScriptedLLM:
             if cancel is not None and cancel.is_set():
                 yield Delta("", "cancelled", 0, i)
                 return
+            if i == self.fail_after:
+                raise LLMUnavailable("the model server broke mid-stream")
             time.sleep(self.delay)
             self.streamed += 1
             yield Delta((" " if i else "") + w)

@@ -97,6 +97,26 @@ def test_streaming_sends_deltas_then_citations_then_done(
     assert all("citations" not in c for c in chunks[:-1])
 
 
+def test_a_stream_that_breaks_keeps_the_text_sent_before_the_error(
+    settings: Settings, embedder: Embedder
+) -> None:
+    """Text the model produced before it failed reaches the client, then one error event."""
+    llm = ScriptedLLM(fail_after=3)
+    with (
+        TestClient(create_app(settings, llm=llm, embedder=embedder)) as c,
+        c.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": QUESTION}], "stream": True},
+        ) as resp,  # fmt: skip
+    ):
+        events = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: ")]
+    *chunks, error = events
+    text = "".join(ch["choices"][0]["delta"].get("content") or "" for ch in chunks)
+    assert text == " ".join(llm.answer.split()[:3])
+    assert error["error"]["type"] == "service_unavailable" and "broke" in error["error"]["message"]
+
+
 def test_nothing_relevant_means_dont_know_without_calling_the_model(
     client: TestClient, llm: ScriptedLLM
 ) -> None:
