@@ -111,6 +111,10 @@ def test_errors_are_the_clients_exception_classes(
         client.chat.completions.create(model=model, messages=[{"role": "wizard", "content": "x"}])  # type: ignore[list-item, typeddict-item]
     assert invalid.value.param and invalid.value.param.startswith("messages")
 
-    with pytest.raises(openai.NotFoundError) as missing:
+    with pytest.raises(openai.PermissionDeniedError) as denied:  # a query key may not delete
         client.delete("/documents/no-such-document", cast_to=object)
-    assert missing.value.param == "doc_id"
+    assert denied.value.status_code == 403 and denied.value.code == "insufficient_role"
+
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.get("/templates/no-such-template/versions/1", cast_to=object)
+    assert missing.value.param == "version" and "no-such-template" in missing.value.message
