@@ -8,11 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from service import child
-from tests.conftest import REPO, assert_child_dies_with
+from tests.conftest import REPO, assert_child_dies_with, wait_until
 
 # Starts a child that would sleep a minute, prints its pid, then waits to be killed.
 PARENT = """
@@ -57,3 +58,26 @@ def test_the_child_dies_with_a_parent_killed_outright() -> None:
     pid = int(parent.stdout.readline())
     time.sleep(0.5)  # past the launcher's prctl
     assert_child_dies_with(parent, pid, "the child")
+
+
+PROGRAM_PARENT = PARENT.replace(
+    'child.command("timeit", ["-n", "1", "-r", "1", "import time; time.sleep(60)"])',
+    'child.program("/bin/sleep", ["60"])',
+)
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_program_keeps_the_parent_death_signal_across_exec() -> None:
+    """llama-server is exec'd by the launcher: the signal must survive the exec."""
+    assert PROGRAM_PARENT != PARENT
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PROGRAM_PARENT],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    assert parent.stdout is not None
+    pid = int(parent.stdout.readline())
+    wait_until(lambda: Path(f"/proc/{pid}/exe").resolve().name == "sleep", 30, "the exec")
+    assert_child_dies_with(parent, pid, "the program")
