@@ -23,7 +23,7 @@ from service.llm.base import (
     Prompt,
     SamplingParams,
     Style,
-    collect,
+    complete_from,
 )
 from service.llm.settings import LLMSettings
 from service.llm.stops import AnswerText
@@ -122,10 +122,8 @@ class OpenAICompatLLM:
         self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
     ) -> Completion:
         """The whole answer, gathered from a stream (see the module docstring for why)."""
-        out = collect(self.stream(prompt, params, cancel))
-        if out is not None:
-            return out
-        raise LLMUnavailable(f"{self._base}: stream ended without a finish reason")
+        failure = LLMUnavailable(f"{self._base}: stream ended without a finish reason")
+        return complete_from(self.stream(prompt, params, cancel), failure)
 
     def stream(
         self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None

@@ -27,7 +27,7 @@ from service.llm.base import (
     LLMUnavailable,
     Prompt,
     SamplingParams,
-    collect,
+    complete_from,
 )
 from service.llm.gate import Gate
 from service.llm.llama_server import (
@@ -120,10 +120,8 @@ class LlamaServerLLM:
     def complete(
         self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
     ) -> Completion:
-        out = collect(self.stream(prompt, params, cancel))
-        if out is not None:
-            return out
-        raise LLMError("llama-server stream ended without a finish reason")  # pragma: no cover
+        failure = LLMError("llama-server stream ended without a finish reason")
+        return complete_from(self.stream(prompt, params, cancel), failure)
 
     def stream(
         self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
