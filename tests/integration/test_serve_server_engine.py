@@ -7,6 +7,7 @@ test kills the service outright, so the tests run in file order on one module-sc
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -108,7 +109,7 @@ def test_a_request_beyond_the_slots_and_queue_gets_503_with_retry_after(server: 
     with httpx.stream("POST", f"{server}/v1/chat/completions", json=body, timeout=120) as first:
         assert first.status_code == 200
         lines = first.iter_lines()
-        while '"content"' not in next(lines):  # the slot is generating
+        while not _content(next(lines)):  # until the slot is generating
             pass
         with pytest.raises(openai.APIStatusError) as refused:
             _ask(server)
@@ -117,6 +118,14 @@ def test_a_request_beyond_the_slots_and_queue_gets_503_with_retry_after(server: 
     assert refused.value.body["code"] == "model_busy"  # type: ignore[index]
     # The first client left mid-answer: its place is free again.
     wait_until(lambda: _answered(server), 60, "a free slot")
+
+
+def _content(line: str) -> str:
+    """The answer text an SSE line carries ("" for other lines and events)."""
+    if not line.startswith("data:") or line.endswith("[DONE]"):
+        return ""
+    choices = json.loads(line[5:]).get("choices") or [{}]
+    return str((choices[0].get("delta") or {}).get("content") or "")
 
 
 def _answered(server: str) -> bool:
