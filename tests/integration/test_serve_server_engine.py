@@ -78,7 +78,7 @@ def _client(server: str) -> openai.OpenAI:
 def _ask(server: str, **kw: Any) -> str:
     messages: Any = [{"role": "user", "content": QUESTION}]
     resp = _client(server).chat.completions.create(
-        model="ragtune", messages=messages, temperature=0, max_tokens=32, **kw
+        model="ragtune", messages=messages, **{"temperature": 0, "max_tokens": 32, **kw}
     )
     extra = resp.model_extra or {}
     assert extra["ragtune"]["backend"] == "llamacpp"
