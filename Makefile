@@ -17,7 +17,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=$(call cpu_has,avx2) -DGGML_FM
 
 .PHONY: install models browser openai-latest run test lint bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(BIN)/llama-server
 
 # torch goes in first as the CPU build: a plain requirement would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml constraints.txt
@@ -32,6 +32,31 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -c "import zipfile,glob; z=zipfile.ZipFile(glob.glob('$(VENV)/share/wheels/docker_compose-1.29.2-*.whl')[0]); open('$(VENV)/share/compose_spec.json','wb').write(z.read('compose/config/compose_spec.json'))"
 	$(if $(strip $(MODELS)),$(BIN)/ragtune models install $(MODELS))
 	touch $@
+
+# llama.cpp's own llama-server (the `server` engine: parallel slots, continuous batching), built
+# from the vendor/llama.cpp of the same llama-cpp-python sdist with the same CPU flags. It depends
+# on nothing the other steps rebuild: a changed pyproject.toml does not recompile it (5-20 min on
+# 2 cores). The sdist stays under .venv/share; the build tree is removed. cmake and ninja are
+# Debian's (installed here when we may: root + apt).
+LLAMA_CPP_PYTHON := 0.3.36
+LLAMA_SRC := $(VENV)/share/llama-cpp-python
+$(BIN)/llama-server:
+	@command -v cmake >/dev/null && command -v ninja >/dev/null || { [ "$$(id -u)" = 0 ] && \
+		command -v apt-get >/dev/null && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake ninja-build; } || \
+		{ echo "install cmake and ninja (Debian: apt-get install cmake ninja-build)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip download --quiet --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_CPP_PYTHON) \
+		-d $(LLAMA_SRC)
+	rm -rf $(LLAMA_SRC)/src $(LLAMA_SRC)/build && mkdir -p $(LLAMA_SRC)/src
+	tar -xzf $(LLAMA_SRC)/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz -C $(LLAMA_SRC)/src \
+		--strip-components=1
+	cmake -S $(LLAMA_SRC)/src/vendor/llama.cpp -B $(LLAMA_SRC)/build -G Ninja \
+		-DCMAKE_BUILD_TYPE=Release $(LLAMA_CMAKE_ARGS) -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+		-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=OFF
+	cmake --build $(LLAMA_SRC)/build --target llama-server
+	install -m 755 $(LLAMA_SRC)/build/bin/llama-server $@
+	rm -rf $(LLAMA_SRC)/src $(LLAMA_SRC)/build
 
 # More presets after install: `make models MODELS=qwen2.5-coder-1.5b-instruct` (`ragtune models list`).
 models: install

@@ -31,3 +31,16 @@ def test_llama_cpp_runs_the_packaged_gemma() -> None:
         pytest.fail(f"llama.cpp died with {signal.Signals(-proc.returncode).name}: {proc.stderr}")
     assert proc.returncode == 0, proc.stderr
     assert "Paris" in proc.stdout
+
+
+def test_install_built_llama_server_next_to_python() -> None:
+    """`make install` builds llama.cpp's llama-server (the ``server`` engine) into .venv/bin,
+    where the engine looks first; a wrong SIMD flag would show up here as SIGILL."""
+    from pathlib import Path
+
+    binary = Path(sys.executable).parent / "llama-server"
+    assert binary.is_file(), f"{binary} is missing: run `make install`"
+    proc = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60)
+    if proc.returncode < 0:
+        pytest.fail(f"llama-server died with {signal.Signals(-proc.returncode).name}")
+    assert proc.returncode == 0 and "version:" in proc.stdout + proc.stderr

@@ -98,6 +98,15 @@ def collect(deltas: Iterable[Delta]) -> Completion | None:
     return None
 
 
+def complete_from(deltas: Iterable[Delta], failure: LLMError) -> Completion:
+    """A backend's ``complete``: the collected stream, or ``failure`` raised where it ended
+    without a finish reason."""
+    out = collect(deltas)
+    if out is None:
+        raise failure
+    return out
+
+
 class LLM(Protocol):
     name: str  # the model name reported to clients
     style: Style  # how prompts must be rendered for it

@@ -11,6 +11,10 @@ from service.llm.settings import LLMSettings
 
 def load_llm(settings: LLMSettings) -> LLM:
     """The backend ``settings`` describe, ready to serve (the local model is loaded here)."""
+    if settings.backend == "llamacpp" and settings.engine == "server":
+        from service.llm.server_engine import LlamaServerLLM
+
+        return LlamaServerLLM.start(settings)
     if settings.backend == "llamacpp":
         from service.llm.llamacpp import LlamaCppLLM
 

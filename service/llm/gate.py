@@ -1,7 +1,7 @@
-"""A one-at-a-time gate with a bounded FIFO of waiters and a wait timeout.
+"""A gate of N holders at a time with a bounded FIFO of waiters and a wait timeout.
 
-The embedded model can generate for one request at a time (one KV cache, all cores busy). Queueing
-the rest keeps latency honest; bounding the queue and the wait turns overload into a quick 503
+The in-process model can generate for one request at a time (one KV cache, all cores busy); the
+llama-server engine for one per slot. Queueing the rest keeps latency honest; bounding the queue and the wait turns overload into a quick 503
 instead of an ever-growing backlog of requests whose clients have long given up.
 """
 
@@ -19,13 +19,14 @@ _CANCEL_POLL_S = 0.1
 
 
 class Gate:
-    """Admit one holder at a time; at most ``queue_size`` wait, each at most ``timeout_s``."""
+    """Admit ``slots`` holders at a time; at most ``queue_size`` wait, each at most ``timeout_s``."""
 
-    def __init__(self, queue_size: int, timeout_s: float) -> None:
+    def __init__(self, queue_size: int, timeout_s: float, slots: int = 1) -> None:
         self.queue_size = queue_size
         self.timeout_s = timeout_s
+        self.slots = slots
         self._cond = threading.Condition()
-        self._busy = False
+        self._holders = 0
         self._waiters: deque[object] = deque()
 
     @property
@@ -40,8 +41,8 @@ class Gate:
         Raises ``LLMBusy`` at once when the queue is full and after ``timeout_s`` of waiting.
         """
         with self._cond:
-            if not self._busy and not self._waiters:
-                self._busy = True
+            if self._holders < self.slots and not self._waiters:
+                self._holders += 1
                 return True
             if len(self._waiters) >= self.queue_size:
                 raise LLMBusy(
@@ -52,14 +53,14 @@ class Gate:
             self._waiters.append(me)
             deadline = time.monotonic() + self.timeout_s
             try:
-                while self._busy or self._waiters[0] is not me:
+                while self._holders >= self.slots or self._waiters[0] is not me:
                     if cancel is not None and cancel.is_set():
                         return False
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise LLMBusy(f"model busy: waited {self.timeout_s:g} s for a turn")
                     self._cond.wait(min(left, _CANCEL_POLL_S) if cancel is not None else left)
-                self._busy = True
+                self._holders += 1
                 return True
             finally:
                 self._waiters.remove(me)
@@ -67,7 +68,7 @@ class Gate:
                 self._cond.notify_all()
 
     def release(self) -> None:
-        """Hand the gate to the next waiter, if any."""
+        """Free a place for the next waiter, if any."""
         with self._cond:
-            self._busy = False
+            self._holders -= 1
             self._cond.notify_all()

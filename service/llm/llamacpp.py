@@ -25,7 +25,7 @@ from service.llm.base import (
     Prompt,
     SamplingParams,
     Style,
-    collect,
+    complete_from,
 )
 from service.llm.chat_template import ChatTemplate, ChatTemplateError
 from service.llm.gate import Gate
@@ -179,10 +179,8 @@ class LlamaCppLLM:
     def complete(
         self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
     ) -> Completion:
-        out = collect(self.stream(prompt, params, cancel))
-        if out is not None:
-            return out
-        raise LLMError("llama.cpp stream ended without a finish reason")  # pragma: no cover
+        failure = LLMError("llama.cpp stream ended without a finish reason")
+        return complete_from(self.stream(prompt, params, cancel), failure)
 
     def stream(
         self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None

@@ -23,11 +23,11 @@ from service.llm.base import (
     Prompt,
     SamplingParams,
     Style,
-    collect,
+    complete_from,
 )
 from service.llm.settings import LLMSettings
 from service.llm.stops import AnswerText
-from service.llm.tokenize import RemoteTokenCounter
+from service.llm.tokenize import RemoteTokenCounter, llama_server_body
 
 _RETRY_STATUS = {500, 502, 503, 504}
 _BACKOFF_S = 0.25  # first retry waits this long, then doubles: enough for a restarting proxy
@@ -41,8 +41,17 @@ class _Retryable(Exception):
 class OpenAICompatLLM:
     """An OpenAI-compatible server behind the ``LLM`` protocol, over one pooled httpx client."""
 
-    def __init__(self, settings: LLMSettings, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        settings: LLMSettings,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        token_prompts: bool = False,
+    ) -> None:
+        """``token_prompts``: the server is llama-server, and completion prompts go to it as
+        token ids from its ``/tokenize`` (see ``_prompt_ids``)."""
         self._s = settings
+        self._token_prompts = token_prompts
         self.style: Style = settings.style or "chat"
         self.context_window = settings.context_window
         self.name = settings.name or settings.model
@@ -113,10 +122,8 @@ class OpenAICompatLLM:
         self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
     ) -> Completion:
         """The whole answer, gathered from a stream (see the module docstring for why)."""
-        out = collect(self.stream(prompt, params, cancel))
-        if out is not None:
-            return out
-        raise LLMUnavailable(f"{self._base}: stream ended without a finish reason")
+        failure = LLMUnavailable(f"{self._base}: stream ended without a finish reason")
+        return complete_from(self.stream(prompt, params, cancel), failure)
 
     def stream(
         self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
@@ -155,7 +162,25 @@ class OpenAICompatLLM:
             return "/chat/completions", {**body, "messages": list(prompt.messages)}
         if prompt.text is None:
             raise LLMError("this backend takes completion prompts (style='completion')")
-        return "/completions", {**body, "prompt": prompt.text}
+        text: str | list[int] = (
+            self._prompt_ids(prompt.text) if self._token_prompts else prompt.text
+        )
+        return "/completions", {**body, "prompt": text}
+
+    def _prompt_ids(self, text: str) -> list[int]:
+        """``text`` in llama-server's tokens: BOS where the model takes one, then the text with
+        control-token spellings as text. llama-server parses a text prompt's "<eos>" into the
+        control token; a prompt of ids is evaluated as given, with no second BOS."""
+        url = f"{self._base.removesuffix('/v1')}/tokenize"
+        try:
+            resp = self._client.post(
+                url, json=llama_server_body(text, bos=True), timeout=self._probe_timeout()
+            )
+        except httpx.HTTPError as e:
+            raise LLMUnavailable(f"{url} unreachable: {_describe(e)}") from e
+        if resp.status_code != 200:
+            raise LLMUnavailable(f"{url} answered {resp.status_code}: {_body(resp)}")
+        return [int(t) for t in resp.json()["tokens"]]
 
     def _generate(
         self,

@@ -43,7 +43,30 @@ class LLMSettings(BaseModel):
         "style for llamacpp (completion for gemma-3-270m, chat for the Qwen instruct models).",
     )
 
-    # --- llamacpp (in-process) ---
+    # --- llamacpp ---
+    engine: Literal["in-process", "server"] = Field(
+        "in-process",
+        description="How the llamacpp model runs. in-process: llama-cpp-python in this process, "
+        "one generation at a time; server: llama.cpp's llama-server as a managed child on a "
+        "private 127.0.0.1 port (continuous batching over `parallel` slots, prompt cache), "
+        "restarted if it dies and stopped with the service.",
+    )
+    parallel: int = Field(
+        4,
+        ge=1,
+        description="server engine: slots that generate at once (each holds n_ctx tokens of KV "
+        "cache); `queue_size` more wait.",
+    )
+    server_binary: Path | None = Field(
+        None,
+        description="server engine: the llama-server program; empty: the one next to this "
+        "Python (`make install` builds it there), else the first on PATH.",
+    )
+    server_args: list[str] = Field(
+        default_factory=list,
+        description="server engine: more llama-server flags, e.g. "
+        '["--cache-reuse", "256"] or ["--kv-unified"].',
+    )
     model_path: Path | None = Field(
         None,
         description="GGUF file to load instead of the preset's (any GGUF; `style` applies as "
@@ -56,13 +79,16 @@ class LLMSettings(BaseModel):
         description="CPU threads for generation and prompt processing; 0 = all usable CPUs.",
     )
     queue_size: int = Field(
-        8, ge=0, description="Requests that may wait while one generates; more get a 503 at once."
+        8,
+        ge=0,
+        description="Requests that may wait while one generates (`parallel` with the server "
+        "engine); more get a 503 at once.",
     )
     queue_timeout_s: float = Field(
         60.0, gt=0, description="Longest a request waits for its turn before it gets a 503."
     )
 
-    # --- openai (HTTP) ---
+    # --- openai (HTTP); the timeouts and retries apply to the llamacpp server engine too ---
     base_url: str = Field(
         "http://127.0.0.1:8001/v1", description="Base URL of the server's OpenAI API, with /v1."
     )

@@ -61,8 +61,17 @@ _ENDPOINTS = (
     _Endpoint("/tokenize", _vllm_body, _count),
     # llama-server answers the vLLM body with {"tokens": []}: the probe's non-empty text
     # rejects that, and this body, named its way, is tried next.
-    _Endpoint("/tokenize", lambda text, _model: {"content": text}, _tokens),
+    _Endpoint("/tokenize", lambda text, _model: llama_server_body(text, bos=False), _tokens),
 )
+
+
+def llama_server_body(text: str, *, bos: bool) -> dict[str, Any]:
+    """llama-server's ``/tokenize`` body for ``text`` as text: a passage that spells a control
+    token ("<start_of_turn>", "<eos>") is tokenized as the characters it is, as the in-process
+    backend does (the server's default parses such spellings into the control tokens)."""
+    return {"content": text, "add_special": bos, "parse_special": False}
+
+
 # What endpoints are probed with: any real tokenizer gives it at least one token.
 _PROBE_TEXT = "Hello world"
 

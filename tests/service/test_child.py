@@ -8,11 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from service import child
-from tests.conftest import REPO, assert_child_dies_with
+from tests.conftest import REPO, assert_child_dies_with, wait_until
 
 # Starts a child that would sleep a minute, prints its pid, then waits to be killed.
 PARENT = """
@@ -44,11 +45,23 @@ def test_a_child_runs_the_module_with_its_arguments_and_stops() -> None:
     assert sleeper.returncode == -signal.SIGTERM
 
 
+# The same parent, starting a program (llama-server is one) instead of a module.
+PROGRAM_PARENT = PARENT.replace(
+    'child.command("timeit", ["-n", "1", "-r", "1", "import time; time.sleep(60)"])',
+    'child.program("/bin/sleep", ["60"])',
+)
+
+
 @pytest.mark.integration
 @pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
-def test_the_child_dies_with_a_parent_killed_outright() -> None:
+@pytest.mark.parametrize(
+    ("script", "runs"), [(PARENT, "python"), (PROGRAM_PARENT, "sleep")], ids=["module", "program"]
+)
+def test_the_child_dies_with_a_parent_killed_outright(script: str, runs: str) -> None:
+    """A program is exec'd by the launcher after its prctl: the signal must survive the exec."""
+    assert ("child.program" in script) == (runs == "sleep")  # the replacement above took
     parent = subprocess.Popen(
-        [sys.executable, "-c", PARENT],
+        [sys.executable, "-c", script],
         stdout=subprocess.PIPE,
         text=True,
         env=dict(os.environ, PYTHONPATH=str(REPO)),
@@ -56,4 +69,5 @@ def test_the_child_dies_with_a_parent_killed_outright() -> None:
     assert parent.stdout is not None
     pid = int(parent.stdout.readline())
     time.sleep(0.5)  # past the launcher's prctl
+    wait_until(lambda: Path(f"/proc/{pid}/exe").resolve().name.startswith(runs), 30, "the exec")
     assert_child_dies_with(parent, pid, "the child")

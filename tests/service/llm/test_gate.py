@@ -1,4 +1,4 @@
-"""The one-at-a-time gate: bounded queue, FIFO turns, wait timeout, cancel while queued."""
+"""The gate: N holders at a time (one by default), bounded queue, FIFO turns, wait timeout, cancel while queued."""
 
 from __future__ import annotations
 
@@ -89,3 +89,21 @@ def test_cancel_while_queued_leaves_the_queue() -> None:
     assert gate.waiting == 0
     gate.release()
     assert gate.acquire()  # the gate still works
+
+
+def test_slots_admit_that_many_holders_then_queue_then_refuse() -> None:
+    """The llama-server engine's gate: ``parallel`` generate at once, ``queue_size`` wait."""
+    gate = Gate(queue_size=1, timeout_s=5, slots=2)
+    assert gate.acquire() and gate.acquire()
+    got: list[bool] = []
+    waiter = threading.Thread(target=lambda: got.append(gate.acquire()))
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while gate.waiting == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert gate.waiting == 1 and not got
+    with pytest.raises(LLMBusy, match="queue_size=1"):
+        gate.acquire()
+    gate.release()
+    waiter.join(5)
+    assert got == [True]

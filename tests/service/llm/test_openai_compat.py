@@ -281,7 +281,12 @@ def test_count_tokens_uses_llama_server_tokenize() -> None:
 
     with fake_server(llama_server_like) as (url, seen):
         assert backend(url).count_tokens("one two three four") == 4
-    assert seen[-1].body == {"content": "one two three four"}
+    # control-token spellings are counted as the text the prompt sends (parse_special off)
+    assert seen[-1].body == {
+        "content": "one two three four",
+        "add_special": False,
+        "parse_special": False,
+    }
 
 
 def test_count_tokens_estimates_when_server_has_no_tokenizer() -> None:

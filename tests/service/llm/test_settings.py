@@ -25,6 +25,18 @@ def test_defaults() -> None:
     assert (s.queue_size, s.queue_timeout_s) == (8, 60)
     assert (s.base_url, s.model, s.style, s.retries) == ("http://127.0.0.1:8001/v1", "", None, 2)
     assert (s.connect_timeout_s, s.first_token_timeout_s, s.total_timeout_s) == (5, 60, 300)
+    # The llama-server engine is opt-in until bench/serve.py has measured it.
+    assert (s.engine, s.parallel, s.server_binary, s.server_args) == ("in-process", 4, None, [])
+
+
+def test_server_engine_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAGTUNE_LLM__ENGINE", "server")
+    monkeypatch.setenv("RAGTUNE_LLM__PARALLEL", "2")
+    monkeypatch.setenv("RAGTUNE_LLM__SERVER_ARGS", '["--cache-reuse", "256"]')
+    s = Settings().llm
+    assert (s.engine, s.parallel, s.server_args) == ("server", 2, ["--cache-reuse", "256"])
+    with pytest.raises(ValueError, match="engine"):
+        LLMSettings.model_validate({"engine": "threads"})
 
 
 def test_api_key_is_secret() -> None:
