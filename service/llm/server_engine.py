@@ -92,6 +92,11 @@ class LlamaServerLLM:
                     "name": name,
                     "context_window": settings.n_ctx,
                     "api_key": None,
+                    # llama.cpp does not promise the same logits for a prompt read from a slot's
+                    # cache as for one evaluated whole (a CI run saw a temperature-0 answer change
+                    # on the second ask), so reuse is off until a deterministic way is measured
+                    # (issue 14); `llm.extra_body` may turn it back on.
+                    "extra_body": {"cache_prompt": False, **settings.extra_body},
                 }
             ),
             token_prompts=True,
