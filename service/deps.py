@@ -74,6 +74,7 @@ class AppState:
             banks=self.example_banks,
             serving_version=serving_version,
             history=history,
+            home=self.settings.home,
             fence_key=self.fence_key,
         )
 

@@ -7,7 +7,9 @@ path in a message is cut to its file name, which is all a client can act on anyw
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 # An absolute POSIX path not part of a URL (no scheme, host or word just before the slash).
@@ -20,6 +22,25 @@ def public_path(source: str, home: Path) -> str:
         if source.startswith(root + "/"):
             return source[len(root) + 1 :]
     return source
+
+
+def indexed_source(value: str, home: Path) -> str:
+    """A source as clients name it (``public_path``'s form) back to the indexed one: a relative
+    value is read under ``home``, an absolute one is kept (an operator's own corpus)."""
+    if value.startswith("/"):
+        return value
+    return os.path.normpath(os.path.join(str(home.resolve()), value))
+
+
+def indexed_filters(
+    filters: Mapping[str, str | Sequence[str]] | None, home: Path | None
+) -> dict[str, str | Sequence[str]] | None:
+    """A request's retrieval filters with its ``source`` values as indexed (``indexed_source``)."""
+    if not filters or home is None or "source" not in filters:
+        return None if filters is None else dict(filters)
+    wanted = filters["source"]
+    values = [wanted] if isinstance(wanted, str) else list(wanted)
+    return {**filters, "source": [indexed_source(v, home) for v in values]}
 
 
 def redact(text: str, home: Path | None) -> str:

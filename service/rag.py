@@ -21,7 +21,7 @@ from ingest.windows import Window, build_windows
 from prompts.fewshot import ExampleBank
 from prompts.registry import Example, Template, TemplateRegistry
 from prompts.render import Passage, RenderedPrompt, build_prompt
-from service import conversation
+from service import conversation, paths
 from service.answer import (
     Answer,
     Citation,
@@ -98,6 +98,7 @@ class Plan:
     serving_version: int = 0  # the promoted configuration in force (0: the settings)
     verify: VerifySettings = field(default_factory=VerifySettings)
     conversation: conversation.ConversationInfo | None = None  # what a follow-up was retrieved for
+    home: Path | None = None  # sources are named relative to it in responses (paths.public_path)
 
     @property
     def prompt(self) -> Prompt:
@@ -125,6 +126,7 @@ def plan_answer(
     history: Sequence[conversation.Turn] = (),
     condensed: conversation.Condensed | None = None,
     fence_key: bytes | None,
+    home: Path | None = None,
 ) -> Plan:
     """Retrieve and render under ``rag``: the serving configuration with the request's overrides.
 
@@ -132,8 +134,10 @@ def plan_answer(
     ``history`` is the conversation before ``question``: retrieval searches for the question
     condensed with it (``condensed``, when the caller already did that), and the prompt shows
     its recent exchanges. ``fence_key`` keys the passages' fence (``AppState.fence_key``; None:
-    the template's own markers).
+    the template's own markers). ``home``: the service's HOME, so that responses name sources
+    under it relative to it and relative ``source`` filters are read under it (``service.paths``).
     """
+    filters = paths.indexed_filters(filters, home)
     template = serving_template(registry, rag, llm.style, template_ref)
     if condensed is None:
         condensed = conversation.condense(question, history, llm, rag.conversation)
@@ -173,6 +177,7 @@ def plan_answer(
         serving_version=serving_version,
         verify=rag.verify,
         conversation=condensed.info(len(rendered.history)) if history else None,
+        home=home,
     )
 
 
@@ -257,7 +262,7 @@ def citations(plan: Plan, answer: str, verification: Verification) -> list[Citat
         window: Window = passages[n - 1].ref  # type: ignore[assignment]
         out.append(
             Citation(
-                **_located(n, window),
+                **_located(n, window, plan.home),
                 text=window.text,
                 spans=[list(s) for s in window.spans],
                 supported=supported,
@@ -301,19 +306,20 @@ def passages(plan: Plan) -> list[PassageInfo]:
         window = p.ref
         if not isinstance(window, Window):  # not a retrieved passage: nothing to identify it by
             continue
-        out.append(PassageInfo(**_located(n, window)))
+        out.append(PassageInfo(**_located(n, window, plan.home)))
     return out
 
 
-def _located(n: int, window: Window) -> dict[str, Any]:
+def _located(n: int, window: Window, home: Path | None) -> dict[str, Any]:
     """What identifies passage [n] (a citation and ``ragtune.passages`` alike): its best
-    retrieved chunk and where the window sits in the document."""
+    retrieved chunk and where the window sits in the document. A source under ``home`` is named
+    relative to it: a response never shows where the server keeps its files."""
     hit = window.hit
     return {
         "index": n,
         "chunk_id": hit.chunk_id,
         "doc_id": hit.doc_id,
-        "source": hit.source,
+        "source": hit.source if home is None else paths.public_path(hit.source, home),
         "page": hit.page,
         "heading": heading_text(hit),
         "score": round(float(hit.score), 4),

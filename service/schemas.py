@@ -45,8 +45,8 @@ class _RetrievalExtension(RequestBody):
 
     filters: dict[str, str | list[str]] | None = Field(
         None,
-        description="Match on metadata: 'source' (a path or a folder prefix), 'doc_id', 'kind'; "
-        "a list means any of.",
+        description="Match on metadata: 'source' (a path or a folder prefix, as responses name "
+        "it: relative to the service's home for uploads), 'doc_id', 'kind'; a list means any of.",
     )
 
     def overrides(self) -> dict[str, Any]:

@@ -31,11 +31,12 @@ router = APIRouter()
 _write_lock = asyncio.Lock()  # one writer at a time inside this process; others queue here
 
 
-def _record(d: Any) -> dict[str, Any]:
+def _record(d: Any, home: Path) -> dict[str, Any]:
     return {
         "id": d.doc_id,
         "object": "document",
-        "source": d.source,  # the key retrieval filters and citations use: kept as indexed
+        # As citations and retrieval filters name it: relative to HOME when under it (uploads).
+        "source": public_path(d.source, home),
         "kind": d.kind,
         "title": d.title,
         "chunks": d.n_chunks,
@@ -63,10 +64,12 @@ async def list_documents(
     return {
         "object": "list",
         "data": [
-            _record(d)
+            _record(d, home)
             for d in docs
             if (not kind or d.kind == kind)
-            and (not needle or needle in f"{d.source}\n{d.title or ''}".casefold())
+            and (
+                not needle or needle in f"{public_path(d.source, home)}\n{d.title or ''}".casefold()
+            )
         ],
         "quarantined": [
             {"source": public_path(h.source, home), "reason": redact(h.reason, home), "at": h.at}
@@ -98,7 +101,7 @@ async def upload(file: UploadFile, state: State) -> dict[str, Any]:
         reason = summary.problems[0]["reason"] if summary.problems else "conversion failed"
         raise ApiError(422, f"{name}: {reason}", param="file", code="document_quarantined")
     return {
-        **_record(record),
+        **_record(record, state.settings.home),
         "filename": name,
         "status": "unchanged" if summary.unchanged else "indexed",
     }

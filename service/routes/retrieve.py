@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from service import rag
 from service.deps import State
 from service.errors import ApiError, error_responses
+from service.paths import indexed_filters, public_path
 from service.schemas import RetrieveRequest, RetrieveResponse
 
 router = APIRouter()
@@ -32,7 +33,7 @@ async def retrieve(req: RetrieveRequest, state: State) -> dict[str, Any]:
             state.index,
             req.query,
             rag.with_retrieval(serving, **req.overrides()),
-            filters=req.filters,
+            filters=indexed_filters(req.filters, state.settings.home),
         )
     except ValueError as e:
         raise ApiError(400, str(e), param="filters") from e
@@ -42,7 +43,7 @@ async def retrieve(req: RetrieveRequest, state: State) -> dict[str, Any]:
             {
                 "chunk_id": h.chunk_id,
                 "doc_id": h.doc_id,
-                "source": h.source,
+                "source": public_path(h.source, state.settings.home),
                 "page": h.page,
                 "heading": rag.heading_text(h),
                 "score": round(float(h.score), 4),

@@ -87,3 +87,44 @@ def test_stream_errors_name_no_server_path(
         events = c.post("/v1/chat/completions", json=body).text
     assert '"error"' in events and str(own_settings.home) not in events
     assert ("models/x.gguf" in events) == (kind == "model")
+
+
+def test_uploads_are_named_relative_to_home_everywhere(
+    settings: Settings, embedder: Embedder, tmp_path: Path
+) -> None:
+    """Defect 11 of issue 13: documents, citations, ragtune.passages and /v1/retrieve returned
+    the absolute path of an upload; each now names it as the documents list does, and a
+    ``source`` filter takes that name back."""
+    home = tmp_path / "home"
+    fresh = settings.model_copy(update={"home": home})
+    open_store(home / "index", embedder).close()
+    text = b"The Quokka protocol retries every request three times with jittered backoff.\n"
+    with TestClient(create_app(fresh, llm=ScriptedLLM("Three times [1]."), embedder=embedder)) as c:
+        up = c.post("/v1/documents", files={"file": ("quokka.txt", text)})
+        assert up.status_code == 201, up.text
+        source = up.json()["source"]
+        assert source.startswith("uploads/") and source.endswith(".txt")
+        [listed] = c.get("/v1/documents").json()["data"]
+        assert listed["source"] == source
+        q = "How often does the Quokka protocol retry?"
+        for filt in (source, "uploads", str((home / source).resolve())):  # as shown, folder, abs
+            hits = c.post("/v1/retrieve", json={"query": q, "filters": {"source": filt}}).json()
+            assert [h["source"] for h in hits["data"]] == [source], filt
+        assert (
+            c.post("/v1/retrieve", json={"query": q, "filters": {"source": "docs"}}).json()["data"]
+            == []
+        )
+        body = {
+            "messages": [{"role": "user", "content": q}],
+            "retrieval": {"filters": {"source": "uploads"}},
+        }
+        answer = c.post("/v1/chat/completions", json=body)
+        assert answer.status_code == 200, answer.text
+        out = answer.json()
+        assert [p["source"] for p in out["ragtune"]["passages"]] == [source]
+        assert [x["source"] for x in out["citations"]] == [source]
+        streamed = c.post("/v1/chat/completions", json={**body, "stream": True}).text
+        for served in (up.text, answer.text, streamed, str(hits)):
+            assert str(tmp_path) not in served
+        assert c.delete(f"/v1/documents/{listed['id']}").json()["deleted"] is True
+    assert not any((home / "uploads").iterdir())
