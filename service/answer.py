@@ -166,17 +166,29 @@ class Ragtune(Provenance):
     verification: Verification | None = omitted_if_none()
 
 
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int  # prompt tokens taken from the model's KV cache (a shared prefix)
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    # OpenAI's field; present when the backend said how much of the prompt came from its cache.
+    prompt_tokens_details: PromptTokensDetails | None = omitted_if_none()
 
     @classmethod
-    def of(cls, prompt_tokens: int, completion_tokens: int) -> Usage:
+    def of(
+        cls, prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None
+    ) -> Usage:
+        details = (
+            None if cached_tokens is None else PromptTokensDetails(cached_tokens=cached_tokens)
+        )
         return cls(
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             total_tokens=prompt_tokens + completion_tokens,
+            prompt_tokens_details=details,
         )
 
 

@@ -25,13 +25,19 @@ class Metrics:
         )
 
     def observe_answer(
-        self, timings: dict[str, float], prompt_tokens: int, completion_tokens: int
+        self,
+        timings: dict[str, float],
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int = 0,
     ) -> None:
         for stage in ("retrieval", "prompt", "generation", "first_token", "verify"):
             if stage in timings:
                 self.stage.labels(stage).observe(timings[stage])
         self.tokens.labels("prompt").inc(prompt_tokens)
         self.tokens.labels("completion").inc(completion_tokens)
+        # Prompt tokens reused from the KV cache (a prefix shared with an earlier request).
+        self.tokens.labels("prompt_cached").inc(cached_tokens)
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

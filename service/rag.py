@@ -248,7 +248,7 @@ def record(
         finish_reason=out.finish_reason,
         citations=citations(plan, text, checked),
         provenance=provenance(plan, backend),
-        usage=Usage.of(out.prompt_tokens, out.completion_tokens),
+        usage=Usage.of(out.prompt_tokens, out.completion_tokens, out.cached_tokens),
         cached=out.cached,
         verification=checked,
     )

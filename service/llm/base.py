@@ -53,6 +53,9 @@ class Completion:
     completion_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # seconds: first_token, total
     cached: bool = False  # replayed from a cache (the eval's) rather than generated now
+    # Prompt tokens the backend took from its KV cache instead of evaluating them (a shared
+    # prefix); None when the backend does not say.
+    cached_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Delta:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # last piece only, as in Completion
+    cached_tokens: int | None = None  # last piece only, as in Completion
 
 
 class LLMError(Exception):
@@ -94,6 +98,7 @@ def collect(deltas: Iterable[Delta]) -> Completion | None:
                 delta.prompt_tokens,
                 delta.completion_tokens,
                 delta.timings,
+                cached_tokens=delta.cached_tokens,
             )
     return None
 

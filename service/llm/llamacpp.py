@@ -200,7 +200,7 @@ class LlamaCppLLM:
             )
         return self._generate(tokens, params, cancel)
 
-    def _keep_cache(self, tokens: list[int]) -> None:
+    def _keep_cache(self, tokens: list[int]) -> int:
         """Keep only the cached prefix that evaluating ``tokens`` afresh would reproduce exactly.
 
         llama-cpp-python reuses every cached token the prompt starts with and evaluates the rest,
@@ -211,6 +211,8 @@ class LlamaCppLLM:
         empty one). A prompt is always evaluated in ``n_batch`` blocks from position 0, so the
         cache keeps whole blocks that were evaluated full: those are exactly what a fresh
         evaluation computes, and the rest is evaluated from the same block boundary as fresh.
+
+        Returns the prompt tokens reused from the cache (what ``usage`` reports as cached).
         """
         llama = self._llama
         block = llama.n_batch
@@ -224,6 +226,7 @@ class LlamaCppLLM:
             llama.n_tokens = keep  # generate() then reuses at most these and evaluates the rest
             llama._requires_eval = True
         self._aligned = len(tokens) // block * block
+        return keep
 
     def _generate(
         self, tokens: list[int], params: SamplingParams, cancel: threading.Event | None
@@ -240,7 +243,7 @@ class LlamaCppLLM:
             if self._closed:  # closed while this request waited for its turn
                 raise LLMUnavailable("the llama.cpp model is closed")
             timings["queue"] = time.monotonic() - start
-            self._keep_cache(tokens)
+            reused = self._keep_cache(tokens)
             chunks = self._llama.create_completion(
                 tokens,
                 # Stops are ours (AnswerText): llama.cpp's would end an answer that begins with one.
@@ -285,4 +288,5 @@ class LlamaCppLLM:
             # Re-tokenizing the answer: exact except where a word could split two ways.
             completion_tokens=len(self._tokens("".join(parts))),
             timings=timings,
+            cached_tokens=reused,
         )

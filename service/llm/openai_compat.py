@@ -227,6 +227,7 @@ class OpenAICompatLLM:
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or pieces),
             timings=timings,
+            cached_tokens=_cached_tokens(usage),
         )
 
     def _events(
@@ -337,3 +338,11 @@ def _body(resp: httpx.Response) -> str:
 
 def _describe(e: httpx.HTTPError) -> str:
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+def _cached_tokens(usage: dict[str, Any]) -> int | None:
+    """``usage.prompt_tokens_details.cached_tokens`` (OpenAI's field; vLLM and llama-server
+    report it too), or None when the server does not say."""
+    details = usage.get("prompt_tokens_details")
+    value = details.get("cached_tokens") if isinstance(details, dict) else None
+    return value if isinstance(value, int) and value >= 0 else None

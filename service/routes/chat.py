@@ -130,7 +130,13 @@ def _record(state: AppState, rid: str, plan: rag.Plan, answer: Answer) -> None:
     """Keep the answer for feedback and count it in the metrics."""
     state.feedback.record_response(rid, answer)
     usage = answer.usage
-    state.metrics.observe_answer(plan.timings, usage.prompt_tokens, usage.completion_tokens)
+    details = usage.prompt_tokens_details
+    state.metrics.observe_answer(
+        plan.timings,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        cached_tokens=details.cached_tokens if details is not None else 0,
+    )
 
 
 async def _sse(plan: rag.Plan, state: AppState, rid: str, created: int) -> AsyncIterator[str]:
@@ -201,7 +207,8 @@ async def _sse(plan: rag.Plan, state: AppState, rid: str, created: int) -> Async
                 await box.linger()
         finish = (last.finish_reason if last else None) or "stop"
         p_tok, c_tok = (last.prompt_tokens, last.completion_tokens) if last else (0, 0)
-        out = Completion("".join(parts).strip(), finish, p_tok, c_tok)
+        cached = last.cached_tokens if last else None
+        out = Completion("".join(parts).strip(), finish, p_tok, c_tok, cached_tokens=cached)
         answer = await run_in_threadpool(
             partial(rag.record, streamed=True), plan, out, state.backend, state.embedder
         )

@@ -56,7 +56,7 @@ def test_the_cache_keeps_whole_blocks_a_fresh_evaluation_would_compute(
 ) -> None:
     llama = _fake_llama(8, cached)
     llm = _backend(llama, aligned)
-    llm._keep_cache(prompt)
+    assert llm._keep_cache(prompt) == kept  # what usage reports as cached
     assert llama.n_tokens == kept
     assert llm._aligned == len(prompt) // 8 * 8
 
@@ -113,3 +113,19 @@ def test_an_identical_request_gets_the_identical_answer_whatever_came_before(
         first, again = ask(i), ask(i)  # in a row
         ask((i + 1) % len(tails))  # another question with the same prefix in between
         assert first == again == ask(i), f"question {i}"
+
+
+@pytest.mark.slow
+def test_usage_counts_the_prefix_taken_from_the_cache(big_llm: LlamaCppLLM) -> None:
+    """Issue 14: the stable prefix (instruction, examples) is reused across requests, and the
+    answer says how much: whole blocks of the shared prefix, none of what differs."""
+    prefix = "Answer from the passages.\n\n" + "The writer commits a new version. " * 60
+    first = big_llm.complete(
+        Prompt(text=f"{prefix}\nQuestion: what is a version?\nAnswer:"), GREEDY
+    )
+    second = big_llm.complete(Prompt(text=f"{prefix}\nQuestion: who commits?\nAnswer:"), GREEDY)
+    shared = big_llm.count_tokens(prefix)
+    block = big_llm._llama.n_batch
+    assert first.cached_tokens is not None and second.cached_tokens is not None
+    assert second.cached_tokens % block == 0
+    assert shared - block < second.cached_tokens <= shared + 1  # +1: the BOS token

@@ -77,6 +77,25 @@ def test_completion_request_carries_params_and_extras() -> None:
     }  # fmt: skip
 
 
+def test_usage_reports_the_prompt_tokens_the_server_had_cached() -> None:
+    """OpenAI's usage.prompt_tokens_details.cached_tokens (vLLM, llama-server) is kept; a server
+    that does not send it leaves it unknown rather than zero."""
+
+    def cached(h: BaseHTTPRequestHandler, body: Any) -> None:
+        start_sse(h)
+        send_event(h, text_chunk(" Paris", "stop"))
+        usage = {"prompt_tokens": 13, "completion_tokens": 1}
+        send_event(
+            h, {"choices": [], "usage": usage | {"prompt_tokens_details": {"cached_tokens": 8}}}
+        )
+        send_event(h, "[DONE]")
+
+    with fake_server(cached) as (url, _):
+        assert backend(url).complete(TEXT, PARAMS).cached_tokens == 8
+    with fake_server(paris) as (url, _):
+        assert backend(url).complete(TEXT, PARAMS).cached_tokens is None
+
+
 def blank_first(h: BaseHTTPRequestHandler, body: Any) -> None:
     """A model that opens with a blank line, answers, then runs on past a blank line."""
     start_sse(h)
