@@ -75,7 +75,11 @@ def generation_key(model: str, prompt: Prompt, params: SamplingParams) -> str:
 
 
 class EvalCache:
-    """``HOME/eval/cache.sqlite``: one connection, committed after every write (crash-safe)."""
+    """``HOME/eval/cache.sqlite``: one connection, committed after every write (crash-safe).
+
+    The eval answers questions from several threads at once: one lock serializes the
+    connection and the counters (SQLite work is microseconds beside a generation).
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,10 +100,10 @@ class EvalCache:
                 "AND min_score=?",
                 (index_version, question, k, min_score),
             ).fetchone()
-        if row is None:
-            self.stats.retrieval_misses += 1
-            return None
-        self.stats.retrieval_hits += 1
+            if row is None:
+                self.stats.retrieval_misses += 1
+                return None
+            self.stats.retrieval_hits += 1
         stored = json.loads(row[0])
         if isinstance(stored, list):  # written before ids were cached: whole rows, in order
             return [h["chunk_id"] for h in stored], [h["score"] for h in stored]
@@ -123,10 +127,10 @@ class EvalCache:
                 "FROM generation WHERE key=?",
                 (key,),
             ).fetchone()
-        if row is None:
-            self.stats.generation_misses += 1
-            return None
-        self.stats.generation_hits += 1
+            if row is None:
+                self.stats.generation_misses += 1
+                return None
+            self.stats.generation_hits += 1
         answer, finish, p_tok, c_tok, latency = row
         return Completion(answer, finish, p_tok, c_tok, {"latency": latency}, cached=True)
 
@@ -230,22 +234,30 @@ class CachedIndex(IndexReader):
 
 
 class MemoEmbedder:
-    """The embedder with an in-memory memo: each question is encoded once per run, not per config."""
+    """The embedder with an in-memory memo: each call is encoded once per run, not per config.
+
+    The memo is keyed by the whole call, not by text: the int8 encoder's vector for a text moves
+    with the batch it is encoded in (its activations are quantized per batch; up to 0.02 per
+    component), so reusing a text's vector from another call would make a verification verdict
+    depend on which question happened to encode a passage first. Keyed by call, every result is
+    what an unmemoized encoder returns for that call, as the service computes it, in any order
+    and from any thread.
+    """
 
     def __init__(self, embedder: Embedder) -> None:
         self._inner = embedder
         self.name, self.dim = embedder.name, embedder.dim
         self.max_tokens, self.tokenizer = embedder.max_tokens, embedder.tokenizer
-        self._memo: dict[str, np.ndarray] = {}
+        self._memo: dict[tuple[str, ...], np.ndarray] = {}
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._memo))
-        if missing:
-            for t, v in zip(missing, self._inner.encode(missing), strict=True):
-                self._memo[t] = v
-        if not texts:
+        key = tuple(texts)
+        if not key:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack([self._memo[t] for t in texts])
+        vectors = self._memo.get(key)
+        if vectors is None:  # two threads may both encode a call: same input, same vectors
+            vectors = self._memo[key] = self._inner.encode(list(key))
+        return vectors.copy()
 
 
 class CachingLLM:
@@ -254,6 +266,9 @@ class CachingLLM:
     def __init__(self, llm: LLM, cache: EvalCache) -> None:
         self._llm, self._cache = llm, cache
         self.name, self.style, self.context_window = llm.name, llm.style, llm.context_window
+        self.parallel = llm.parallel
+        self._guard = threading.Lock()
+        self._inflight: dict[str, threading.Lock] = {}  # one generation per key at a time
 
     def count_tokens(self, text: str) -> int:
         return self._llm.count_tokens(text)
@@ -262,6 +277,16 @@ class CachingLLM:
         self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
     ) -> Completion:
         key = generation_key(self.name, prompt, params)
+        # Two questions asking the same prompt at once: the second waits and is served the
+        # first's answer from the cache, as it would be one after the other.
+        with self._guard:
+            turn = self._inflight.setdefault(key, threading.Lock())
+        with turn:
+            return self._complete(key, prompt, params, cancel)
+
+    def _complete(
+        self, key: str, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None
+    ) -> Completion:
         hit = self._cache.get_generation(key)
         if hit is not None:
             return hit

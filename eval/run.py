@@ -1,7 +1,8 @@
 """The sweep runner: every configuration × question through the serving code path, scored.
 
 Each answer goes through ``service.rag`` exactly as the API would produce it (``eval.answer``),
-with the eval cache slotted in under the index and the model. Rows are appended to
+with the eval cache slotted in under the index and the model, ``eval.concurrency`` questions at
+a time (``eval.parallel``: rows keep dataset order and content). Rows are appended to
 ``OUT/rows.jsonl`` as they complete, so a killed run resumes where it stopped; the results files
 are rewritten from all rows at the end.
 """
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,8 @@ from eval.cache import CacheStats, CachingLLM, EvalCache, MemoEmbedder, RowStore
 from eval.chunking import chunked_index
 from eval.dataset import Case
 from eval.judge import JudgeConfig, JudgeStats
-from eval.metrics import METRICS, answer_metrics, judge_metrics, retrieval_metrics
+from eval.metrics import METRICS, Observation, answer_metrics, judge_metrics, retrieval_metrics
+from eval.parallel import in_batches
 from eval.results import build_results, write_outputs
 from eval.stats import Bootstrap
 from eval.sweep import Config, Search, successive_halving
@@ -96,6 +99,7 @@ class _Context:
     store: RowStore
     judge: JudgeConfig | None
     progress: Progress | None
+    workers: int = 1  # questions answered at once (eval.concurrency, else the backend's batch)
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     judge_stats: list[JudgeStats] = field(default_factory=list)
     # (size, overlap) -> the app state answering from that re-chunked copy, and its cache tag
@@ -124,36 +128,45 @@ class _Context:
 
 
 def _evaluate(ctx: _Context, config: Config, cases: Sequence[Case]) -> None:
-    """Answer and score ``cases`` under ``config`` in batches; rows are appended per batch."""
+    """Answer and score ``cases`` under ``config`` in batches; rows are appended per batch.
+
+    ``ctx.workers`` questions are answered at once (``eval.parallel``); each batch is scored and
+    written in dataset order once all its answers are in.
+    """
     todo = [c for c in cases if not ctx.store.done(config, c)]
-    if todo:
-        state, tag = ctx.state_for(config)
-    for start in range(0, len(todo), BATCH):
-        pairs = []
-        for case in todo[start : start + BATCH]:
-            pairs.append(
-                answer_case(
-                    config,
-                    case,
-                    state=state,
-                    serving=ctx.rag,
-                    cache=ctx.cache,
-                    embedder=ctx.embedder,
-                    llm=ctx.llm,
-                    index_tag=tag,
-                )
-            )
-            ctx.tick()
-        observations = [obs for obs, _ in pairs]
-        answer = answer_metrics(observations, ctx.embedder.encode)
-        judged: list[dict[str, float]] = [{} for _ in pairs]
-        if ctx.judge is not None:
-            judged, stats = judge_metrics(observations, ctx.judge, ctx.embedder.encode)
-            ctx.judge_stats.append(stats)
-        for (obs, row), a, j in zip(pairs, answer, judged, strict=True):
-            values = {**retrieval_metrics(obs, config.retrieval_k), **a, **j}
-            row["metrics"] = {k: float(v) for k, v in values.items() if v is not None}
-        ctx.store.append([row for _, row in pairs])
+    if not todo:
+        return
+    state, tag = ctx.state_for(config)
+    answer = partial(
+        answer_case,
+        config,
+        state=state,
+        serving=ctx.rag,
+        cache=ctx.cache,
+        embedder=ctx.embedder,
+        llm=ctx.llm,
+        index_tag=tag,
+    )
+    batches = in_batches(answer, todo, workers=ctx.workers, batch=BATCH, tick=ctx.tick)
+    with contextlib.closing(batches):
+        for pairs in batches:
+            _score(ctx, config, pairs)
+            ctx.store.append([row for _, row in pairs])
+
+
+def _score(
+    ctx: _Context, config: Config, pairs: Sequence[tuple[Observation, dict[str, Any]]]
+) -> None:
+    """Fill each row's metrics: retrieval, judge-free answer metrics, then the judge's."""
+    observations = [obs for obs, _ in pairs]
+    answer = answer_metrics(observations, ctx.embedder.encode)
+    judged: list[dict[str, float]] = [{} for _ in pairs]
+    if ctx.judge is not None:
+        judged, stats = judge_metrics(observations, ctx.judge, ctx.embedder.encode)
+        ctx.judge_stats.append(stats)
+    for (obs, row), a, j in zip(pairs, answer, judged, strict=True):
+        values = {**retrieval_metrics(obs, config.retrieval_k), **a, **j}
+        row["metrics"] = {k: float(v) for k, v in values.items() if v is not None}
 
 
 def _pending(store: RowStore, configs: Sequence[Config], cases: Sequence[Case]) -> int:
@@ -231,6 +244,9 @@ def run_sweep(
         for c in configs:  # an unknown template fails now, not an hour into the sweep
             state.registry.get(template_for(c.template, state.llm.style))
         store = RowStore(out_dir / "rows.jsonl", state.llm.name, state.index.version, dataset_cases)
+        workers = settings.eval.concurrency or state.llm.parallel
+        if judge is not None and judge.concurrency is None:
+            judge = dataclasses.replace(judge, concurrency=workers)
         ctx = _Context(
             settings=settings,
             rag=serving,
@@ -241,6 +257,7 @@ def run_sweep(
             store=store,
             judge=judge,
             progress=progress,
+            workers=workers,
             stack=stack,
         )
         if search.method == "halving":
@@ -269,6 +286,7 @@ def run_sweep(
                 "primary_metric": primary_metric,
                 "search": dataclasses.asdict(search),
                 "cache": cache.stats.as_dict(),
+                "concurrency": workers,
                 "computed": ctx.done,
                 "resumed": store.resumed,
                 "seconds": round(time.perf_counter() - t0, 2),

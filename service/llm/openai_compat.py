@@ -54,6 +54,8 @@ class OpenAICompatLLM:
         self._token_prompts = token_prompts
         self.style: Style = settings.style or "chat"
         self.context_window = settings.context_window
+        # The server's batch is not discoverable over the OpenAI API: the setting stands for it.
+        self.parallel = settings.parallel
         self.name = settings.name or settings.model
         self._model = settings.model
         self._base = settings.base_url.rstrip("/")
