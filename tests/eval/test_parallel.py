@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -29,7 +28,6 @@ from eval.parallel import in_batches
 from eval.run import BATCH, RunResult, run_sweep
 from eval.sweep import Config, parse_sweep
 from ingest.embed import Embedder
-from ingest.settings import EmbedSettings
 from service.llm.base import LLM, Completion, Delta, LLMError, Prompt, SamplingParams
 from service.settings import EvalSettings, Settings
 from tests.eval.test_metrics import ON_TOPIC, ScriptedJudge, fake_embed, obs
@@ -102,23 +100,6 @@ class PromptEcho(ScriptedLLM):
 @pytest.fixture(scope="module")
 def cases(shared_data: Path) -> list[Case]:
     return load_dataset(shared_data / "qa" / "dev.jsonl")[:N_CASES]
-
-
-@pytest.fixture
-def cold(tmp_path: Path, service_home: Path, embed_settings: EmbedSettings) -> Any:
-    """Settings over the test's copy of the shared index, with an empty eval cache each call.
-
-    One home for all of a test's runs: its fence key is part of every prompt.
-    """
-    home = tmp_path / "home"
-    shutil.copytree(service_home / "index", home / "index")
-
-    def make(**eval_settings: Any) -> Settings:
-        for f in home.glob("eval/cache.sqlite*"):
-            f.unlink()
-        return Settings(home=home, embed=embed_settings, eval=EvalSettings(**eval_settings))
-
-    return make
 
 
 def configs_of(settings: Settings) -> tuple[Config, ...]:
