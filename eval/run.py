@@ -306,5 +306,6 @@ def _judge_info(judge: JudgeConfig | None, stats: list[JudgeStats]) -> dict[str,
         "base_url": judge.base_url,
         "model": judge.model,
         "local": judge.local,
+        "concurrency": judge.concurrency,
         "stats": merge_stats(stats),
     }

@@ -389,7 +389,8 @@ class EvalSettings(BaseModel):
         ge=1,
         description="Questions of one configuration `eval run` and `eval models` answer at once "
         "(rows stay in dataset order and match a one-at-a-time run at temperature 0); empty: "
-        "what the backend batches (1 in-process, llm.parallel for the server engine and openai). "
+        "what the backend batches (1 in-process, llm.parallel for the server engine, and for openai "
+        "llm.parallel if set, else 1). "
         "More than that wait at the backend's gate (llm.queue_size, llm.queue_timeout_s).",
     )
     judge_concurrency: int | None = Field(

@@ -167,6 +167,7 @@ def test_the_default_is_what_the_backend_batches(
     llm = InFlight(PromptEcho(), parallel=4)
     result = sweep(cold(), "default", cases[:BATCH], llm, embedder, judge=judge)
     assert llm.most == 4 and result.results["run"]["concurrency"] == 4 and judged == [4, 4]
+    assert result.results["run"]["judge"]["concurrency"] == 4
     llm = InFlight(PromptEcho(), parallel=4)
     sweep(cold(concurrency=2), "capped", cases[:BATCH], llm, embedder)
     assert llm.most == 2
