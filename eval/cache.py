@@ -20,7 +20,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -89,6 +89,7 @@ class EvalCache:
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self.stats = CacheStats()
+        self.turns = Turns()  # one search per key at a time (see retrieval)
 
     def get_retrieval(
         self, index_version: int, question: str, k: int, min_score: float
@@ -108,6 +109,20 @@ class EvalCache:
         if isinstance(stored, list):  # written before ids were cached: whole rows, in order
             return [h["chunk_id"] for h in stored], [h["score"] for h in stored]
         return list(stored["ids"]), list(stored["scores"])
+
+    def retrieval(
+        self, index_version: int, question: str, k: int, min_score: float, run: Callable[[], Ranked]
+    ) -> Ranked:
+        """The cached search, else ``run()``'s, stored. Two threads asking the same search at
+        once (a question under two configurations, in question order) run it once: the second
+        waits and hits the cache, as it would one after the other."""
+        args = (index_version, question, k, min_score)
+        with self.turns.of(args):
+            ranked = self.get_retrieval(*args)
+            if ranked is None:
+                ranked = run()
+                self.put_retrieval(*args, ranked)
+        return ranked
 
     def put_retrieval(
         self, index_version: int, question: str, k: int, min_score: float, ranked: Ranked
@@ -160,6 +175,19 @@ class EvalCache:
 NO_FLOOR = -2.0
 
 
+class Turns:
+    """One lock per key: the same work asked for twice at once runs once, the second caller
+    waiting for the first (and then finding its result in the cache)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[Hashable, threading.Lock] = {}
+
+    def of(self, key: Hashable) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+
 class CachedIndex(IndexReader):
     """An ``IndexReader`` for answering one question: its searches cached, its rows read live.
 
@@ -203,12 +231,7 @@ class CachedIndex(IndexReader):
     def _cached(self, key: str, k: int, run: Callable[[], Ranked]) -> Ranked:
         if self._tag:
             key = f"{self._tag}\x00{key}"
-        args = (self._index.version, key, k, self._min_score)
-        ranked = self._cache.get_retrieval(*args)
-        if ranked is None:
-            ranked = run()
-            self._cache.put_retrieval(*args, ranked)
-        return ranked
+        return self._cache.retrieval(self._index.version, key, k, self._min_score, run)
 
     # Reads go to the store: rows are never cached, so they cannot go stale.
     def hits(self, ids: list[int], scores: list[float]) -> list[Hit]:
@@ -267,8 +290,7 @@ class CachingLLM:
         self._llm, self._cache = llm, cache
         self.name, self.style, self.context_window = llm.name, llm.style, llm.context_window
         self.parallel = llm.parallel
-        self._guard = threading.Lock()
-        self._inflight: dict[str, threading.Lock] = {}  # one generation per key at a time
+        self._turns = Turns()  # one generation per key at a time
 
     def count_tokens(self, text: str) -> int:
         return self._llm.count_tokens(text)
@@ -279,9 +301,7 @@ class CachingLLM:
         key = generation_key(self.name, prompt, params)
         # Two questions asking the same prompt at once: the second waits and is served the
         # first's answer from the cache, as it would be one after the other.
-        with self._guard:
-            turn = self._inflight.setdefault(key, threading.Lock())
-        with turn:
+        with self._turns.of(key):
             return self._complete(key, prompt, params, cancel)
 
     def _complete(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from itertools import accumulate
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -23,10 +24,11 @@ def in_batches(
     items: Sequence[T],
     *,
     workers: int,
-    batch: int,
+    batch: int | Sequence[int],
     tick: Callable[[], None],
 ) -> Generator[list[R], None, None]:
-    """``work(item)`` for every item, yielded as consecutive batches of ``batch`` in input order.
+    """``work(item)`` for every item, yielded as consecutive batches in input order: of
+    ``batch`` items each, or of the given sizes (which add up to ``len(items)``).
 
     Up to ``workers`` items are worked on at once and the pool runs ahead of the batch being
     yielded, so it stays busy while the caller scores one. ``tick`` runs in the caller's thread
@@ -35,10 +37,11 @@ def in_batches(
     cancelled. Close the iterator (``contextlib.closing``) when leaving it early, so the pool
     stops there rather than when the iterator is collected.
     """
+    bounds = _bounds(len(items), batch)
     if workers <= 1:
-        for start in range(0, len(items), batch):
+        for start, end in bounds:
             out = []
-            for item in items[start : start + batch]:
+            for item in items[start:end]:
                 out.append(work(item))
                 tick()
             yield out
@@ -54,8 +57,8 @@ def in_batches(
                     tick()
 
         try:
-            for start in range(0, len(items), batch):
-                due = futures[start : start + batch]
+            for start, end in bounds:
+                due = futures[start:end]
                 while not all(f.done() for f in due):
                     settle(wait(pending, return_when=FIRST_COMPLETED).done)
                 settle({f for f in pending if f.done()})
@@ -63,3 +66,15 @@ def in_batches(
         finally:
             for f in futures:
                 f.cancel()
+
+
+def _bounds(n: int, batch: int | Sequence[int]) -> list[tuple[int, int]]:
+    """(start, end) of each batch of ``n`` items."""
+    if isinstance(batch, int):
+        if batch < 1:
+            raise ValueError(f"a batch of {batch} items")
+        return [(start, min(n, start + batch)) for start in range(0, n, batch)]
+    if sum(batch) != n or any(size < 1 for size in batch):
+        raise ValueError(f"batches of {list(batch)} items do not make {n}")
+    ends = list(accumulate(batch))
+    return list(zip([0, *ends[:-1]], ends, strict=True))

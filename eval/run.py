@@ -15,9 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from eval.answer import answer_case
 from eval.cache import CacheStats, CachingLLM, EvalCache, MemoEmbedder, RowStore
@@ -40,6 +39,8 @@ from service.state import build_state, close_state
 DEFAULT_PRIMARY = "key_facts"
 MAX_ERRORS = 20  # judge error messages kept in results.json
 BATCH = 8  # cases scored together; a kill loses at most one batch of (cached) work
+
+Order = Literal["question", "config"]  # which pairs of a sweep are answered one after another
 
 Progress = Callable[[int, int], None]  # (pairs done, pairs planned) in this invocation
 
@@ -127,31 +128,66 @@ class _Context:
             self.progress(self.done, max(self.planned, self.done))
 
 
-def _evaluate(ctx: _Context, config: Config, cases: Sequence[Case]) -> None:
-    """Answer and score ``cases`` under ``config`` in batches; rows are appended per batch.
+def _evaluate(
+    ctx: _Context, configs: Sequence[Config], cases: Sequence[Case], order: Order = "question"
+) -> None:
+    """Answer and score every pair of ``configs`` × ``cases`` not done yet; rows are appended
+    per batch of ``BATCH`` questions, grouped by configuration.
 
-    ``ctx.workers`` questions are answered at once (``eval.parallel``); each batch is scored and
-    written in dataset order once all its answers are in.
+    ``order="question"`` answers a question under every configuration before the next question:
+    consecutive prompts then share everything the configurations do not change (all of it when
+    only sampling differs, the instruction, examples and first passages when ``k`` does), and
+    the model's prefix cache skips it: whole 64-token blocks in-process (exactly what a fresh
+    evaluation computes, so rows do not change), vLLM's automatic prefix caching over HTTP.
+    ``"config"`` is the order before (one configuration after another), kept for the benchmark.
+    ``ctx.workers`` pairs are answered at once (``eval.parallel``); each batch is scored and
+    written in that order once all its answers are in.
     """
-    todo = [c for c in cases if not ctx.store.done(config, c)]
-    if not todo:
+    batches = _batches(ctx.store, configs, cases, order)
+    if not batches:
         return
-    state, tag = ctx.state_for(config)
-    answer = partial(
-        answer_case,
-        config,
-        state=state,
-        serving=ctx.rag,
-        cache=ctx.cache,
-        embedder=ctx.embedder,
-        llm=ctx.llm,
-        index_tag=tag,
-    )
-    batches = in_batches(answer, todo, workers=ctx.workers, batch=BATCH, tick=ctx.tick)
-    with contextlib.closing(batches):
-        for pairs in batches:
-            _score(ctx, config, pairs)
-            ctx.store.append([row for _, row in pairs])
+    todo = [pair for batch in batches for pair in batch]
+    states = {config.id: ctx.state_for(config) for config, _ in todo}
+
+    def answer(item: tuple[Config, Case]) -> tuple[Observation, dict[str, Any]]:
+        config, case = item
+        state, tag = states[config.id]
+        return answer_case(
+            config,
+            case,
+            state=state,
+            serving=ctx.rag,
+            cache=ctx.cache,
+            embedder=ctx.embedder,
+            llm=ctx.llm,
+            index_tag=tag,
+        )
+
+    sizes = [len(batch) for batch in batches]
+    answered = in_batches(answer, todo, workers=ctx.workers, batch=sizes, tick=ctx.tick)
+    with contextlib.closing(answered):
+        for batch, pairs in zip(batches, answered, strict=True):
+            groups: dict[str, tuple[Config, list[tuple[Observation, dict[str, Any]]]]] = {}
+            for (config, _), pair in zip(batch, pairs, strict=True):
+                groups.setdefault(config.id, (config, []))[1].append(pair)
+            for config, group in groups.values():
+                _score(ctx, config, group)
+                ctx.store.append([row for _, row in group])
+
+
+def _batches(
+    store: RowStore, configs: Sequence[Config], cases: Sequence[Case], order: Order
+) -> list[list[tuple[Config, Case]]]:
+    """The pairs not done yet, in batches: ``BATCH`` consecutive questions under every
+    configuration ("question"), or under one configuration after another ("config"). A
+    configuration's rows are scored with the same questions in either order, and on resume."""
+    blocks = [cases[i : i + BATCH] for i in range(0, len(cases), BATCH)]
+    if order == "question":
+        chunks = [[(c, q) for q in block for c in configs] for block in blocks]
+    else:
+        chunks = [[(c, q) for q in block] for c in configs for block in blocks]
+    batches = [[(c, q) for c, q in chunk if not store.done(c, q)] for chunk in chunks]
+    return [batch for batch in batches if batch]
 
 
 def _score(
@@ -173,10 +209,11 @@ def _pending(store: RowStore, configs: Sequence[Config], cases: Sequence[Case]) 
     return sum(not store.done(c, q) for c in configs for q in cases)
 
 
-def _grid(ctx: _Context, configs: Sequence[Config], cases: Sequence[Case]) -> dict[str, int]:
+def _grid(
+    ctx: _Context, configs: Sequence[Config], cases: Sequence[Case], order: Order
+) -> dict[str, int]:
     ctx.planned = _pending(ctx.store, configs, cases)
-    for config in configs:
-        _evaluate(ctx, config, cases)
+    _evaluate(ctx, configs, cases, order)
     return {c.id: len(cases) for c in configs}
 
 
@@ -185,8 +222,7 @@ def _halving(
 ) -> dict[str, int]:
     def evaluate(rung: Sequence[Config], subset: Sequence[Case], future: int) -> None:
         ctx.planned = ctx.done + _pending(ctx.store, rung, subset) + future
-        for config in rung:
-            _evaluate(ctx, config, subset)
+        _evaluate(ctx, rung, subset)
 
     def score(config: Config, subset: Sequence[Case]) -> float | None:
         values = [
@@ -220,12 +256,14 @@ def run_sweep(
     search: Search | None = None,
     primary_metric: str = DEFAULT_PRIMARY,
     dataset: str = "",
+    order: Order = "question",
 ) -> RunResult:
     """Evaluate ``configs`` (one of them the baseline) on ``dataset_cases``; write OUT's files.
 
     ``llm`` and ``embedder`` are injected by tests (a scripted model); otherwise they are built
     from ``settings`` exactly as the service builds them. ``judge`` is ``metrics.parse_judge``'s
-    config, or None for the metrics that need no judge model.
+    config, or None for the metrics that need no judge model. ``order``: see ``_evaluate``
+    (the same rows either way; "question" lets the model's prefix cache work).
     """
     if sum(c.baseline for c in configs) != 1:
         raise ValueError("exactly one configuration must be the baseline")
@@ -264,7 +302,7 @@ def run_sweep(
             metric = search.metric or primary_metric
             seen = _halving(ctx, configs, dataset_cases, search, metric)
         else:
-            seen = _grid(ctx, configs, dataset_cases)
+            seen = _grid(ctx, configs, dataset_cases, order)
         results = build_results(
             configs=[c for c in configs if c.id in seen],
             rows_of=lambda c: store.of(c, dataset_cases),

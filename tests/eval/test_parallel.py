@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import openai
 import pytest
 
+from eval.cache import EvalCache
 from eval.dataset import Case, load_dataset
 from eval.judge import BREAKER, Job, JudgeConfig, JudgeStats, judge_config, run_jobs
 from eval.metrics import judge_metrics
@@ -176,7 +177,8 @@ def test_the_default_is_what_the_backend_batches(
 def test_an_answer_error_stops_the_run_as_it_does_sequentially(
     cold: Any, cases: list[Case], embedder: Embedder
 ) -> None:
-    """The first failing question in dataset order is raised; whole batches before it stay."""
+    """The first failing question in dataset order is raised; whole batches before it stay
+    (a batch is ``BATCH`` questions under each configuration)."""
     failing = cases[BATCH + 1].question
     outcomes = []
     for name, n in (("seq", 1), ("par", 3)):
@@ -186,7 +188,7 @@ def test_an_answer_error_stops_the_run_as_it_does_sequentially(
         outcomes.append((str(error.value), rows_of(settings.home / name)))
     assert outcomes[0][0] == outcomes[1][0]
     assert differences(outcomes[0][1], outcomes[1][1]) == []
-    assert [r["case"] for r in outcomes[0][1]] == [c.id for c in cases[:BATCH]]
+    assert [r["case"] for r in outcomes[0][1]] == [c.id for c in cases[:BATCH]] * 2
 
 
 def test_batches_come_in_input_order_and_the_first_error_in_order_wins() -> None:
@@ -199,10 +201,38 @@ def test_batches_come_in_input_order_and_the_first_error_in_order_wins() -> None
     ticks: list[None] = []
     got = list(in_batches(work, range(3), workers=3, batch=2, tick=lambda: ticks.append(None)))
     assert got == [[0, 1], [4]] and len(ticks) == 3
+    for workers in (1, 3):  # batches of given sizes, as a sweep's question blocks are
+        sized = in_batches(lambda i: i, range(6), workers=workers, batch=[1, 3, 2], tick=tuple)
+        assert list(sized) == [[0], [1, 2, 3], [4, 5]]
+    with pytest.raises(ValueError, match="do not make 6"):
+        next(in_batches(lambda i: i, range(6), workers=1, batch=[4, 3], tick=tuple))
     batches = in_batches(work, range(12), workers=4, batch=2, tick=lambda: None)
     assert next(batches) == [0, 1]
     with pytest.raises(ValueError, match="item 3"):  # 5 failed first; 3 comes first in order
         next(batches)
+
+
+def test_a_search_asked_twice_at_once_runs_once(tmp_path: Path) -> None:
+    """A question under two configurations in flight together (question order) searches once;
+    the other waits and hits the cache, so the counts are those of a one-at-a-time run."""
+    cache, runs, gate = EvalCache(tmp_path / "cache.sqlite"), [], threading.Barrier(2)
+
+    def search() -> tuple[list[int], list[float]]:
+        runs.append(1)
+        time.sleep(0.1)
+        return [3, 1], [0.9, 0.5]
+
+    def ask() -> None:
+        gate.wait()
+        assert cache.retrieval(1, "q", 5, 0.2, search) == ([3, 1], [0.9, 0.5])
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(runs) == 1
+    assert (cache.stats.retrieval_misses, cache.stats.retrieval_hits) == (1, 1)
 
 
 # --- the judge ---------------------------------------------------------------------------------
@@ -313,3 +343,53 @@ def test_judge_concurrency_settings() -> None:
     assert [judge_config(j, told).concurrency for j in ("http://g/v1/m", "local")] == [6, 6]  # type: ignore[union-attr]
     with pytest.raises(ValueError):
         EvalSettings(concurrency=0)
+
+
+class Recording(PromptEcho):
+    """PromptEcho that records, in call order, which case each prompt asked."""
+
+    def __init__(self, cases: Sequence[Case]) -> None:
+        super().__init__()
+        self.cases = cases
+        self.asked: list[str] = []
+
+    def complete(
+        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
+    ) -> Completion:
+        text = prompt.text or ""
+        self.asked += [c.id for c in self.cases if c.question in text][-1:]
+        return super().complete(prompt, params, cancel)
+
+
+def by_pair(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["config"], r["case"]): r for r in rows}
+
+
+def test_a_question_is_asked_under_every_configuration_before_the_next(
+    cold: Any, cases: list[Case], embedder: Embedder
+) -> None:
+    """Issue 14: consecutive prompts of a sweep share what the configurations do not change, so
+    the model's prefix cache can skip it; "config" (the order before) asks one configuration's
+    questions after another. The rows are the same pairs with the same content either way."""
+    subset = cases[:3]
+    rows = {}
+    for order in ("question", "config"):
+        settings = cold(concurrency=1)
+        configs = parse_sweep(
+            {"axes": {"temperature": [0.3, 0.7], "rag.retrieval.k": [2, 3]}}, settings.rag
+        ).configs
+        llm = Recording(subset)
+        out = settings.home / order
+        run_sweep(settings, subset, configs, out, llm=llm, embedder=embedder, order=order)
+        per = len(configs)
+        expected = (
+            [c.id for c in subset for _ in range(per)]
+            if order == "question"
+            else [c.id for _ in range(per) for c in subset]
+        )
+        assert llm.asked == expected, order
+        rows[order] = by_pair(rows_of(out))
+    assert rows["question"].keys() == rows["config"].keys()
+    assert len(rows["question"]) == per * len(subset) and per == 5  # the baseline and 2 × 2
+    in_config_order = [rows["question"][k] for k in rows["config"]]
+    assert differences(in_config_order, list(rows["config"].values())) == []

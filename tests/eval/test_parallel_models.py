@@ -22,7 +22,7 @@ import pytest
 
 from eval.dataset import Case, load_dataset
 from eval.run import run_sweep
-from eval.sweep import baseline_config
+from eval.sweep import baseline_config, parse_sweep
 from ingest.embed import Embedder
 from service.llm import LLMSettings, load_llm
 from service.llm.base import LLM
@@ -120,3 +120,24 @@ def test_server_engine_rows_at_two_at_once_are_the_sequential_rows(
     assert most == 2  # both slots busy at once
     print("\n".join(["server engine, 1 vs 2 at once:", *diff, *apart]))
     assert (diff, apart) == ([], [])
+
+
+def test_in_process_rows_are_the_same_in_question_order(
+    cold: Any, cases: list[Case], in_process: LLM, embedder: Embedder
+) -> None:
+    """A sweep asks each question under every configuration in a row (issue 14), so the model
+    reuses the prompt they share from its KV cache; whole blocks only, so at temperature 0 the
+    rows are those of the configuration-by-configuration order, answer for answer."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for order in ("config", "question"):
+        settings = cold(concurrency=1).model_copy(update={"rag": RAG})
+        configs = parse_sweep(
+            {"axes": {"rag.retrieval.k": [3, 4], "rag.sampling.max_tokens": [16]}}, RAG
+        ).configs
+        run_sweep(
+            settings, cases[:4], configs, settings.home / order, llm=in_process,
+            embedder=embedder, order=order,
+        )  # fmt: skip
+        out[order] = sorted(rows_of(settings.home / order), key=lambda r: (r["config"], r["case"]))
+    assert sum(r["called"] for r in out["config"]) >= 4, "most questions must reach the model"
+    assert differences(out["config"], out["question"]) == []
