@@ -50,6 +50,7 @@ class ChatGGUF:
     """An instruct GGUF in chat style (llama.cpp applies the file's chat template), bench only."""
 
     style = "chat"
+    parallel = 1
 
     def __init__(self, path: Path, threads: int) -> None:
         from llama_cpp import Llama

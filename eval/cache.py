@@ -20,7 +20,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -75,7 +75,11 @@ def generation_key(model: str, prompt: Prompt, params: SamplingParams) -> str:
 
 
 class EvalCache:
-    """``HOME/eval/cache.sqlite``: one connection, committed after every write (crash-safe)."""
+    """``HOME/eval/cache.sqlite``: one connection, committed after every write (crash-safe).
+
+    The eval answers questions from several threads at once: one lock serializes the
+    connection and the counters (SQLite work is microseconds beside a generation).
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +89,7 @@ class EvalCache:
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self.stats = CacheStats()
+        self.turns = Turns()  # one search per key at a time (see retrieval)
 
     def get_retrieval(
         self, index_version: int, question: str, k: int, min_score: float
@@ -96,14 +101,28 @@ class EvalCache:
                 "AND min_score=?",
                 (index_version, question, k, min_score),
             ).fetchone()
-        if row is None:
-            self.stats.retrieval_misses += 1
-            return None
-        self.stats.retrieval_hits += 1
+            if row is None:
+                self.stats.retrieval_misses += 1
+                return None
+            self.stats.retrieval_hits += 1
         stored = json.loads(row[0])
         if isinstance(stored, list):  # written before ids were cached: whole rows, in order
             return [h["chunk_id"] for h in stored], [h["score"] for h in stored]
         return list(stored["ids"]), list(stored["scores"])
+
+    def retrieval(
+        self, index_version: int, question: str, k: int, min_score: float, run: Callable[[], Ranked]
+    ) -> Ranked:
+        """The cached search, else ``run()``'s, stored. Two threads asking the same search at
+        once (a question under two configurations, in question order) run it once: the second
+        waits and hits the cache, as it would one after the other."""
+        args = (index_version, question, k, min_score)
+        with self.turns.of(args):
+            ranked = self.get_retrieval(*args)
+            if ranked is None:
+                ranked = run()
+                self.put_retrieval(*args, ranked)
+        return ranked
 
     def put_retrieval(
         self, index_version: int, question: str, k: int, min_score: float, ranked: Ranked
@@ -123,10 +142,10 @@ class EvalCache:
                 "FROM generation WHERE key=?",
                 (key,),
             ).fetchone()
-        if row is None:
-            self.stats.generation_misses += 1
-            return None
-        self.stats.generation_hits += 1
+            if row is None:
+                self.stats.generation_misses += 1
+                return None
+            self.stats.generation_hits += 1
         answer, finish, p_tok, c_tok, latency = row
         return Completion(answer, finish, p_tok, c_tok, {"latency": latency}, cached=True)
 
@@ -154,6 +173,19 @@ class EvalCache:
 
 
 NO_FLOOR = -2.0
+
+
+class Turns:
+    """One lock per key: the same work asked for twice at once runs once, the second caller
+    waiting for the first (and then finding its result in the cache)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[Hashable, threading.Lock] = {}
+
+    def of(self, key: Hashable) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
 
 
 class CachedIndex(IndexReader):
@@ -199,12 +231,7 @@ class CachedIndex(IndexReader):
     def _cached(self, key: str, k: int, run: Callable[[], Ranked]) -> Ranked:
         if self._tag:
             key = f"{self._tag}\x00{key}"
-        args = (self._index.version, key, k, self._min_score)
-        ranked = self._cache.get_retrieval(*args)
-        if ranked is None:
-            ranked = run()
-            self._cache.put_retrieval(*args, ranked)
-        return ranked
+        return self._cache.retrieval(self._index.version, key, k, self._min_score, run)
 
     # Reads go to the store: rows are never cached, so they cannot go stale.
     def hits(self, ids: list[int], scores: list[float]) -> list[Hit]:
@@ -230,22 +257,30 @@ class CachedIndex(IndexReader):
 
 
 class MemoEmbedder:
-    """The embedder with an in-memory memo: each question is encoded once per run, not per config."""
+    """The embedder with an in-memory memo: each call is encoded once per run, not per config.
+
+    The memo is keyed by the whole call, not by text: the int8 encoder's vector for a text moves
+    with the batch it is encoded in (its activations are quantized per batch; up to 0.02 per
+    component), so reusing a text's vector from another call would make a verification verdict
+    depend on which question happened to encode a passage first. Keyed by call, every result is
+    what an unmemoized encoder returns for that call, as the service computes it, in any order
+    and from any thread.
+    """
 
     def __init__(self, embedder: Embedder) -> None:
         self._inner = embedder
         self.name, self.dim = embedder.name, embedder.dim
         self.max_tokens, self.tokenizer = embedder.max_tokens, embedder.tokenizer
-        self._memo: dict[str, np.ndarray] = {}
+        self._memo: dict[tuple[str, ...], np.ndarray] = {}
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._memo))
-        if missing:
-            for t, v in zip(missing, self._inner.encode(missing), strict=True):
-                self._memo[t] = v
-        if not texts:
+        key = tuple(texts)
+        if not key:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack([self._memo[t] for t in texts])
+        vectors = self._memo.get(key)
+        if vectors is None:  # two threads may both encode a call: same input, same vectors
+            vectors = self._memo[key] = self._inner.encode(list(key))
+        return vectors.copy()
 
 
 class CachingLLM:
@@ -254,6 +289,8 @@ class CachingLLM:
     def __init__(self, llm: LLM, cache: EvalCache) -> None:
         self._llm, self._cache = llm, cache
         self.name, self.style, self.context_window = llm.name, llm.style, llm.context_window
+        self.parallel = llm.parallel
+        self._turns = Turns()  # one generation per key at a time
 
     def count_tokens(self, text: str) -> int:
         return self._llm.count_tokens(text)
@@ -262,6 +299,14 @@ class CachingLLM:
         self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
     ) -> Completion:
         key = generation_key(self.name, prompt, params)
+        # Two questions asking the same prompt at once: the second waits and is served the
+        # first's answer from the cache, as it would be one after the other.
+        with self._turns.of(key):
+            return self._complete(key, prompt, params, cancel)
+
+    def _complete(
+        self, key: str, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None
+    ) -> Completion:
         hit = self._cache.get_generation(key)
         if hit is not None:
             return hit

@@ -30,7 +30,7 @@ import openai
 from service.settings import EvalSettings, Settings
 
 MAX_ERRORS = 10  # messages kept in JudgeStats.errors; the counts cover everything
-BREAKER = 3  # consecutive "judge unreachable or timed out" failures before the rest is skipped
+BREAKER = 3  # "judge unreachable or timed out" failures in a row (completion order): skip the rest
 _UNPARSABLE = {
     "InstructorRetryException",  # instructor's wrapper around a failed validation
     "IncompleteOutputException",  # output cut at max_tokens, never valid JSON
@@ -66,6 +66,7 @@ class JudgeConfig:
     json_schema: bool = False  # send the response schema in response_format (llama.cpp's grammar)
     metrics: tuple[str, ...] = JUDGE_METRICS  # the judge metrics to ask for
     local: str | None = None  # the embedded preset ``serving`` starts; base_url is set then
+    concurrency: int | None = None  # scores in flight at once; None: the run's eval concurrency
 
     @property
     def label(self) -> str:
@@ -131,10 +132,16 @@ def judge_config(spec: str | None, settings: EvalSettings) -> JudgeConfig | None
         max_tokens=settings.judge_max_tokens,
         strictness=settings.judge_strictness,
         metrics=_known_metrics(settings.judge_metrics),
+        concurrency=settings.judge_concurrency,
     )
     if spec and (spec.strip() == LOCAL or spec.strip().startswith(f"{LOCAL}:")):
         name = spec.strip().partition(":")[2] or settings.local_judge
-        return dataclasses.replace(limits, model=name, json_schema=True, local=_chat_preset(name))
+        # llama_cpp.server answers one request at a time: more in flight only wait out timeouts.
+        one = settings.judge_concurrency or 1
+        local = _chat_preset(name)
+        return dataclasses.replace(
+            limits, model=name, json_schema=True, local=local, concurrency=one
+        )
     if spec:
         where = parse_judge(spec)
         base_url, model = where.base_url, where.model
@@ -254,36 +261,58 @@ def _describe(e: BaseException) -> str:
 async def run_jobs(
     jobs: Sequence[Sequence[Job]], config: JudgeConfig, stats: JudgeStats
 ) -> list[dict[str, float]]:
-    """One score dict per observation; jobs run one at a time, failures go to ``stats``."""
-    rows: list[dict[str, float]] = []
-    down = 0  # consecutive failures to reach the judge
-    skipped = 0
-    for row_jobs in jobs:
-        row: dict[str, float] = {}
-        for job in row_jobs:
-            if down >= BREAKER:
-                skipped += 1
+    """One score dict per observation, keys in job order; failures go to ``stats``.
+
+    Up to ``config.concurrency`` jobs are in flight at once, started in job order (the
+    semaphore is first come, first served: one at a time is the sequential run). Each job's
+    deadline starts when it gets its turn, not while it waits for one. The breaker counts
+    "unreachable" failures in completion order: once ``BREAKER`` complete in a row, jobs not yet
+    started are skipped (and counted as failures); those already in flight finish.
+    """
+    turn = asyncio.Semaphore(config.concurrency or 1)
+    breaker = _Breaker()
+
+    async def score(job: Job) -> float | None:
+        async with turn:
+            if breaker.down >= BREAKER:
+                breaker.skipped += 1
                 stats.failures += 1
-                continue
+                return None
             try:
                 deadline = config.timeout_s * max(1, job.requests) + 1
                 result = await asyncio.wait_for(job.run(), timeout=deadline)
                 value = float(getattr(result, "value", result))
             except Exception as e:  # every failure is counted below, none escapes
-                down = down + 1 if _unavailable(e) else 0
+                breaker.down = breaker.down + 1 if _unavailable(e) else 0
                 stats.fail(f"{job.label} {job.metric}: {_describe(e)}", _kind(e))
-                continue
-            down = 0
+                return None
+            breaker.down = 0
             if not math.isfinite(value):
                 stats.fail(f"{job.label} {job.metric}: no score (the judge gave nothing to count)")
-                continue
-            row[job.metric] = min(1.0, max(0.0, value))  # cosine-based relevancy can dip below 0
-        rows.append(row)
-    if skipped and len(stats.errors) < MAX_ERRORS:
+                return None
+            return min(1.0, max(0.0, value))  # cosine-based relevancy can dip below 0
+
+    values = await asyncio.gather(*(score(job) for row in jobs for job in row))
+    rows: list[dict[str, float]] = []
+    at = 0
+    for row_jobs in jobs:
+        scored = zip(row_jobs, values[at : at + len(row_jobs)], strict=True)
+        rows.append({job.metric: v for job, v in scored if v is not None})
+        at += len(row_jobs)
+    if breaker.skipped and len(stats.errors) < MAX_ERRORS:
         stats.errors.append(
-            f"judge unreachable {BREAKER} times in a row: {skipped} later score(s) not requested"
+            f"judge unreachable {BREAKER} times in a row: {breaker.skipped} later score(s) "
+            "not requested"
         )
     return rows
+
+
+@dataclass
+class _Breaker:
+    """``run_jobs``' breaker: unreachable failures in a row (completion order), jobs skipped."""
+
+    down: int = 0
+    skipped: int = 0
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

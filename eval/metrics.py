@@ -313,7 +313,8 @@ def _judge_inputs(obs: Observation, judge: JudgeConfig) -> list[tuple[str, int, 
 def judge_metrics(
     observations: Sequence[Observation], judge: JudgeConfig, embed: Embed
 ) -> tuple[list[dict[str, float]], JudgeStats]:
-    """Ragas' judge metrics per observation, one request at a time; failures counted, not raised.
+    """Ragas' judge metrics per observation, ``judge.concurrency`` scores at once; failures
+    counted, not raised.
 
     A metric whose inputs are missing (no passages, an empty answer) is left out without counting
     as a failure: the judge was never asked.

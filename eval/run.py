@@ -1,7 +1,8 @@
 """The sweep runner: every configuration × question through the serving code path, scored.
 
 Each answer goes through ``service.rag`` exactly as the API would produce it (``eval.answer``),
-with the eval cache slotted in under the index and the model. Rows are appended to
+with the eval cache slotted in under the index and the model, ``eval.concurrency`` questions at
+a time (``eval.parallel``: rows keep dataset order and content). Rows are appended to
 ``OUT/rows.jsonl`` as they complete, so a killed run resumes where it stopped; the results files
 are rewritten from all rows at the end.
 """
@@ -15,14 +16,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from eval.answer import answer_case
 from eval.cache import CacheStats, CachingLLM, EvalCache, MemoEmbedder, RowStore
 from eval.chunking import chunked_index
 from eval.dataset import Case
 from eval.judge import JudgeConfig, JudgeStats
-from eval.metrics import METRICS, answer_metrics, judge_metrics, retrieval_metrics
+from eval.metrics import METRICS, Observation, answer_metrics, judge_metrics, retrieval_metrics
+from eval.parallel import in_batches
 from eval.results import build_results, write_outputs
 from eval.stats import Bootstrap
 from eval.sweep import Config, Search, successive_halving
@@ -37,6 +39,8 @@ from service.state import build_state, close_state
 DEFAULT_PRIMARY = "key_facts"
 MAX_ERRORS = 20  # judge error messages kept in results.json
 BATCH = 8  # cases scored together; a kill loses at most one batch of (cached) work
+
+Order = Literal["question", "config"]  # which pairs of a sweep are answered one after another
 
 Progress = Callable[[int, int], None]  # (pairs done, pairs planned) in this invocation
 
@@ -96,6 +100,7 @@ class _Context:
     store: RowStore
     judge: JudgeConfig | None
     progress: Progress | None
+    workers: int = 1  # questions answered at once (eval.concurrency, else the backend's batch)
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     judge_stats: list[JudgeStats] = field(default_factory=list)
     # (size, overlap) -> the app state answering from that re-chunked copy, and its cache tag
@@ -123,47 +128,92 @@ class _Context:
             self.progress(self.done, max(self.planned, self.done))
 
 
-def _evaluate(ctx: _Context, config: Config, cases: Sequence[Case]) -> None:
-    """Answer and score ``cases`` under ``config`` in batches; rows are appended per batch."""
-    todo = [c for c in cases if not ctx.store.done(config, c)]
-    if todo:
-        state, tag = ctx.state_for(config)
-    for start in range(0, len(todo), BATCH):
-        pairs = []
-        for case in todo[start : start + BATCH]:
-            pairs.append(
-                answer_case(
-                    config,
-                    case,
-                    state=state,
-                    serving=ctx.rag,
-                    cache=ctx.cache,
-                    embedder=ctx.embedder,
-                    llm=ctx.llm,
-                    index_tag=tag,
-                )
-            )
-            ctx.tick()
-        observations = [obs for obs, _ in pairs]
-        answer = answer_metrics(observations, ctx.embedder.encode)
-        judged: list[dict[str, float]] = [{} for _ in pairs]
-        if ctx.judge is not None:
-            judged, stats = judge_metrics(observations, ctx.judge, ctx.embedder.encode)
-            ctx.judge_stats.append(stats)
-        for (obs, row), a, j in zip(pairs, answer, judged, strict=True):
-            values = {**retrieval_metrics(obs, config.retrieval_k), **a, **j}
-            row["metrics"] = {k: float(v) for k, v in values.items() if v is not None}
-        ctx.store.append([row for _, row in pairs])
+def _evaluate(
+    ctx: _Context, configs: Sequence[Config], cases: Sequence[Case], order: Order = "question"
+) -> None:
+    """Answer and score every pair of ``configs`` × ``cases`` not done yet; rows are appended
+    per batch of ``BATCH`` questions, grouped by configuration.
+
+    ``order="question"`` answers a question under every configuration before the next question:
+    consecutive prompts then share everything the configurations do not change (all of it when
+    only sampling differs, the instruction, examples and first passages when ``k`` does), and
+    the model's prefix cache skips it: whole 64-token blocks in-process (exactly what a fresh
+    evaluation computes, so rows do not change), vLLM's automatic prefix caching over HTTP.
+    ``"config"`` is the order before (one configuration after another), kept for the benchmark.
+    ``ctx.workers`` pairs are answered at once (``eval.parallel``); each batch is scored and
+    written in that order once all its answers are in.
+    """
+    batches = _batches(ctx.store, configs, cases, order)
+    if not batches:
+        return
+    todo = [pair for batch in batches for pair in batch]
+    states = {config.id: ctx.state_for(config) for config, _ in todo}
+
+    def answer(item: tuple[Config, Case]) -> tuple[Observation, dict[str, Any]]:
+        config, case = item
+        state, tag = states[config.id]
+        return answer_case(
+            config,
+            case,
+            state=state,
+            serving=ctx.rag,
+            cache=ctx.cache,
+            embedder=ctx.embedder,
+            llm=ctx.llm,
+            index_tag=tag,
+        )
+
+    sizes = [len(batch) for batch in batches]
+    answered = in_batches(answer, todo, workers=ctx.workers, batch=sizes, tick=ctx.tick)
+    with contextlib.closing(answered):
+        for batch, pairs in zip(batches, answered, strict=True):
+            groups: dict[str, tuple[Config, list[tuple[Observation, dict[str, Any]]]]] = {}
+            for (config, _), pair in zip(batch, pairs, strict=True):
+                groups.setdefault(config.id, (config, []))[1].append(pair)
+            for config, group in groups.values():
+                _score(ctx, config, group)
+                ctx.store.append([row for _, row in group])
+
+
+def _batches(
+    store: RowStore, configs: Sequence[Config], cases: Sequence[Case], order: Order
+) -> list[list[tuple[Config, Case]]]:
+    """The pairs not done yet, in batches: ``BATCH`` consecutive questions under every
+    configuration ("question"), or under one configuration after another ("config"). A
+    configuration's rows are scored with the same questions in either order, and on resume."""
+    blocks = [cases[i : i + BATCH] for i in range(0, len(cases), BATCH)]
+    if order == "question":
+        chunks = [[(c, q) for q in block for c in configs] for block in blocks]
+    else:
+        chunks = [[(c, q) for q in block] for c in configs for block in blocks]
+    batches = [[(c, q) for c, q in chunk if not store.done(c, q)] for chunk in chunks]
+    return [batch for batch in batches if batch]
+
+
+def _score(
+    ctx: _Context, config: Config, pairs: Sequence[tuple[Observation, dict[str, Any]]]
+) -> None:
+    """Fill each row's metrics: retrieval, judge-free answer metrics, then the judge's."""
+    observations = [obs for obs, _ in pairs]
+    answer = answer_metrics(observations, ctx.embedder.encode)
+    judged: list[dict[str, float]] = [{} for _ in pairs]
+    if ctx.judge is not None:
+        judged, stats = judge_metrics(observations, ctx.judge, ctx.embedder.encode)
+        ctx.judge_stats.append(stats)
+    for (obs, row), a, j in zip(pairs, answer, judged, strict=True):
+        values = {**retrieval_metrics(obs, config.retrieval_k), **a, **j}
+        row["metrics"] = {k: float(v) for k, v in values.items() if v is not None}
 
 
 def _pending(store: RowStore, configs: Sequence[Config], cases: Sequence[Case]) -> int:
     return sum(not store.done(c, q) for c in configs for q in cases)
 
 
-def _grid(ctx: _Context, configs: Sequence[Config], cases: Sequence[Case]) -> dict[str, int]:
+def _grid(
+    ctx: _Context, configs: Sequence[Config], cases: Sequence[Case], order: Order
+) -> dict[str, int]:
     ctx.planned = _pending(ctx.store, configs, cases)
-    for config in configs:
-        _evaluate(ctx, config, cases)
+    _evaluate(ctx, configs, cases, order)
     return {c.id: len(cases) for c in configs}
 
 
@@ -172,8 +222,7 @@ def _halving(
 ) -> dict[str, int]:
     def evaluate(rung: Sequence[Config], subset: Sequence[Case], future: int) -> None:
         ctx.planned = ctx.done + _pending(ctx.store, rung, subset) + future
-        for config in rung:
-            _evaluate(ctx, config, subset)
+        _evaluate(ctx, rung, subset)
 
     def score(config: Config, subset: Sequence[Case]) -> float | None:
         values = [
@@ -207,12 +256,14 @@ def run_sweep(
     search: Search | None = None,
     primary_metric: str = DEFAULT_PRIMARY,
     dataset: str = "",
+    order: Order = "question",
 ) -> RunResult:
     """Evaluate ``configs`` (one of them the baseline) on ``dataset_cases``; write OUT's files.
 
     ``llm`` and ``embedder`` are injected by tests (a scripted model); otherwise they are built
     from ``settings`` exactly as the service builds them. ``judge`` is ``metrics.parse_judge``'s
-    config, or None for the metrics that need no judge model.
+    config, or None for the metrics that need no judge model. ``order``: see ``_evaluate``
+    (the same rows either way; "question" lets the model's prefix cache work).
     """
     if sum(c.baseline for c in configs) != 1:
         raise ValueError("exactly one configuration must be the baseline")
@@ -231,6 +282,9 @@ def run_sweep(
         for c in configs:  # an unknown template fails now, not an hour into the sweep
             state.registry.get(template_for(c.template, state.llm.style))
         store = RowStore(out_dir / "rows.jsonl", state.llm.name, state.index.version, dataset_cases)
+        workers = settings.eval.concurrency or state.llm.parallel
+        if judge is not None and judge.concurrency is None:
+            judge = dataclasses.replace(judge, concurrency=workers)
         ctx = _Context(
             settings=settings,
             rag=serving,
@@ -241,13 +295,14 @@ def run_sweep(
             store=store,
             judge=judge,
             progress=progress,
+            workers=workers,
             stack=stack,
         )
         if search.method == "halving":
             metric = search.metric or primary_metric
             seen = _halving(ctx, configs, dataset_cases, search, metric)
         else:
-            seen = _grid(ctx, configs, dataset_cases)
+            seen = _grid(ctx, configs, dataset_cases, order)
         results = build_results(
             configs=[c for c in configs if c.id in seen],
             rows_of=lambda c: store.of(c, dataset_cases),
@@ -269,6 +324,7 @@ def run_sweep(
                 "primary_metric": primary_metric,
                 "search": dataclasses.asdict(search),
                 "cache": cache.stats.as_dict(),
+                "concurrency": workers,
                 "computed": ctx.done,
                 "resumed": store.resumed,
                 "seconds": round(time.perf_counter() - t0, 2),
@@ -288,5 +344,6 @@ def _judge_info(judge: JudgeConfig | None, stats: list[JudgeStats]) -> dict[str,
         "base_url": judge.base_url,
         "model": judge.model,
         "local": judge.local,
+        "concurrency": judge.concurrency,
         "stats": merge_stats(stats),
     }

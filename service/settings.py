@@ -384,6 +384,22 @@ class EvalSettings(BaseModel):
     runs_dir: Path | None = Field(
         None, description="Where run folders go when --out is not given; empty: HOME/eval/runs."
     )
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="Questions of one configuration `eval run` and `eval models` answer at once "
+        "(rows stay in dataset order and match a one-at-a-time run at temperature 0); empty: "
+        "what the backend batches (1 in-process, llm.parallel for the server engine, and for openai "
+        "llm.parallel if set, else 1). "
+        "More than that wait at the backend's gate (llm.queue_size, llm.queue_timeout_s).",
+    )
+    judge_concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="Judge requests in flight at once; empty: eval.concurrency's value for a "
+        "judge server, 1 for `--judge local` (its server answers one request at a time, and a "
+        "queued request's timeout runs while it waits).",
+    )
     sweep_threads: int = Field(
         1,
         ge=0,

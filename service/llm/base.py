@@ -116,6 +116,9 @@ class LLM(Protocol):
     name: str  # the model name reported to clients
     style: Style  # how prompts must be rendered for it
     context_window: int  # tokens, prompt and answer together
+    # Generations the backend runs at once: 1 in-process, the slots of llama-server, what an HTTP
+    # server batches. Callers with many independent requests (eval) send this many concurrently.
+    parallel: int
 
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` takes in this model's own tokenizer (exact or a safe over-estimate)."""

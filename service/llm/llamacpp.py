@@ -89,6 +89,7 @@ class LlamaCppLLM:
             raise LLMUnavailable(f"{name} has no chat template in its GGUF; use style 'completion'")
         self.context_window: int = llama.n_ctx()
         self._gate = Gate(queue_size, queue_timeout_s)
+        self.parallel = self._gate.slots  # one KV cache: generation is serialized
         self._bos: list[int] = [llama.token_bos()] if llama._model.add_bos_token() else []
         self._closed = False
         # Cached positions a fresh evaluation would reproduce exactly (see _reusable_prefix).

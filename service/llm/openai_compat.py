@@ -54,6 +54,9 @@ class OpenAICompatLLM:
         self._token_prompts = token_prompts
         self.style: Style = settings.style or "chat"
         self.context_window = settings.context_window
+        # A server's batch is not discoverable over the OpenAI API: `llm.parallel` when set, else
+        # one at a time (llama-cpp-python's server interrupts a stream when another request comes).
+        self.parallel = settings.parallel if "parallel" in settings.model_fields_set else 1
         self.name = settings.name or settings.model
         self._model = settings.model
         self._base = settings.base_url.rstrip("/")

@@ -53,6 +53,7 @@ class LlamaServerLLM:
         self.name = http.name
         self.style = http.style
         self.context_window = http.context_window
+        self.parallel = gate.slots  # llama-server's slots decode together
         self._closed = False
 
     @classmethod

@@ -55,7 +55,10 @@ class LLMSettings(BaseModel):
         4,
         ge=1,
         description="server engine: slots that generate at once (each holds n_ctx tokens of KV "
-        "cache); `queue_size` more wait.",
+        "cache); `queue_size` more wait. openai, when set: requests the server batches (vLLM's "
+        "max_num_seqs, llama-server's --parallel), what eval sends at once by default; unset, "
+        "eval sends one at a time (llama-cpp-python's server interrupts a stream when another "
+        "request comes). The in-process engine generates one at a time.",
     )
     server_binary: Path | None = Field(
         None,

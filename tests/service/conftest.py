@@ -23,6 +23,7 @@ class ScriptedLLM:
     name = "scripted"
     style = "completion"
     context_window = 2048
+    parallel = 1
 
     def __init__(
         self,

@@ -58,7 +58,7 @@ def test_a_missing_program_or_a_broken_model_is_a_clear_error(tmp_path: Path) ->
 
 
 def test_completion_and_stream_answer_paris(engine: LlamaServerLLM) -> None:
-    assert engine.ready() and engine.name == "gemma-3-270m-q4_k_m"
+    assert engine.ready() and engine.name == "gemma-3-270m-q4_k_m" and engine.parallel == 2
     out = engine.complete(Prompt(text=FRANCE), GREEDY)
     assert (out.text, out.finish_reason) == (" Paris", "stop")
     assert out.timings["queue"] <= out.timings["first_token"] <= out.timings["total"]

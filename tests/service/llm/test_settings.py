@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from service.llm import LLMSettings, load_llm
+from service.llm.llamacpp import LlamaCppLLM
 from service.llm.openai_compat import OpenAICompatLLM
 from service.settings import Settings
 from tests.conftest import free_port
@@ -54,6 +55,19 @@ def test_openai_backend_builds_while_server_is_down() -> None:
     assert not llm.ready()
     assert time.monotonic() - t0 < 2
     llm.close()
+
+
+def test_each_backend_says_what_it_batches(llm: LlamaCppLLM) -> None:
+    """What eval answers at once by default: one in-process; over HTTP ``llm.parallel`` when it
+    is set, else one (the server engine's slots: tests/service/llm/test_server_engine.py)."""
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    told = load_llm(LLMSettings(backend="openai", base_url=url, parallel=6))
+    unset = load_llm(LLMSettings(backend="openai", base_url=url))
+    from_env = Settings.model_validate({"llm": {"backend": "openai", "parallel": 3}}).llm
+    assert (llm.parallel, told.parallel, unset.parallel) == (1, 6, 1)
+    assert load_llm(from_env).parallel == 3
+    told.close()
+    unset.close()
 
 
 @pytest.mark.parametrize(
