@@ -49,12 +49,18 @@ AXES = {
 }
 
 
+# Not compared: the wall-clock latency, and whether the answer came from the eval cache (two
+# configurations that build the same prompt, say k 3 and 5 when only 3 passages pass the floor,
+# share one generation: whichever is asked first generates it).
+VOLATILE = {"latency_s", "cached"}
+
+
 def rows(out: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """rows.jsonl by (config, case), without the wall-clock latency."""
+    """rows.jsonl by (config, case), without the ``VOLATILE`` fields."""
     lines = (out / "rows.jsonl").read_text().splitlines()
     parsed = [json.loads(line) for line in lines]
     return {
-        (r["config"], r["case"]): {k: v for k, v in r.items() if k != "latency_s"} for r in parsed
+        (r["config"], r["case"]): {k: v for k, v in r.items() if k not in VOLATILE} for r in parsed
     }
 
 
@@ -100,6 +106,20 @@ def main() -> int:
             print(f"  {order:<8} {seconds:7.1f} s", flush=True)
     a, b = kept["config"], kept["question"]
     same = [k for k in a if a[k] == b.get(k)]
+    differing = [  # what differs in each differing row: (config order's, question order's)
+        {
+            "config": config,
+            "case": case,
+            "temperature": a[config, case]["sampling"]["temperature"],
+            "fields": {
+                f: [a[config, case].get(f), b.get((config, case), {}).get(f)]
+                for f in dict.fromkeys([*a[config, case], *b.get((config, case), {})])
+                if a[config, case].get(f) != b.get((config, case), {}).get(f)
+            },
+        }
+        for config, case in a
+        if (config, case) not in same
+    ]
     at_zero = [k for k in a if a[k]["sampling"]["temperature"] == 0]
     summary = {
         "configs": len(sweep.configs),
@@ -134,6 +154,7 @@ def main() -> int:
                 "axes": AXES,
                 "runs": runs,
                 "summary": summary,
+                "differing_rows": differing,
             },
             indent=1,
         )

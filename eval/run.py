@@ -134,9 +134,10 @@ def _evaluate(
     """Answer and score every pair of ``configs`` × ``cases`` not done yet; rows are appended
     per batch of ``BATCH`` questions, grouped by configuration.
 
-    ``order="question"`` answers a question under every configuration before the next question:
-    consecutive prompts then share everything the configurations do not change (all of it when
-    only sampling differs, the instruction, examples and first passages when ``k`` does), and
+    ``order="question"`` answers a question under every configuration before the next question,
+    configurations that differ only in sampling back to back: consecutive prompts then share
+    everything the configurations do not change (all of it when only sampling differs, the
+    instruction and examples when retrieval does), and
     the model's prefix cache skips it: whole 64-token blocks in-process (exactly what a fresh
     evaluation computes, so rows do not change), vLLM's automatic prefix caching over HTTP.
     ``"config"`` is the order before (one configuration after another), kept for the benchmark.
@@ -167,10 +168,12 @@ def _evaluate(
     answered = in_batches(answer, todo, workers=ctx.workers, batch=sizes, tick=ctx.tick)
     with contextlib.closing(answered):
         for batch, pairs in zip(batches, answered, strict=True):
-            groups: dict[str, tuple[Config, list[tuple[Observation, dict[str, Any]]]]] = {}
+            groups: dict[str, list[tuple[Observation, dict[str, Any]]]] = {}
             for (config, _), pair in zip(batch, pairs, strict=True):
-                groups.setdefault(config.id, (config, []))[1].append(pair)
-            for config, group in groups.values():
+                groups.setdefault(config.id, []).append(pair)
+            for config in configs:  # rows in the sweep's order of configurations
+                if not (group := groups.get(config.id)):
+                    continue
                 _score(ctx, config, group)
                 ctx.store.append([row for _, row in group])
 
@@ -183,11 +186,27 @@ def _batches(
     configuration's rows are scored with the same questions in either order, and on resume."""
     blocks = [cases[i : i + BATCH] for i in range(0, len(cases), BATCH)]
     if order == "question":
-        chunks = [[(c, q) for q in block for c in configs] for block in blocks]
+        adjacent = _same_prompts_together(configs)
+        chunks = [[(c, q) for q in block for c in adjacent] for block in blocks]
     else:
         chunks = [[(c, q) for q in block] for c in configs for block in blocks]
     batches = [[(c, q) for c, q in chunk if not store.done(c, q)] for chunk in chunks]
     return [batch for batch in batches if batch]
+
+
+def _same_prompts_together(configs: Sequence[Config]) -> list[Config]:
+    """``configs`` with those that differ only in sampling next to each other (in order of first
+    appearance): they build the same prompt for a question, and the in-process engine keeps
+    only the previous prompt, so asked one after another they reuse all of it. A sweep over
+    temperature × k would otherwise alternate k and reuse only the instruction and examples."""
+
+    def prompt_part(config: Config) -> str:
+        return repr([(p, v) for p, v in config.values if not p.startswith("rag.sampling.")])
+
+    rank: dict[str, int] = {}
+    for config in configs:
+        rank.setdefault(prompt_part(config), len(rank))
+    return sorted(configs, key=lambda c: rank[prompt_part(c)])
 
 
 def _score(

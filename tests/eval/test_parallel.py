@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import threading
 import time
@@ -352,12 +353,14 @@ class Recording(PromptEcho):
         super().__init__()
         self.cases = cases
         self.asked: list[str] = []
+        self.prompts: list[str] = []
 
     def complete(
         self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
     ) -> Completion:
         text = prompt.text or ""
         self.asked += [c.id for c in self.cases if c.question in text][-1:]
+        self.prompts.append(text)
         return super().complete(prompt, params, cancel)
 
 
@@ -388,6 +391,9 @@ def test_a_question_is_asked_under_every_configuration_before_the_next(
             else [c.id for _ in range(per) for c in subset]
         )
         assert llm.asked == expected, order
+        if order == "question":  # configurations that build the same prompt ask it back to back
+            runs = [text for text, _ in itertools.groupby(llm.prompts)]
+            assert len(runs) == len(set(llm.prompts)) == len(subset) * 3  # the baseline, k 2, k 3
         rows[order] = by_pair(rows_of(out))
     assert rows["question"].keys() == rows["config"].keys()
     assert len(rows["question"]) == per * len(subset) and per == 5  # the baseline and 2 × 2
