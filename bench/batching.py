@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -46,7 +45,7 @@ from openai import OpenAI
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.serve import DATA, SEED, build_home, pct, serve_process, service_once  # noqa: E402
+from bench.serve import DATA, SEED, build_home, pct, serve_process, service_once, write_result  # noqa: E402
 from ingest.embed import load_embedder  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
@@ -184,18 +183,13 @@ def main() -> int:
                 f"{e:<13} {row['clients']:>7} {row['tokens_per_s']:>7.2f} {ratio:>11.2f}x "
                 f"{row['ttft_p95_ms']:>11.0f} {row['identical_to_one_client']:>9}/{row['requests']}"
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                "config": {k: str(v) for k, v in vars(args).items()} | {"seed": SEED},
-                "results": results,
-            },
-            indent=1,
-        )
+    write_result(
+        args.out,
+        {
+            "config": {k: str(v) for k, v in vars(args).items()} | {"seed": SEED},
+            "results": results,
+        },
     )
-    print(f"wrote {args.out}")
     return 0
 
 

@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import statistics
 import sys
 from pathlib import Path
@@ -38,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.serve import pct  # noqa: E402
+from bench.serve import pct, write_result  # noqa: E402
 from service import rag  # noqa: E402
 from service.llm.base import Completion, Prompt  # noqa: E402
 from service.llm.llamacpp import LlamaCppLLM  # noqa: E402
@@ -133,13 +131,8 @@ def main() -> int:
                 f"{r['cached_tokens_mean']:6.0f}/{r['prompt_tokens_mean']:<6.0f} "
                 f"{r['same_answer_as_cold']}/{r['prompts']}"
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"cpus": os.cpu_count(), "platform": platform.platform()}
     config = {"model": llm.name, "threads": settings.llm.threads, "limit": args.limit}
-    args.out.write_text(
-        json.dumps({"machine": machine, "config": config, "results": results}, indent=1) + "\n"
-    )
-    print(f"wrote {args.out}")
+    write_result(args.out, {"config": config, "results": results})
     return 0
 
 

@@ -72,6 +72,14 @@ BOUNDED_GROWTH = 0.02  # RSS may grow by this share of itself during the repeate
 PAUSE_S = 0.05  # lets the other process's OpenMP threads stop spinning before the next run
 
 
+def write_result(out: Path, payload: dict[str, Any]) -> None:
+    """A bench's JSON at ``out``, with the machine it ran on first."""
+    machine = {"cpus": os.cpu_count(), "platform": platform.platform()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine, **payload}, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
 def pct(xs: list[float], p: float) -> float:
     return float(np.percentile(xs, p)) if xs else float("nan")
 

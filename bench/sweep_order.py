@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -33,6 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.serve import write_result  # noqa: E402
 from eval.dataset import load_dataset  # noqa: E402
 from eval.run import run_sweep  # noqa: E402
 from eval.sweep import parse_sweep  # noqa: E402
@@ -146,20 +145,10 @@ def main() -> int:
         f"{summary['identical_rows']}/{summary['rows']}, at temperature 0 "
         f"{summary['identical_rows_at_temperature_0']}/{summary['rows_at_temperature_0']}"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                "axes": AXES,
-                "runs": runs,
-                "summary": summary,
-                "differing_rows": differing,
-            },
-            indent=1,
-        )
+    write_result(
+        args.out,
+        {"axes": AXES, "runs": runs, "summary": summary, "differing_rows": differing},
     )
-    print(f"wrote {args.out}")
     return 0
 
 
