@@ -73,21 +73,12 @@ def main() -> int:
             rag_settings = settings.rag
             if name != "default":
                 rag_settings = rag_settings.model_copy(update={"template": name})
-            serving, _ = state.serving.effective(rag_settings)
+            serving, version = state.serving.effective(rag_settings)
             params = rag.sampling_params(serving, temperature=0, seed=0)
             params = dataclasses.replace(params, max_tokens=8)
             prompts = []
             for q in questions(args.limit):
-                plan = rag.plan_answer(
-                    question=q,
-                    embedder=state.embedder,
-                    index=state.index,
-                    llm=llm,
-                    registry=state.registry,
-                    rag=serving,
-                    params=params,
-                    fence_key=state.fence_key,
-                )
+                plan = state.plan(q, serving, params=params, serving_version=version)
                 if plan.grounded:
                     prompts.append(plan.prompt)
             unrelated = Prompt(text="Zebras graze on the savanna at dawn.")
