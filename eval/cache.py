@@ -89,7 +89,7 @@ class EvalCache:
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self.stats = CacheStats()
-        self.turns = Turns()  # one search per key at a time (see retrieval)
+        self._turns = Turns()  # one search per key at a time (see retrieval)
 
     def get_retrieval(
         self, index_version: int, question: str, k: int, min_score: float
@@ -117,7 +117,7 @@ class EvalCache:
         once (a question under two configurations, in question order) run it once: the second
         waits and hits the cache, as it would one after the other."""
         args = (index_version, question, k, min_score)
-        with self.turns.of(args):
+        with self._turns.of(args):
             ranked = self.get_retrieval(*args)
             if ranked is None:
                 ranked = run()
