@@ -154,6 +154,15 @@ class LlamaCppLLM:
             tokens += self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=markup)
         return tokens
 
+    @property
+    def model_path(self) -> str:
+        """The GGUF file this model was loaded from."""
+        return str(self._llama.model_path)
+
+    def prompt_tokens(self, prompt: Prompt) -> list[int]:
+        """The token ids the model is fed for ``prompt``, BOS included."""
+        return self._bos + self._prompt_tokens(prompt)
+
     def count_tokens(self, text: str) -> int:
         """Exact count in the model's tokenizer, without BOS (the prompt gets one BOS in all)."""
         return len(self._tokens(text))
@@ -194,7 +203,7 @@ class LlamaCppLLM:
         """
         if self._closed:
             raise LLMUnavailable("the llama.cpp model is closed")
-        tokens = self._bos + self._prompt_tokens(prompt)
+        tokens = self.prompt_tokens(prompt)
         if len(tokens) >= self.context_window:
             raise LLMError(
                 f"prompt is {len(tokens)} tokens; the context window is {self.context_window}"
