@@ -42,6 +42,7 @@ class Summary:
     bytes: int = 0
     seconds: float = 0.0
     version: int = 0
+    merges: int = 0  # segment merges published after the run's commits
     problems: list[dict[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:

@@ -1,38 +1,40 @@
-"""BM25 over chunk text, one immutable snapshot per index version (the only bm25s importer).
+"""BM25 over chunk text in immutable segments, scored with the whole collection's statistics.
 
-bm25s precomputes every (term, chunk) score into a sparse matrix, which makes a query a few
-vector additions, but the scores depend on collection statistics (document frequencies, average
-length), so any change means a new matrix. A commit therefore rebuilds the matrix from token ids
-kept with each version; only the text of new chunks is tokenized. Rebuilding is about 12 µs per
-chunk on this machine (1M chunks: ~12 s), the same order as rewriting the FAISS file, and it keeps
-BM25 and FAISS in the same version directory, switched by the same SQLite transaction.
+A segment keeps raw term frequencies, not scores: a CSC-style posting matrix over its own sorted
+vocabulary of stems (``indptr``, ``rows``, ``tf``) plus each chunk's length. BM25 needs
+collection-wide document frequencies and average length, and those change with every commit, so
+they are summed over the live rows of all segments at query time (a posting list per query term
+per segment), and scores are exact Lucene BM25 whatever the segmentation: a commit writes only its
+new chunks, a deletion only hides rows, and a merge concatenates postings without re-tokenizing.
+bm25s (the reference implementation the tests compare scores with) provides the stop words.
 
-Files of a snapshot, all plain ``.npy`` / JSON that load memory-mapped:
-``bm25/`` (bm25s' own save format), ``tokens.npy`` + ``offsets.npy`` (each chunk's token ids),
-``ids.npy`` (the chunk id of each BM25 row) and ``tokenizer.json`` (bm25s' vocabulary).
+Files of a segment's ``lexical/`` directory, plain ``.npy`` and JSON that load memory-mapped:
+``terms.json`` (the sorted stems), ``indptr.npy``, ``rows.npy``, ``tf.npy`` and ``lengths.npy``.
 """
 
 from __future__ import annotations
 
-import logging
+import json
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-import bm25s
 import numpy as np
 import Stemmer
-from bm25s.tokenization import Tokenizer
+from bm25s.stopwords import STOPWORDS_EN
 
-__all__ = ["LexicalIndex", "lexical_text"]
+__all__ = ["K1", "B", "LexicalSegment", "LivePostings", "bm25_search", "lexical_text", "stems"]
 
-BM25_DIR = "bm25"
-TOKENIZER_FILE = "tokenizer.json"
+TERMS_FILE = "terms.json"
 # Lucene's BM25 variant and parameters: the configuration behind the published BEIR numbers.
 K1, B = 1.2, 0.75
 
-# bm25s reports "empty query" and similar at INFO/WARNING; a query is allowed to miss.
-logging.getLogger("bm25s").setLevel(logging.ERROR)
+_SPLIT = re.compile(r"(?u)\b\w\w+\b").findall  # bm25s' default splitter
+_STOP = frozenset(STOPWORDS_EN)
+_STEMMER = Stemmer.Stemmer("english")
 
 
 def lexical_text(heading: Sequence[str], text: str) -> str:
@@ -40,143 +42,213 @@ def lexical_text(heading: Sequence[str], text: str) -> str:
     return " ".join(heading) + "\n" + text if heading else text
 
 
-def _tokenizer() -> Tokenizer:
-    return Tokenizer(stemmer=Stemmer.Stemmer("english"), stopwords="en")
+def stems(text: str) -> list[str]:
+    """The text's terms in order, as bm25s tokenizes: lowercase, split, stop words out, stemmed."""
+    return list(_STEMMER.stemWords([w for w in _SPLIT(text.lower()) if w not in _STOP]))
 
 
-def _copy_vocab(source: Tokenizer) -> Tokenizer:
-    """A tokenizer with its own copy of ``source``'s vocabulary (the stemmer is stateless)."""
-    tokenizer = _tokenizer()
-    tokenizer.word_to_stem = dict(source.word_to_stem)
-    tokenizer.stem_to_sid = dict(source.stem_to_sid)
-    tokenizer.word_to_id = dict(source.word_to_id)
-    return tokenizer
+@dataclass(frozen=True)
+class LexicalSegment:
+    """One segment's term frequencies; row ``r`` is the segment's ``r``-th chunk."""
 
+    terms: list[str]  # sorted stems; column t of the posting matrix is terms[t]
+    indptr: np.ndarray  # (len(terms) + 1,) int64: column t's postings are [indptr[t], indptr[t+1])
+    rows: np.ndarray  # int32 row of each posting, ascending within a column
+    tf: np.ndarray  # float32 count of the term in that row
+    lengths: np.ndarray  # (n,) float32 terms per row
 
-class LexicalIndex:
-    """An immutable BM25 snapshot; ``updated`` returns a new one, so readers never see a change."""
-
-    def __init__(
-        self,
-        tokenizer: Tokenizer,
-        tokens: np.ndarray,
-        offsets: np.ndarray,
-        ids: np.ndarray,
-        bm25: bm25s.BM25 | None,
-    ) -> None:
-        self._tokenizer = tokenizer
-        self._tokens = tokens
-        self._offsets = offsets
-        self._ids = ids
-        self._bm25 = bm25
-        # The empty-text token; a query made only of it (or of unknown words) matches nothing.
-        self._empty_id = tokenizer.word_to_id.get("")
-        self._stopwords = frozenset(tokenizer.stopwords or ())
-
-    @classmethod
-    def empty(cls) -> LexicalIndex:
-        return cls(
-            _tokenizer(),
-            np.zeros(0, np.int32),
-            np.zeros(1, np.int64),
-            np.zeros(0, np.int64),
-            None,
-        )
+    @cached_property
+    def _column(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self.terms)}
 
     def __len__(self) -> int:
-        return int(self._ids.size)
+        return int(self.lengths.size)
 
-    def vocabulary_entries(self) -> int:
-        """Entries in the tokenizer's dictionaries (a query must never add to them)."""
-        t = self._tokenizer
-        return len(t.word_to_stem) + len(t.stem_to_sid) + len(t.word_to_id)
+    @classmethod
+    def build(cls, texts: Sequence[str]) -> LexicalSegment:
+        """Tokenize ``texts`` (one per row) into a new segment."""
+        return cls.of_terms([stems(t) for t in texts])
 
-    @property
-    def ids(self) -> np.ndarray:
-        """Chunk id of each indexed row (for consistency checks against FAISS)."""
-        return self._ids
+    @classmethod
+    def of_terms(cls, docs: Sequence[Sequence[str]]) -> LexicalSegment:
+        """A new segment of already tokenized rows."""
+        terms = sorted({s for d in docs for s in d})
+        column = {t: i for i, t in enumerate(terms)}
+        cols = np.fromiter((column[s] for d in docs for s in d), np.int64)
+        rows = np.repeat(np.arange(len(docs), dtype=np.int64), [len(d) for d in docs])
+        lengths = np.fromiter((len(d) for d in docs), np.float32, len(docs))
+        return cls._from_pairs(terms, cols, rows, np.ones(cols.size, np.float32), lengths)
 
-    # --- building ------------------------------------------------------------------------
+    @classmethod
+    def from_bm25s(cls, directory: Path) -> tuple[LexicalSegment, np.ndarray]:
+        """The BM25 files of a store from before segments; returns the segment and its chunk ids.
 
-    def updated(self, removes: np.ndarray, adds: Sequence[tuple[int, str]]) -> LexicalIndex:
-        """A new snapshot without the chunk ids in ``removes`` and with ``adds`` (id, text)."""
-        keep = ~np.isin(self._ids, removes) if removes.size else np.ones(len(self), bool)
-        starts, ends = self._offsets[:-1][keep], self._offsets[1:][keep]
-        old = [
-            self._tokens[s:e].tolist() for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+        Those kept each chunk's token ids and bm25s' vocabulary, so the terms are exact.
+        """
+        vocab = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
+        stem_of = {int(sid): stem for stem, sid in vocab["stem_to_sid"].items()}
+        tokens = np.load(directory / "tokens.npy").tolist()
+        offsets = np.load(directory / "offsets.npy").tolist()
+        ids = np.load(directory / "ids.npy").astype(np.int64)
+        docs = [
+            [t for t in (stem_of.get(x, "") for x in tokens[offsets[r] : offsets[r + 1]]) if t]
+            for r in range(ids.size)
         ]
-        tokenizer = _copy_vocab(self._tokenizer)  # readers keep using the current vocabulary
-        new = tokenizer.tokenize(
-            [text for _, text in adds], update_vocab=True, show_progress=False, return_as="ids"
+        order = np.argsort(ids, kind="stable")
+        return cls.of_terms([docs[i] for i in order]), ids[order]
+
+    @classmethod
+    def _from_pairs(
+        cls,
+        terms: list[str],
+        cols: np.ndarray,
+        rows: np.ndarray,
+        tf: np.ndarray,
+        lengths: np.ndarray,
+    ) -> LexicalSegment:
+        """Postings from (column, row, count) triples; duplicates are summed."""
+        n = max(int(lengths.size), 1)
+        keys, inverse = np.unique(cols * n + rows, return_inverse=True)
+        counts = np.bincount(inverse, weights=tf, minlength=keys.size).astype(np.float32)
+        indptr = np.zeros(len(terms) + 1, np.int64)
+        np.cumsum(np.bincount(keys // n, minlength=len(terms)), out=indptr[1:])
+        return cls(terms, indptr, (keys % n).astype(np.int32), counts, lengths)
+
+    @classmethod
+    def merge(
+        cls, parts: Sequence[tuple[LexicalSegment, np.ndarray, np.ndarray]]
+    ) -> tuple[LexicalSegment, np.ndarray]:
+        """One segment of the kept rows of each part, ordered by chunk id; returns it and its ids.
+
+        ``parts`` holds (segment, rows to keep, chunk id of every row of the segment).
+        """
+        terms = sorted({t for seg, _, _ in parts for t in seg.terms})
+        vocab = np.asarray(terms)
+        kept_ids = [np.asarray(ids, np.int64)[keep] for _, keep, ids in parts]
+        merged_ids = np.concatenate(kept_ids) if kept_ids else np.zeros(0, np.int64)
+        order = np.argsort(merged_ids, kind="stable")
+        rank = np.empty(order.size, np.int64)
+        rank[order] = np.arange(order.size)
+        cols, rows, tfs, lengths = [], [], [], []
+        offset = 0
+        for seg, keep, _ in parts:
+            new_row = np.full(len(seg), -1, np.int64)
+            new_row[keep] = rank[offset : offset + keep.size]
+            remap = np.searchsorted(vocab, np.asarray(seg.terms)) if seg.terms else vocab[:0]
+            col = np.repeat(np.asarray(remap, np.int64), np.diff(seg.indptr))
+            row = new_row[np.asarray(seg.rows, np.int64)]
+            live = row >= 0
+            cols.append(col[live])
+            rows.append(row[live])
+            tfs.append(np.asarray(seg.tf)[live])
+            lengths.append(np.asarray(seg.lengths)[keep])
+            offset += keep.size
+        merged = cls._from_pairs(
+            terms,
+            np.concatenate(cols) if cols else np.zeros(0, np.int64),
+            np.concatenate(rows) if rows else np.zeros(0, np.int64),
+            np.concatenate(tfs) if tfs else np.zeros(0, np.float32),
+            (np.concatenate(lengths) if lengths else np.zeros(0, np.float32))[order],
         )
-        docs: list[list[int]] = old + [list(map(int, d)) for d in new]
-        ids = np.concatenate(
-            [self._ids[keep], np.fromiter((i for i, _ in adds), np.int64, len(adds))]
-        )
-        lengths = np.fromiter((len(d) for d in docs), np.int64, len(docs))
-        offsets = np.zeros(len(docs) + 1, np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        tokens = np.fromiter((t for d in docs for t in d), np.int32, int(offsets[-1]))
-        bm25 = None
-        if docs:
-            bm25 = bm25s.BM25(k1=K1, b=B, method="lucene")
-            vocab = dict(tokenizer.get_vocab_dict())
-            bm25.index((docs, vocab), show_progress=False, create_empty_token=False)
-        return LexicalIndex(tokenizer, tokens, offsets, ids, bm25)
+        return merged, merged_ids[order]
+
+    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """Rows holding ``term`` and its count in each."""
+        col = self._column.get(term)
+        if col is None:
+            return np.zeros(0, np.int32), np.zeros(0, np.float32)
+        lo, hi = int(self.indptr[col]), int(self.indptr[col + 1])
+        return self.rows[lo:hi], self.tf[lo:hi]
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        np.save(directory / "tokens.npy", self._tokens)
-        np.save(directory / "offsets.npy", self._offsets)
-        np.save(directory / "ids.npy", self._ids)
-        self._tokenizer.save_vocab(str(directory), TOKENIZER_FILE)
-        if self._bm25 is not None:
-            self._bm25.save(str(directory / BM25_DIR))
+        (directory / TERMS_FILE).write_text(json.dumps(self.terms), encoding="utf-8")
+        for name in ("indptr", "rows", "tf", "lengths"):
+            np.save(directory / f"{name}.npy", getattr(self, name))
 
     @classmethod
-    def load(cls, directory: Path, *, mmap: bool = True) -> LexicalIndex:
-        """Load a saved snapshot; with ``mmap`` the arrays stay in the page cache, not the heap."""
+    def load(cls, directory: Path, *, mmap: bool = True) -> LexicalSegment:
+        """Load a saved segment; with ``mmap`` the arrays stay in the page cache, not the heap."""
         mode: Literal["r"] | None = "r" if mmap else None
-        tokenizer = _tokenizer()
-        tokenizer.load_vocab(str(directory), TOKENIZER_FILE)
-        tokens = np.load(directory / "tokens.npy", mmap_mode=mode)
-        offsets = np.load(directory / "offsets.npy", mmap_mode=mode)
-        ids = np.load(directory / "ids.npy", mmap_mode=mode)
-        bm25 = None
-        if (directory / BM25_DIR).is_dir():
-            bm25 = bm25s.BM25.load(str(directory / BM25_DIR), mmap=mmap, show_progress=False)
-        if offsets.size != ids.size + 1 or int(offsets[-1]) != tokens.size:
-            raise ValueError(f"{directory}: token arrays disagree ({ids.size} ids)")
-        return cls(tokenizer, tokens, offsets, ids, bm25)
+        terms = json.loads((directory / TERMS_FILE).read_text(encoding="utf-8"))
+        arrays = {n: np.load(directory / f"{n}.npy", mmap_mode=mode) for n in ("indptr", "rows")}
+        arrays |= {n: np.load(directory / f"{n}.npy", mmap_mode=mode) for n in ("tf", "lengths")}
+        seg = cls(terms, **arrays)
+        if (
+            seg.indptr.size != len(terms) + 1
+            or int(seg.indptr[-1]) != seg.rows.size
+            or seg.rows.size != seg.tf.size
+        ):
+            raise ValueError(f"{directory}: posting arrays disagree ({len(terms)} terms)")
+        return seg
 
-    # --- searching -----------------------------------------------------------------------
 
-    def query_ids(self, query: str) -> list[int]:
-        """Vocabulary ids of the query's terms, tokenized as the chunks were.
+@dataclass(frozen=True)
+class LivePostings:
+    """A segment as one version sees it: ``dead`` marks rows deleted since it was written."""
 
-        Read-only on purpose: bm25s' own ``tokenize`` records every new word it stems, even with
-        ``update_vocab=False``, so a long-running server would grow a dict with every query.
-        """
-        t = self._tokenizer
-        stop = self._stopwords
-        out: set[int] = set()
-        for word in t.splitter(query.lower()):
-            known = t.word_to_id.get(word)
-            if known is None and word not in stop:
-                known = t.stem_to_sid.get(t.stemmer(word))
-            if known is not None and known != self._empty_id:
-                out.add(int(known))
-        return sorted(out)
+    segment: LexicalSegment
+    ids: np.ndarray  # chunk id of each row
+    dead: np.ndarray | None  # bool per row, None when no row is deleted
 
-    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Chunk ids and BM25 scores of the best ``k`` chunks sharing a term with ``query``."""
-        terms = self.query_ids(query)
-        if self._bm25 is None or not terms or k <= 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        scores = self._bm25.get_scores_from_ids(terms)
-        matched = np.flatnonzero(scores > 0)
-        if matched.size > k:
-            part = np.argpartition(-scores[matched], k - 1)[:k]
-            matched = matched[part]
-        order = matched[np.argsort(-scores[matched], kind="stable")]
-        return np.asarray(self._ids[order], np.int64), scores[order].astype(np.float32)
+    def live(self, rows: np.ndarray) -> np.ndarray:
+        return np.ones(rows.size, bool) if self.dead is None else ~self.dead[rows]
+
+    @cached_property
+    def count(self) -> int:
+        return len(self.segment) - (0 if self.dead is None else int(self.dead.sum()))
+
+    @cached_property
+    def total_length(self) -> float:
+        lengths = np.asarray(self.segment.lengths, np.float64)
+        return float(lengths.sum() if self.dead is None else lengths[~self.dead].sum())
+
+
+def bm25_search(parts: Sequence[LivePostings], query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Chunk ids and Lucene BM25 scores of the best ``k`` live chunks sharing a term with ``query``.
+
+    Document frequencies, the collection size and the average length count live rows of every
+    segment, so the scores equal those of one index over the same chunks. Ties go to the lower
+    chunk id.
+    """
+    terms = sorted(set(stems(query)))
+    n_docs = sum(p.count for p in parts)
+    if not terms or k <= 0 or n_docs == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    avgdl = sum(p.total_length for p in parts) / n_docs
+    found: list[list[tuple[np.ndarray, np.ndarray]]] = []  # per part, per term: live postings
+    df = np.zeros(len(terms))
+    for p in parts:
+        per_term = []
+        for t, term in enumerate(terms):
+            rows, tf = p.segment.postings(term)
+            live = p.live(rows)
+            rows, tf = rows[live], tf[live]
+            df[t] += rows.size
+            per_term.append((rows, tf))
+        found.append(per_term)
+    idf = np.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+    ids, scores = [], []
+    for p, per_term in zip(parts, found, strict=True):
+        rows = np.concatenate([r for r, _ in per_term]).astype(np.int64)
+        if not rows.size:
+            continue
+        lengths = np.asarray(p.segment.lengths, np.float32)
+        contrib = []
+        for t, (r, tf) in enumerate(per_term):
+            norm = K1 * (1 - B + B * lengths[r] / np.float32(avgdl))
+            contrib.append(np.float32(idf[t]) * tf / (tf + norm))
+        # Only the rows holding a query term: the cost follows the posting lists, not the segment.
+        hit, inverse = np.unique(rows, return_inverse=True)
+        acc = np.bincount(inverse, weights=np.concatenate(contrib)).astype(np.float32)
+        if hit.size > k:  # the best k, and every row tied with the k-th (ties go by chunk id)
+            kth = np.partition(acc, hit.size - k)[hit.size - k]
+            keep = acc >= kth
+            hit, acc = hit[keep], acc[keep]
+        ids.append(np.asarray(p.ids, np.int64)[hit])
+        scores.append(acc)
+    if not ids:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    all_ids, all_scores = np.concatenate(ids), np.concatenate(scores)
+    order = np.lexsort((all_ids, -all_scores))[:k]
+    return all_ids[order], all_scores[order].astype(np.float32)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ingest.batch import Batcher, Item, Pending, Progress, Summary, document_id
 from ingest.chunk import chunk_document
+from ingest.compact import compact
 from ingest.context import LEGACY_CONTEXT, PREFIX_TOKENS, context_prefix, contextual_text
 from ingest.embed import Embedder
 from ingest.index import DocumentRecord, VectorIndex
@@ -47,9 +48,12 @@ class Ingestor:
         settings: IngestSettings,
         *,
         lock_timeout_s: float = 30.0,
+        merge: bool = True,
     ) -> None:
         self.index = index
         self.lock_timeout_s = lock_timeout_s  # an API request waits briefly, a CLI run longer
+        # Merge segments after a run (ingest.compact); the service merges in the background.
+        self.merge = merge
         self.embedder = embedder
         self.chunking = chunking
         self.settings = settings
@@ -193,6 +197,9 @@ class Ingestor:
                 if under(held.source, roots) and container_of(held.source) not in present:
                     writer.remove(held.source)  # forget why a file that is gone failed
         summary.version = writer.commit()
+        if self.merge:
+            summary.merges = compact(self.index, lock_timeout_s=self.lock_timeout_s)
+            summary.version = self.index.version
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
 

@@ -139,6 +139,12 @@ class IndexSettings(BaseModel):
         True, description="Memory-map index files at load (shared page cache, not heap)."
     )
     keep_versions: int = Field(3, ge=1, description="Committed index versions kept on disk.")
+    merge_factor: int = Field(
+        8,
+        ge=2,
+        description="Segments of about the same size (within this factor) merged into one when "
+        "this many accumulate; a segment with more than half its rows deleted is rewritten.",
+    )
 
 
 # Measured on the 311-page gnuplot 5.4 manual (qa2/docs): 842,594 characters of text, 4,468

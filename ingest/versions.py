@@ -1,20 +1,26 @@
-"""The on-disk layout of index versions: one complete, checksummed directory per commit.
+"""The on-disk layout of index versions and segments: checksummed directories, written once.
 
-``versions/v00000042/`` holds the FAISS file, the BM25 snapshot and ``manifest.json``, which lists
-every file with its sha256 and size. A directory is written under a ``.tmp`` name, fsynced, and
-renamed into place before the SQLite pointer flips to it; readers verify files against the
-manifest while streaming them (never holding a second copy in memory), so neither a torn write nor
-later bit rot is served silently. Nothing here knows FAISS or BM25: callers write the files.
+``segments/<name>/`` holds one immutable segment (its FAISS file, BM25 postings and chunk ids);
+``versions/v00000042/`` names the segments a version is made of and the chunk ids deleted from
+them. Each directory has a ``manifest.json`` listing every file with its sha256 and size; a
+version's manifest also records the sha256 of each of its segments' manifests, and SQLite records
+the sha256 of the version's manifest, so one digest in the committed row vouches for every byte
+served. A directory is written under a ``.tmp`` name, fsynced, and renamed into place before the
+SQLite pointer flips to it; readers verify files against the manifest while streaming them (never
+holding a second copy in memory), so neither a torn write nor later bit rot is served silently.
+Nothing here knows FAISS or BM25: callers write the files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +29,20 @@ from ingest.faults import fault_point
 __all__ = [
     "MANIFEST_FILE",
     "collect_garbage",
+    "collect_segments",
     "fsync_dir",
+    "merge_lock",
+    "merging",
     "read_manifest",
     "sha256_file",
     "verify_files",
     "vname",
-    "write_version_dir",
+    "write_dir",
 ]
 
 MANIFEST_FILE = "manifest.json"
+MERGE_LOCK = "MERGE"
+MERGED_PREFIX = "m"  # segments written by a merge; those of commits are named after the version
 _VERSION_DIR = re.compile(r"^v(\d{8})$")
 _HASH_BLOCK = 1 << 20
 
@@ -76,16 +87,22 @@ def _fsync_tree(root: Path) -> dict[str, dict[str, Any]]:
     return files
 
 
-def write_version_dir(
-    versions: Path, version: int, write: Callable[[Path], None], manifest: dict[str, Any]
-) -> dict[str, dict[str, Any]]:
-    """Have ``write`` fill a fresh directory, then publish it as ``version``; returns its files.
+def write_dir(
+    parent: Path,
+    name: str,
+    write: Callable[[Path], None],
+    manifest: dict[str, Any],
+    *,
+    stage: str = "commit",
+) -> str:
+    """Have ``write`` fill a fresh directory, then publish it as ``parent/name``.
 
-    Only called under the writer lock: a leftover of a crashed commit with this number is never
-    the current version, so it is removed first.
+    Returns the sha256 of the manifest written with it (which lists every file's digest). Only
+    called where nobody else writes this name (versions under the writer lock, merged segments
+    under the merge lock, named uniquely): a leftover of a crashed attempt is removed first.
     """
-    final = versions / vname(version)
-    tmp = versions / (vname(version) + ".tmp")
+    final = parent / name
+    tmp = parent / (name + ".tmp")
     for stale in (tmp, final):
         if stale.exists():
             shutil.rmtree(stale)
@@ -98,11 +115,11 @@ def write_version_dir(
         fh.flush()
         os.fsync(fh.fileno())
     fsync_dir(tmp)
-    fault_point("commit-tmp-written")
+    fault_point(f"{stage}-tmp-written")  # the fault points of tests: commit-*, segment-*
     os.rename(tmp, final)
-    fsync_dir(versions)
-    fault_point("commit-renamed")
-    return files
+    fsync_dir(parent)
+    fault_point(f"{stage}-renamed")
+    return hashlib.sha256(body).hexdigest()
 
 
 def read_manifest(vdir: Path) -> dict[str, Any]:
@@ -139,3 +156,45 @@ def collect_garbage(versions: Path, current: int, keep: int) -> None:
     for v, entry in dirs.items():
         if v > current or (v not in kept and v != current):
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def collect_segments(segments: Path, referenced: set[str], *, spare_merges: bool) -> None:
+    """Drop segment directories no kept version names, and leftovers of crashed writes.
+
+    Only called under the writer lock. ``spare_merges``: a merge is writing outside that lock
+    (it holds the merge lock), so its new segment, not yet named by any version, stays.
+    """
+    for entry in segments.iterdir():
+        name = entry.name.removesuffix(".tmp")
+        if spare_merges and name.startswith(MERGED_PREFIX):
+            continue
+        if entry.name.endswith(".tmp") or name not in referenced:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def merge_lock(root: Path) -> Iterator[bool]:
+    """Hold the store's merge lock if it is free; yields whether this caller got it.
+
+    One merge at a time per store, across processes; flock dies with its process, so a killed
+    merge never leaves it held.
+    """
+    fd = os.open(root / MERGE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def merging(root: Path) -> bool:
+    """Whether a merge holds ``root``'s merge lock now (in this process or another)."""
+    with merge_lock(root) as free:
+        return not free

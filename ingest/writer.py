@@ -1,12 +1,14 @@
 """The single writer of a vector index store: staged changes and the commit protocol.
 
-A commit builds the next FAISS index on a copy, writes it as a complete new version directory
-(tmp, fsync, rename, fsync parent) and only then flips ``meta.current_version`` in the same SQLite
-transaction that writes the rows, so a kill -9 at any instant leaves either the old version or the
-new one, never a mix. The writer sits above the store: it builds on ``VectorIndex``'s public
-snapshot/publish methods (``snapshot``, ``Snapshot.derive``, ``write_version``, ``publish``) and
-never touches FAISS or the version directory's layout, and ``ingest.index`` does not import it.
-Take one with ``Writer.acquire(index)``.
+A commit builds its new chunks into one new segment and its deletions into tombstones, writes
+the segment and then a new version directory naming all segments (each tmp, fsync, rename, fsync
+parent), and only then flips ``meta.current_version`` in the same SQLite transaction that writes
+the rows, so a kill -9 at any instant leaves either the old version or the new one, never a mix.
+Its cost follows the commit, not the collection: existing segments are never rewritten. A merge
+(``ingest.compact``) publishes through the same protocol. The writer sits above the store: it
+builds on ``VectorIndex``'s public snapshot/publish methods (``snapshot``, ``Snapshot.derive``,
+``write_version``, ``publish``) and never touches FAISS or the directory layout, and
+``ingest.index`` does not import it. Take one with ``Writer.acquire(index)``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ingest.docstore import CommitBatch, DocumentRecord, PendingPut
 from ingest.faults import fault_point
 from ingest.index import IndexCorrupt, IndexStoreError, VectorIndex, WriterBusy
 from ingest.index.errors import storage_failure
+from ingest.index.segment import Segment
 from ingest.lexical import lexical_text
 from ingest.model import Chunk
 
@@ -93,6 +96,7 @@ class Writer:
         self._puts: dict[str, PendingPut] = {}
         self._removes: set[str] = set()
         self._quarantines: dict[str, tuple[str | None, str, float]] = {}
+        self._merge: tuple[list[str], Segment] | None = None
         self._ops = 0
 
     def __enter__(self) -> Self:
@@ -129,6 +133,23 @@ class Writer:
     def _check(self) -> None:
         if self._fd is None:
             raise IndexStoreError("this writer is closed; take a new one with Writer.acquire()")
+        if self._merge is not None:
+            raise IndexStoreError("a merge is staged: commit it on its own")
+
+    def replace_segments(self, sources: Sequence[str], merged: Segment) -> bool:
+        """Stage a merge: ``merged`` (already written) replaces the segments named ``sources``.
+
+        Returns False, staging nothing, when the current version no longer holds all of them
+        (a commit dropped one whose rows were all deleted): the merge is then moot.
+        """
+        self._check()
+        if self._ops:
+            raise IndexStoreError("a merge is committed on its own; commit the changes first")
+        if not set(sources) <= set(self._owner.snapshot().names()):
+            return False
+        self._merge = (list(sources), merged)
+        self._ops = 1
+        return True
 
     @property
     def pending(self) -> int:
@@ -194,7 +215,8 @@ class Writer:
 
     def commit(self) -> int:
         """Publish pending changes as a new version (see the module docstring for the protocol)."""
-        self._check()
+        if self._fd is None:
+            raise IndexStoreError("this writer is closed; take a new one with Writer.acquire()")
         owner, store = self._owner, self._store
         if self._ops == 0:
             return owner.version
@@ -206,7 +228,7 @@ class Writer:
         n_replaced = sum(store.document(s) is not None for s in touched)
         stale = np.array(store.chunk_ids_of_sources(touched), dtype=np.int64)
 
-        # 1. Copy-on-write: readers in this process keep searching owner's snapshot meanwhile.
+        # 1. The next snapshot, shared segments plus a new one: readers keep the current one.
         adds = None
         puts = list(self._puts.values())
         if puts:
@@ -217,14 +239,15 @@ class Writer:
         texts = [
             (int(i), text) for p in puts for i, text in zip(p.ids.tolist(), p.texts, strict=True)
         ]
-        snap = owner.snapshot().derive(stale, adds, texts, owner.settings)
+        if self._merge is not None:
+            snap = owner.snapshot().replaced(*self._merge)
+        else:
+            snap = owner.snapshot().derive(stale, adds, texts, owner.settings)
         n_docs += len(self._puts) - n_replaced
         n_chunks += sum(len(p.chunks) for p in puts) - int(stale.size)
-        if snap.ntotal != n_chunks or len(snap.lexical) != n_chunks:
+        if snap.ntotal != n_chunks:
             # FAISS, BM25 and SQLite would drift apart: stop before anything is published.
-            raise IndexCorrupt(
-                f"FAISS would hold {snap.ntotal} and BM25 {len(snap.lexical)} for {n_chunks} chunks"
-            )
+            raise IndexCorrupt(f"the index would hold {snap.ntotal} chunks, SQLite {n_chunks}")
 
         try:
             # 2. Write the version directory (tmp, fsync, rename, fsync parent).

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ingest.compact import compact
 from ingest.embed import Embedder
 from service import errors
 from service.deps import AppState
@@ -118,6 +119,7 @@ def _keyed_docs(app: FastAPI) -> None:
 
 
 async def _refresh_forever(state: AppState) -> None:
+    """Pick up versions other processes commit, and merge segments in the background."""
     while True:
         await asyncio.sleep(REFRESH_INTERVAL_S)
         try:
@@ -125,6 +127,14 @@ async def _refresh_forever(state: AppState) -> None:
                 log.info("index now at version %d", state.index.version)
         except Exception:  # a bad new version must not take down the serving one
             log.exception("index refresh failed; still serving version %d", state.index.version)
+            continue
+        try:  # segments uploads added; returns at once when there is nothing to merge
+            if merges := await run_in_threadpool(compact, state.index):
+                log.info(
+                    "merged segments %d times: index at version %d", merges, state.index.version
+                )
+        except Exception:  # readers keep the last version; the next round tries again
+            log.exception("segment merge failed; still serving version %d", state.index.version)
 
 
 class _CountRequests:

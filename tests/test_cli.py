@@ -239,7 +239,8 @@ def test_sigkill_mid_commit_keeps_previous_version(
 
     # The kill landed where intended: the next version's files are on disk, half-published.
     leftover = f"v{version + 1:08d}" + (".tmp" if fault == "commit-tmp-written" else "")
-    assert (home / "index" / "versions" / leftover / "index.faiss").is_file()
+    assert (home / "index" / "versions" / leftover / "tombstones.npy").is_file()
+    assert (home / "index" / "segments" / f"c{version + 1:08d}" / "index.faiss").is_file()
 
     # The store loads at the previous version with exactly the previous documents.
     index = open_store(home / "index", embedder)

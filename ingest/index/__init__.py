@@ -1,14 +1,16 @@
-"""Crash-safe, versioned hybrid index: FAISS vectors and BM25 per version directory, rows in SQLite.
+"""Crash-safe, versioned hybrid index: immutable segments (FAISS + BM25 each), rows in SQLite.
 
-Every commit writes a complete new version directory (FAISS file and BM25 snapshot together) and
-then flips ``meta.current_version`` in the same SQLite transaction that writes the rows, so a
-kill -9 at any instant leaves either the old version or the new one, never a mix, and the dense
-and lexical sides always describe the same chunks.
+A version is a list of segments plus tombstones (chunk ids deleted since a segment was written).
+Every commit writes one new segment of its new chunks and a new version directory naming the
+segments, and then flips ``meta.current_version`` in the same SQLite transaction that writes the
+rows, so a kill -9 at any instant leaves either the old version or the new one, never a mix, and
+the dense and lexical sides always describe the same chunks.
 
 One concept per module: ``reader`` (the ``IndexReader`` protocol that service and eval depend
 on), ``store`` (``VectorIndex``, opened only by ``VectorIndex.open`` from the ``index``
-settings), ``snapshot`` (one version's structures), ``structures`` (FAISS, the only module that
-imports it), ``errors``. The commit protocol lives in ``ingest.writer``, above this package; the
+settings), ``snapshot`` (one version: its segments and searches over them), ``segment`` (one
+segment's files), ``structures`` (FAISS, the only module that imports it), ``errors``. The commit
+protocol lives in ``ingest.writer`` and merging in ``ingest.compact``, above this package; the
 directory format in ``ingest.versions``, BM25 in ``ingest.lexical``.
 """
 

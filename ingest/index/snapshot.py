@@ -1,103 +1,107 @@
-"""One version's search structures, FAISS and BM25 together: loading, deriving and saving them.
+"""One version: its segments, the chunk ids deleted from them, and searches that fan out over both.
 
-A snapshot is immutable once published: a commit derives the next one from a private copy
-(``derive``) and the store swaps its pointer, so in-flight searches keep the one they took. The
-version directory's file names live here and nowhere else.
+A snapshot is immutable once published: a commit derives the next one (its new chunks as one new
+segment, its deletions as tombstones) and the store swaps its pointer, so in-flight searches keep
+the one they took. Segments are shared between snapshots, never copied. The version directory's
+file names live here and nowhere else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ingest.index.errors import IndexCorrupt
-from ingest.index.structures import (
-    apply_changes,
-    clone,
-    empty_flat,
-    read_index,
-    restructure,
-    structure_of,
-    write_index,
-)
-from ingest.lexical import LexicalIndex
+from ingest.index.reader import Ranked
+from ingest.index.segment import INDEX_FILE, LiveSegment, Segment, present
+from ingest.index.structures import index_ids, read_index, reconstruct
+from ingest.lexical import LexicalSegment, bm25_search
 from ingest.settings import IndexSettings
-from ingest.versions import VersionFileError, read_manifest, verify_files
+from ingest.versions import (
+    MANIFEST_FILE,
+    VersionFileError,
+    read_manifest,
+    sha256_file,
+    verify_files,
+    vname,
+)
 
-__all__ = ["INDEX_FILE", "LEXICAL_DIR", "Snapshot"]
+__all__ = ["TOMBSTONES_FILE", "Snapshot"]
 
-INDEX_FILE = "index.faiss"
-LEXICAL_DIR = "lexical"
+TOMBSTONES_FILE = "tombstones.npy"
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """One version as loaded or built: FAISS and BM25 always travel together."""
+    """One version as loaded or built: segments in commit order, FAISS and BM25 in each."""
 
-    index: Any
-    lexical: LexicalIndex
     version: int
-    path: Path | None = None  # the FAISS file, when ``index`` is memory-mapped from it
+    segments: tuple[LiveSegment, ...] = ()
+    tombstones: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @classmethod
-    def empty(cls, dim: int) -> Snapshot:
-        return cls(empty_flat(dim), LexicalIndex.empty(), 0)
+    def empty(cls) -> Snapshot:
+        return cls(0)
 
     @property
     def ntotal(self) -> int:
-        return int(self.index.ntotal)
+        """Live chunks."""
+        return sum(s.live_count for s in self.segments)
 
     @property
     def structure(self) -> str:
-        """flat (exact) or ivf (approximate, trained)."""
-        return structure_of(self.index)
+        """flat (exact) or ivf (approximate) when every segment agrees, else mixed."""
+        kinds = {s.segment.structure for s in self.segments} or {"flat"}
+        return kinds.pop() if len(kinds) == 1 else "mixed"
 
-    @classmethod
-    def load(
-        cls,
-        vdir: Path,
-        version: int,
-        *,
-        dim: int,
-        mmap: bool,
-        sha256: str | None,
-        lexical_texts: Callable[[], list[tuple[int, str]]],
-    ) -> Snapshot:
-        """Read and verify version directory ``vdir``; ``sha256`` is SQLite's record of its index.
+    def names(self) -> list[str]:
+        return [s.segment.name for s in self.segments]
 
-        ``lexical_texts`` rebuilds BM25 for versions written before BM25 existed.
-        """
-        manifest = read_manifest(vdir)
-        path = vdir / INDEX_FILE
-        try:
-            verify_files(vdir, manifest)
-        except VersionFileError as exc:
-            raise IndexCorrupt(str(exc)) from exc
-        if manifest["files"][INDEX_FILE]["sha256"] != sha256:
-            raise IndexCorrupt(f"{path}: sha256 differs from the docstore's record of it")
-        try:
-            index = read_index(path, mmap=mmap, structure=manifest.get("structure", "flat"))
-        except RuntimeError as exc:
-            raise IndexCorrupt(f"{path}: FAISS cannot read it: {exc}") from exc
-        if index.d != dim or index.ntotal != manifest["ntotal"]:
-            raise IndexCorrupt(
-                f"{path}: dim {index.d} / ntotal {index.ntotal} differ from manifest "
-                f"(dim {dim}, ntotal {manifest['ntotal']})"
-            )
-        if any(name.startswith(LEXICAL_DIR + "/") for name in manifest["files"]):
-            try:
-                lexical = LexicalIndex.load(vdir / LEXICAL_DIR, mmap=mmap)
-            except (ValueError, OSError) as exc:
-                raise IndexCorrupt(f"{vdir / LEXICAL_DIR}: {exc}") from exc
-        else:  # written before BM25 existed: rebuild it from the rows (the next commit saves it)
-            lexical = LexicalIndex.empty().updated(np.zeros(0, np.int64), lexical_texts())
-        if len(lexical) != index.ntotal:
-            raise IndexCorrupt(f"{vdir}: BM25 holds {len(lexical)} chunks, FAISS {index.ntotal}")
-        return cls(index, lexical, version, path if mmap else None)
+    def live_ids(self) -> np.ndarray:
+        """Every live chunk id (sorted)."""
+        parts = [s.live_ids() for s in self.segments]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+
+    # --- searching -------------------------------------------------------------------------
+
+    def search(self, q: np.ndarray, k: int) -> list[Ranked]:
+        """Top-``k`` (chunk ids, inner products) per query over the live rows of every segment."""
+        found: list[tuple[np.ndarray, np.ndarray]] = []
+        for s in self.segments:
+            if s.live_count:
+                scores, ids = s.searcher.search(q, min(k, s.live_count))
+                found.append((scores, ids))
+        out: list[Ranked] = []
+        for row in range(len(q)):
+            scores = np.concatenate([f[0][row] for f in found]) if found else np.zeros(0)
+            ids = np.concatenate([f[1][row] for f in found]) if found else np.zeros(0, np.int64)
+            keep = ids >= 0
+            scores, ids = scores[keep], ids[keep]
+            order = np.lexsort((ids, -scores))[:k]  # ties to the lower id, whatever the segment
+            out.append((ids[order].tolist(), scores[order].tolist()))
+        return out
+
+    def search_lexical(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return bm25_search([s.postings for s in self.segments], query, k)
+
+    def vectors(self, ids: Sequence[int], dim: int) -> np.ndarray:
+        """Stored vectors of ``ids`` (rows of NaN for ids that are not live here)."""
+        want = np.asarray(ids, np.int64)
+        out = np.full((want.size, dim), np.nan, np.float32)
+        order = np.argsort(want, kind="stable")
+        sorted_ids = want[order]
+        for s in self.segments:
+            found = s.members(sorted_ids)
+            if found.any():
+                rows = order[found]
+                out[rows] = reconstruct(s.segment.index, sorted_ids[found])
+        return out
+
+    # --- the next version ------------------------------------------------------------------
 
     def derive(
         self,
@@ -106,30 +110,137 @@ class Snapshot:
         texts: list[tuple[int, str]],
         policy: IndexSettings,
     ) -> Snapshot:
-        """The next version: ``removes`` ids dropped, ``adds`` (vectors, ids) and ``texts`` added.
+        """The next version: ``removes`` ids deleted, ``adds`` (vectors, ids) with ``texts`` added.
 
-        Built on a private copy, so searches of this snapshot are untouched; the structure
-        follows ``policy.kind`` for the new size (see ``IndexSettings.kind``).
+        Costs the new chunks plus a lookup per deleted id, whatever the collection's size: the
+        existing segments are shared, only the deleted rows' masks are new.
         """
-        index = self._writable_copy()
-        apply_changes(index, removes, adds)
-        index = restructure(
-            index,
-            policy.kind,
-            nlist=policy.nlist,
-            approx_above=policy.approx_above,
-            dim=int(index.d),
-        )
-        return Snapshot(index, self.lexical.updated(removes, texts), self.version + 1)
+        removes = np.unique(np.asarray(removes, np.int64))
+        segments, deleted = [], [self.tombstones]
+        for s in self.segments:
+            hit = removes[s.members(removes)] if removes.size else removes
+            if hit.size:
+                s = s.deleting(hit)
+                deleted.append(hit)
+            if s.live_count:  # a segment with nothing live left is dropped, tombstones and all
+                segments.append(s)
+        version = self.version + 1
+        if adds is not None and adds[1].size:
+            vectors, ids = adds
+            text_of = dict(texts)
+            new = Segment.build(
+                f"c{version:08d}", vectors, ids, [text_of[int(i)] for i in ids], policy
+            )
+            segments.append(LiveSegment(new))
+        return Snapshot(version, tuple(segments), _tombstones(segments))
 
-    def _writable_copy(self) -> Any:
-        # A memory-mapped index is read-only (a clone would share its mapping), so it is read
-        # again from its file; an in-memory one is cloned.
-        if self.path is not None:
-            return read_index(self.path, mmap=False)
-        return clone(self.index)
+    def replaced(self, sources: Sequence[str], merged: Segment) -> Snapshot:
+        """The next version with the segments named ``sources`` replaced by ``merged``.
+
+        Rows deleted since the merge read them stay deleted: tombstones are by chunk id.
+        """
+        kept = [s for s in self.segments if s.segment.name not in sources]
+        dead = self.tombstones[present(merged.ids, self.tombstones)]
+        at = min(i for i, s in enumerate(self.segments) if s.segment.name in sources)
+        segments = [*kept[:at], LiveSegment(merged, dead), *kept[at:]]
+        return Snapshot(self.version + 1, tuple(segments), _tombstones(segments))
+
+    # --- files -----------------------------------------------------------------------------
 
     def save(self, vdir: Path) -> None:
-        """Write both structures into ``vdir`` (the caller makes it a version directory)."""
-        write_index(self.index, vdir / INDEX_FILE)
-        self.lexical.save(vdir / LEXICAL_DIR)
+        """Write the version's own files (its segments are written before it)."""
+        np.save(vdir / TOMBSTONES_FILE, self.tombstones)
+
+    @classmethod
+    def load(
+        cls,
+        vdir: Path,
+        version: int,
+        *,
+        segments_dir: Path,
+        dim: int,
+        mmap: bool,
+        sha256: str | None,
+        loaded: dict[str, Segment],
+        lexical_texts: Callable[[], list[tuple[int, str]]],
+    ) -> Snapshot:
+        """Read and verify version directory ``vdir``; ``sha256`` is SQLite's record of it.
+
+        Segments in ``loaded`` (those of the version served now) are taken as they are: they
+        were verified when first loaded and never change. ``lexical_texts`` rebuilds BM25 for
+        versions written before segments existed.
+        """
+        manifest = read_manifest(vdir)
+        if "segments" not in manifest:
+            return cls._load_single(vdir, version, manifest, dim, mmap, sha256, lexical_texts)
+        try:
+            if sha256_file(vdir / MANIFEST_FILE)[0] != sha256:
+                raise VersionFileError(f"{vdir}: manifest differs from the docstore's record")
+            verify_files(vdir, manifest)
+        except VersionFileError as exc:
+            raise IndexCorrupt(str(exc)) from exc
+        tombstones = np.asarray(np.load(vdir / TOMBSTONES_FILE), np.int64)
+        segments = []
+        for entry in manifest["segments"]:
+            seg = loaded.get(entry["name"])
+            if seg is None:
+                seg = Segment.load(
+                    segments_dir / entry["name"], dim=dim, mmap=mmap, sha256=entry["sha256"]
+                )
+            dead = tombstones[present(seg.ids, tombstones)]
+            segments.append(LiveSegment(seg, np.asarray(dead, np.int64)))
+        snap = cls(version, tuple(segments), np.asarray(tombstones, np.int64))
+        if snap.ntotal != manifest["ntotal"]:
+            raise IndexCorrupt(f"{vdir}: {snap.ntotal} live chunks, manifest {manifest['ntotal']}")
+        return snap
+
+    @classmethod
+    def _load_single(
+        cls,
+        vdir: Path,
+        version: int,
+        manifest: dict[str, Any],
+        dim: int,
+        mmap: bool,
+        sha256: str | None,
+        lexical_texts: Callable[[], list[tuple[int, str]]],
+    ) -> Snapshot:
+        """A version written before segments: one FAISS file, and BM25 token ids or none.
+
+        It serves as one segment that the next commit writes out in the segment format.
+        """
+        path = vdir / INDEX_FILE
+        try:
+            verify_files(vdir, manifest)
+        except VersionFileError as exc:
+            raise IndexCorrupt(str(exc)) from exc
+        if manifest["files"][INDEX_FILE]["sha256"] != sha256:
+            raise IndexCorrupt(f"{path}: sha256 differs from the docstore's record of it")
+        try:
+            index = read_index(path, mmap=False, structure=manifest.get("structure", "flat"))
+        except RuntimeError as exc:
+            raise IndexCorrupt(f"{path}: FAISS cannot read it: {exc}") from exc
+        if index.d != dim or index.ntotal != manifest["ntotal"]:
+            raise IndexCorrupt(
+                f"{path}: dim {index.d} / ntotal {index.ntotal} differ from manifest "
+                f"(dim {dim}, ntotal {manifest['ntotal']})"
+            )
+        ids = index_ids(index)
+        if any(name.startswith("lexical/") for name in manifest["files"]):
+            try:
+                lexical, lexical_ids = LexicalSegment.from_bm25s(vdir / "lexical")
+            except (ValueError, OSError, KeyError) as exc:
+                raise IndexCorrupt(f"{vdir / 'lexical'}: {exc}") from exc
+        else:  # written before BM25 existed: the text of the rows, as it was indexed then
+            text_of = dict(lexical_texts())
+            lexical_ids = np.asarray(sorted(text_of), np.int64)
+            lexical = LexicalSegment.build([text_of[int(i)] for i in lexical_ids])
+        if not np.array_equal(lexical_ids, ids):
+            raise IndexCorrupt(f"{vdir}: FAISS and BM25 hold different chunks")
+        segment = Segment(f"legacy-{vname(version)}", index, lexical, ids)
+        return cls(version, (LiveSegment(segment),) if ids.size else ())
+
+
+def _tombstones(segments: Sequence[LiveSegment]) -> np.ndarray:
+    parts = [s.dead_ids for s in segments]
+    return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)

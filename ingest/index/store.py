@@ -1,7 +1,8 @@
 """``VectorIndex``: one store directory, its loaded version for search plus the SQLite docstore.
 
-Readers only load a directory the committed pointer names, verify its checksums, and memory-map
-it, so a restart does not hold the index twice. The writer (``ingest.writer``) builds on the
+Readers only load a version the committed pointer names, verify its checksums, and memory-map
+its segments, so a restart does not hold the index twice; a refresh loads only the segments it
+does not hold yet. The writer (``ingest.writer``) builds on the
 public snapshot/publish methods at the end of the class; this module does not know it exists.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,20 @@ import numpy as np
 from ingest.docstore import DocStore, DocumentRecord, Hit, QuarantineRecord
 from ingest.index.errors import EmbeddingMismatch, IndexCorrupt, IndexStoreError
 from ingest.index.reader import IndexReader, Ranked
-from ingest.index.snapshot import INDEX_FILE, Snapshot
-from ingest.index.structures import auto_nprobe, index_ids, is_ivf
+from ingest.index.segment import LiveSegment, Segment
+from ingest.index.snapshot import Snapshot
+from ingest.index.structures import index_ids, is_ivf, segment_nprobe
 from ingest.settings import IndexSettings
-from ingest.versions import collect_garbage, vname, write_version_dir
+from ingest.versions import (
+    MANIFEST_FILE,
+    collect_garbage,
+    collect_segments,
+    merging,
+    read_manifest,
+    sha256_file,
+    vname,
+    write_dir,
+)
 
 __all__ = ["VectorIndex"]
 
@@ -37,6 +49,7 @@ class VectorIndex(IndexReader):
     ) -> None:
         self._root = root
         self._versions = root / "versions"
+        self._segments = root / "segments"
         self._store = store
         self._settings = settings
         self._embed_model = embed_model
@@ -44,7 +57,7 @@ class VectorIndex(IndexReader):
         # Searches take the snapshot under this lock and search outside it; a commit builds a
         # new snapshot and swaps the pointer, so an in-flight search keeps the old one.
         self._swap = threading.Lock()
-        self._snap = Snapshot.empty(dim)
+        self._snap = Snapshot.empty()
 
     @classmethod
     def open(
@@ -62,6 +75,7 @@ class VectorIndex(IndexReader):
             raise ValueError(f"dim must be positive, got {dim}")
         root = Path(root)
         (root / "versions").mkdir(parents=True, exist_ok=True)
+        (root / "segments").mkdir(exist_ok=True)
         store = DocStore(root / "docstore.sqlite")
         try:
             meta = store.ensure_meta(embed_model, dim, settings.kind)
@@ -117,10 +131,12 @@ class VectorIndex(IndexReader):
 
     def _load_version(self, version: int) -> Snapshot:
         if version == 0:
-            return Snapshot.empty(self._dim)
+            return Snapshot.empty()
         return Snapshot.load(
             self._versions / vname(version),
             version,
+            segments_dir=self._segments,
+            loaded={s.segment.name: s.segment for s in self.snapshot().segments},
             dim=self._dim,
             mmap=self._settings.mmap,
             sha256=self._store.version_sha256(version),
@@ -154,19 +170,15 @@ class VectorIndex(IndexReader):
         q = np.ascontiguousarray(queries, dtype=np.float32)
         if q.ndim != 2 or q.shape[1] != self._dim:
             raise ValueError(f"queries must have shape (n, {self._dim}), got {q.shape}")
-        index = self.snapshot().index
-        if k <= 0 or index.ntotal == 0 or len(q) == 0:
+        snap = self.snapshot()
+        if k <= 0 or snap.ntotal == 0 or len(q) == 0:
             return [([], []) for _ in range(len(q))]
-        scores, ids = index.search(q, min(k, int(index.ntotal)))
-        return [
-            ([i for i in irow if i >= 0], [s for i, s in zip(irow, srow, strict=True) if i >= 0])
-            for irow, srow in zip(ids.tolist(), scores.tolist(), strict=True)
-        ]
+        return snap.search(q, k)
 
     def search_lexical_ids(self, queries: list[str], k: int) -> list[Ranked]:
         """Top-``k`` (chunk ids, BM25 scores) per query, only chunks sharing a term with it."""
-        lexical = self.snapshot().lexical
-        found = [lexical.search(q, k) for q in queries]
+        snap = self.snapshot()
+        found = [snap.search_lexical(q, k) for q in queries]
         return [(ids.tolist(), scores.tolist()) for ids, scores in found]
 
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
@@ -179,17 +191,7 @@ class VectorIndex(IndexReader):
 
     def vectors(self, ids: list[int]) -> np.ndarray:
         """Stored vectors of ``ids`` (rows of NaN for ids not in the loaded version)."""
-        index = self.snapshot().index
-        if not ids:
-            return np.zeros((0, self._dim), np.float32)
-        with contextlib.suppress(RuntimeError):  # one call when every id is there (the usual)
-            return np.asarray(index.reconstruct_batch(np.asarray(ids, np.int64)), np.float32)
-        out = np.full((len(ids), self._dim), np.nan, np.float32)
-        for row, i in enumerate(ids):
-            # RuntimeError: deleted by a commit this reader has not loaded yet.
-            with contextlib.suppress(RuntimeError):
-                out[row] = index.reconstruct(int(i))
-        return out
+        return self.snapshot().vectors(ids, self._dim)
 
     def documents(self, prefix: str = "") -> list[DocumentRecord]:
         return self._store.documents(prefix)
@@ -224,8 +226,8 @@ class VectorIndex(IndexReader):
         if snap.version != self._store.current_version():
             return [f"loaded version {snap.version} is not the committed one; refresh first"]
         sides = {
-            "FAISS": index_ids(snap.index),
-            "BM25": np.sort(np.asarray(snap.lexical.ids, np.int64)),
+            "FAISS": _live(snap, lambda s: index_ids(s.segment.index)),
+            "BM25": _live(snap, lambda s: np.asarray(s.postings.ids, np.int64)),
             "SQLite": self._store.chunk_ids(),
         }
         problems = []
@@ -247,16 +249,20 @@ class VectorIndex(IndexReader):
             "documents": n_docs,
             "chunks": n_chunks,
             "ntotal": snap.ntotal,
-            "lexical": len(snap.lexical),
+            "lexical": sum(s.postings.count for s in snap.segments),
+            "segments": len(snap.segments),
+            "tombstones": int(snap.tombstones.size),
             "quarantined": n_quarantined,
             "embed_model": self._embed_model,
             "dim": self._dim,
             "kind": self._settings.kind,
             "structure": snap.structure,
-            "memory_mapped": snap.path is not None,
+            "memory_mapped": any(s.segment.path is not None for s in snap.segments),
         }
-        if is_ivf(snap.index):
-            out.update(nlist=int(snap.index.nlist), nprobe=int(snap.index.nprobe))
+        ivf = [s.segment.index for s in snap.segments if is_ivf(s.segment.index)]
+        if ivf:  # the largest approximate segment's lists
+            big = max(ivf, key=lambda i: int(i.ntotal))
+            out.update(nlist=int(big.nlist), nprobe=int(big.nprobe))
         return out
 
     # --- snapshot/publish: what the writer builds on --------------------------------------
@@ -285,13 +291,33 @@ class VectorIndex(IndexReader):
         with self._swap:
             return self._snap
 
+    def write_segment(self, segment: Segment) -> Segment:
+        """Write ``segment``'s directory (if it is not there yet); returns it as written.
+
+        A segment is only ever written whole under a name nothing else uses: a commit's under the
+        writer lock, a merge's under the merge lock.
+        """
+        directory = self._segments / segment.name
+        if not (directory / MANIFEST_FILE).is_file():
+            write_dir(
+                self._segments, segment.name, segment.save, segment.manifest(), stage="segment"
+            )
+        return segment if segment.path is not None else replace(segment, path=directory)
+
     def write_version(
         self, snap: Snapshot, *, created_at: float, n_documents: int, n_chunks: int
     ) -> str:
-        """Write ``snap`` as a complete version directory; returns its FAISS file's sha256.
+        """Write ``snap`` as a version directory; returns its manifest's sha256.
 
-        Nothing reads it until the docstore's pointer names it (the writer's next step).
+        Segments not on disk yet (the commit's new one, a store's first commit after the
+        single-file format) are written first. Nothing reads the version until the docstore's
+        pointer names it (the writer's next step).
         """
+        segments = []
+        for s in snap.segments:
+            self.write_segment(s.segment)
+            digest, _ = sha256_file(self._segments / s.segment.name / MANIFEST_FILE)
+            segments.append({"name": s.segment.name, "sha256": digest, "rows": len(s)})
         manifest = {
             "version": snap.version,
             "created_at": created_at,
@@ -302,16 +328,20 @@ class VectorIndex(IndexReader):
             "ntotal": snap.ntotal,
             "n_documents": n_documents,
             "n_chunks": n_chunks,
+            "segments": segments,
         }
-        files = write_version_dir(self._versions, snap.version, snap.save, manifest)
-        return str(files[INDEX_FILE]["sha256"])
+        return write_dir(self._versions, vname(snap.version), snap.save, manifest)
 
     def publish(self, snap: Snapshot) -> None:
         """Serve ``snap`` from now on; a snapshot older than the loaded one is ignored."""
-        if is_ivf(snap.index):
-            # Recall at a fixed nprobe falls as lists multiply, so the default grows with them.
-            nprobe = self._settings.nprobe or auto_nprobe(snap.index.nlist)
-            snap.index.nprobe = min(nprobe, snap.index.nlist)
+        total = snap.ntotal
+        for s in snap.segments:
+            index = s.segment.index
+            if is_ivf(index):
+                # Recall at a fixed nprobe falls as lists multiply, so the default grows with
+                # them; a segment scans the share of its lists one merged index would.
+                nprobe = self._settings.nprobe or segment_nprobe(index.nlist, total)
+                index.nprobe = min(nprobe, index.nlist)
         with self._swap:
             # Versions only grow; a refresh racing an in-process commit must not step back.
             if snap.version >= self._snap.version:
@@ -323,6 +353,20 @@ class VectorIndex(IndexReader):
         Only safe under the writer lock.
         """
         collect_garbage(self._versions, self.version, self._settings.keep_versions)
+        referenced = set(self.snapshot().names())
+        for vdir in self._versions.glob("v*"):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                referenced |= {s["name"] for s in read_manifest(vdir).get("segments", [])}
+        collect_segments(self._segments, referenced, spare_merges=merging(self._root))
 
     def close(self) -> None:
         self._store.close()
+
+
+def _live(snap: Snapshot, ids_of: Callable[[LiveSegment], np.ndarray]) -> np.ndarray:
+    """The ids one side (FAISS or BM25) holds for the live rows of every segment."""
+    parts = []
+    for s in snap.segments:
+        ids = ids_of(s)
+        parts.append(ids[~np.isin(ids, s.dead_ids)] if s.dead_ids.size else ids)
+    return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)

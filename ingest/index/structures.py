@@ -97,6 +97,18 @@ def auto_nprobe(nlist: int) -> int:
     return min(nlist, math.ceil(5 * math.sqrt(nlist)))
 
 
+def segment_nprobe(nlist: int, total: int) -> int:
+    """Lists to search in one IVF segment of ``nlist`` lists, in a collection of ``total`` vectors.
+
+    One merged index of ``total`` vectors would scan ``auto_nprobe / auto_nlist`` of its lists;
+    each segment scans the same share of its own (never more than its own default), so search
+    work stays that of one index however many segments hold the vectors.
+    """
+    whole = auto_nlist(total)
+    share = auto_nprobe(whole) / whole
+    return max(1, min(auto_nprobe(nlist), math.ceil(share * nlist)))
+
+
 def train_ivf(xb: np.ndarray, ids: np.ndarray, nlist: int) -> Any:
     # IVF takes ids directly; wrapping it in IndexIDMap2 would break remove_ids, because
     # IDMap assumes the sub-index compacts ids on removal and IVF does not. 8-bit scalar
@@ -167,3 +179,46 @@ def restructure(index: Any, kind: str, *, nlist: int, approx_above: int, dim: in
     if structure == "ivf" and target < 2 * index.nlist:
         return index
     return train_ivf(*all_vectors(index), target)
+
+
+class Excluding:
+    """Searches of one FAISS index that skip ``dead`` ids (rows deleted after it was written).
+
+    The selector runs inside FAISS's scan, so ``k`` live results come back without over-fetching.
+    IVF takes its list count from the search parameters, which default to 1, so ``nprobe`` is
+    read from the index (the store sets it at publish) and passed explicitly.
+    """
+
+    def __init__(self, index: Any, dead: np.ndarray) -> None:
+        self.index = index
+        # FAISS keeps raw pointers: the array and both selectors must live as long as this does.
+        self._dead = np.ascontiguousarray(dead, dtype=np.int64)
+        self._inner = faiss.IDSelectorBatch(self._dead.size, faiss.swig_ptr(self._dead))
+        self._not = faiss.IDSelectorNot(self._inner) if self._dead.size else None
+
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(self.index, faiss.IndexIVF):
+            params: Any = faiss.SearchParametersIVF()
+            params.nprobe = int(self.index.nprobe)
+        elif self._not is None:
+            return self.index.search(q, k)  # type: ignore[no-any-return]
+        else:
+            params = faiss.SearchParameters()
+        if self._not is not None:
+            params.sel = self._not
+        return self.index.search(q, k, params=params)  # type: ignore[no-any-return]
+
+
+def built(xb: np.ndarray, ids: np.ndarray, kind: str, *, nlist: int, approx_above: int) -> Any:
+    """A new index of ``xb`` with ``ids``, in the structure ``kind`` wants at its size."""
+    flat = empty_flat(int(xb.shape[1]))
+    if len(ids):
+        flat.add_with_ids(np.ascontiguousarray(xb, np.float32), np.asarray(ids, np.int64))
+    return restructure(flat, kind, nlist=nlist, approx_above=approx_above, dim=int(xb.shape[1]))
+
+
+def reconstruct(index: Any, ids: np.ndarray) -> np.ndarray:
+    """Stored vectors of ``ids``, all of which the index holds."""
+    if not len(ids):
+        return np.zeros((0, index.d), np.float32)
+    return np.asarray(index.reconstruct_batch(np.asarray(ids, np.int64)), np.float32)

@@ -134,7 +134,10 @@ def _ingest_one(
     record = None
     try:
         wait = s.service.writer_wait_s
-        ingestor = Ingestor(state.index, state.embedder, s.chunk, s.ingest, lock_timeout_s=wait)
+        # Merging is the refresher's job (service.app): an upload answers once it is committed.
+        ingestor = Ingestor(
+            state.index, state.embedder, s.chunk, s.ingest, lock_timeout_s=wait, merge=False
+        )
         summary = ingestor.run([path], quarantine=False)
         record = state.index.document(str(path.resolve()))
     finally:

@@ -190,7 +190,7 @@ def test_embedding_mismatch(root: Path, idx: VectorIndex) -> None:
 
 def test_corrupt_index_file_is_detected(root: Path, idx: VectorIndex) -> None:
     commit_doc(idx, "a.md", 4, seed=1)
-    path = root / "versions" / "v00000001" / "index.faiss"
+    path = root / "segments" / "c00000001" / "index.faiss"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -298,26 +298,29 @@ def test_gc_keeps_newest_versions(tmp_path: Path) -> None:
 
 
 def test_ivf_switches_at_threshold_and_remove_still_works(tmp_path: Path) -> None:
+    from ingest.compact import compact
+
     root = tmp_path / "store"
-    idx = open_index(root, kind="ivf", nlist=4, nprobe=4)
+    idx = open_index(root, kind="ivf", nlist=4, nprobe=4, merge_factor=2)
     try:
         commit_doc(idx, "a.md", 100, seed=1)
         assert idx.stats()["structure"] == "flat"
-        commit_doc(idx, "b.md", 60, seed=2)  # 160 >= 39 * 4
+        commit_doc(idx, "b.md", 60, seed=2)
+        assert compact(idx) == 1  # one segment of 160 >= 39 * 4: trained
         assert idx.stats()["structure"] == "ivf" and idx.stats()["ntotal"] == 160
         b = unit_vectors(60, 2)
         assert [row[0].text for row in idx.search(b[:5], 1)] == [f"b.md #{i}" for i in range(5)]
         with Writer.acquire(idx) as w:
             w.remove("a.md")
             w.put(*make_doc("c.md", 3, seed=3))
-            assert w.commit() == 3
+            assert w.commit() == 4  # 1 and 2 added, 3 merged
         assert idx.stats()["ntotal"] == 63
         assert "a.md" not in sources_found(idx, unit_vectors(100, 1)[:10])
     finally:
         idx.close()
     again = open_index(root, kind="ivf", nlist=4, nprobe=4)
     try:
-        assert again.version == 3 and again.stats()["structure"] == "ivf"
+        assert again.version == 4 and again.stats()["structure"] == "mixed"  # + c's small one
         assert again.search(unit_vectors(3, 3), 1)[2][0].text == "c.md #2"
     finally:
         again.close()
@@ -342,10 +345,12 @@ with Writer.acquire(idx) as w:
     w.commit()
 """
 
-ORPHAN_AFTER_KILL = {
-    "commit-tmp-written": "v00000002.tmp",
-    "commit-renamed": "v00000002",
-    "commit-sqlite-open": "v00000002",
+ORPHAN_AFTER_KILL = {  # the point, and what it leaves behind: (directory, name)
+    "segment-tmp-written": ("segments", "c00000002.tmp"),
+    "segment-renamed": ("segments", "c00000002"),
+    "commit-tmp-written": ("versions", "v00000002.tmp"),
+    "commit-renamed": ("versions", "v00000002"),
+    "commit-sqlite-open": ("versions", "v00000002"),
 }
 
 
@@ -366,7 +371,8 @@ def test_sigkill_mid_commit_leaves_previous_version(tmp_path: Path, point: str) 
         assert sig.read_text() == point
     finally:
         _kill(proc)
-    assert ORPHAN_AFTER_KILL[point] in version_dirs(root)  # killed where we meant to
+    where, orphan = ORPHAN_AFTER_KILL[point]
+    assert orphan in {p.name for p in (root / where).iterdir()}  # killed where we meant to
 
     idx = open_index(root)
     try:
@@ -377,6 +383,7 @@ def test_sigkill_mid_commit_leaves_previous_version(tmp_path: Path, point: str) 
         assert lexical_sources(idx, "md") == {"a.md"} and idx.verify() == []
         with Writer.acquire(idx) as w:
             assert version_dirs(root) == ["v00000001"]  # orphans removed on writer start
+            assert sorted(p.name for p in (root / "segments").iterdir()) == ["c00000001"]
             w.put(*make_doc("b.md", 4, seed=2))
             assert w.commit() == 2
         assert version_dirs(root) == ["v00000001", "v00000002"]
@@ -420,52 +427,35 @@ def test_bm25_files_are_checked_against_the_manifest(root: Path) -> None:
     idx = open_index(root)
     commit_doc(idx, "alpha.md", 3, seed=1)
     idx.close()
-    [tokens] = (root / "versions").glob("v*/lexical/tokens.npy")
-    data = bytearray(tokens.read_bytes())
+    [rows] = (root / "segments").glob("*/lexical/rows.npy")
+    data = bytearray(rows.read_bytes())
     data[-1] ^= 0xFF
-    tokens.write_bytes(bytes(data))
-    with pytest.raises(IndexCorrupt, match=r"tokens\.npy"):
+    rows.write_bytes(bytes(data))
+    with pytest.raises(IndexCorrupt, match=r"rows\.npy"):
         open_index(root)
 
 
-def test_store_without_bm25_files_rebuilds_them_from_rows(root: Path) -> None:
-    """Stores written before BM25 existed load, search lexically, and save BM25 at the next commit."""
-    import json
-    import shutil
-
-    idx = open_index(root)
-    commit_doc(idx, "alpha.md", 3, seed=1)
-    idx.close()
-    [vdir] = (root / "versions").glob("v*")
-    shutil.rmtree(vdir / "lexical")
-    manifest = json.loads((vdir / "manifest.json").read_text())
-    manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.startswith("lexical/")}
-    (vdir / "manifest.json").write_text(json.dumps(manifest))
-    idx = open_index(root)
-    try:
-        assert lexical_sources(idx, "alpha") == {"alpha.md"} and idx.verify() == []
-        commit_doc(idx, "beta.md", 2, seed=2)
-        assert (root / "versions" / "v00000002" / "lexical" / "tokens.npy").is_file()
-        assert lexical_sources(idx, "md") == {"alpha.md", "beta.md"}
-    finally:
-        idx.close()
-
-
 def test_auto_kind_goes_approximate_above_the_threshold_and_back(root: Path) -> None:
-    idx = open_index(root, kind="auto", approx_above=400, nprobe=4, nlist=4)
+    from ingest.compact import compact
+
+    idx = open_index(root, kind="auto", approx_above=400, nprobe=4, nlist=4, merge_factor=2)
     try:
         commit_doc(idx, "a.md", 300, seed=1)
         assert idx.stats()["structure"] == "flat"
-        commit_doc(idx, "b.md", 200, seed=2)  # 500 > 400: IVF, lists from the size
+        commit_doc(idx, "b.md", 200, seed=2)
+        assert compact(idx) == 1  # one segment of 500 > 400: IVF, lists from the size
         stats = idx.stats()
         assert stats["structure"] == "ivf" and stats["nlist"] == 8 and idx.verify() == []
         b = unit_vectors(200, 2)
         assert [row[0].text for row in idx.search(b[:5], 1)] == [f"b.md #{i}" for i in range(5)]
         # 8-bit codes: stored vectors come back to within quantization error.
         assert idx.vectors([idx.search(b[:1], 1)[0][0].chunk_id]) == pytest.approx(b[:1], abs=0.02)
+        with Writer.acquire(idx) as w:  # deleted rows of an IVF segment are skipped in FAISS
+            w.remove("b.md")
+            w.commit()
+        assert "b.md" not in sources_found(idx, b[:5], 3) and idx.verify() == []
         with Writer.acquire(idx) as w:  # 100 left < 400 / 2: exact again
             w.remove("a.md")
-            w.remove("b.md")
             w.put(*make_doc("c.md", 100, seed=3))
             w.commit()
         assert idx.stats()["structure"] == "flat" and idx.verify() == []

@@ -148,19 +148,18 @@ def test_unknown_filter_is_an_error(store: VectorIndex, embedder: Embedder) -> N
         retrieve(embedder, store, "x", 3, RetrievalSettings(), filters={"colour": "red"})
 
 
-def test_queries_do_not_grow_the_bm25_vocabulary() -> None:
-    """bm25s' tokenize records every new word it stems; a server must not grow per query."""
-    from ingest.lexical import LexicalIndex
+def test_queries_leave_the_bm25_segment_unchanged() -> None:
+    """Queries are tokenized without touching any vocabulary: a server must not grow per query."""
+    from ingest.lexical import LexicalSegment, LivePostings, bm25_search
 
-    lex = LexicalIndex.empty().updated(
-        np.zeros(0, np.int64), [(1, "Cats purr when content"), (2, "Dogs are running fast")]
-    )
-    before = lex.vocabulary_entries()
+    seg = LexicalSegment.build(["Cats purr when content", "Dogs are running fast"])
+    live = LivePostings(seg, np.array([1, 2]), None)
+    before = list(seg.terms)
     for i in range(50):
-        lex.search(f"novel{i} words{i} running dogs", 5)
-    assert lex.vocabulary_entries() == before
-    assert lex.search("Running DOGS!", 5)[0].tolist() == [2]  # same terms as the chunks got
-    assert lex.search("the and of", 5)[0].size == 0  # stopwords only
+        bm25_search([live], f"novel{i} words{i} running dogs", 5)
+    assert seg.terms == before
+    assert bm25_search([live], "Running DOGS!", 5)[0].tolist() == [2]  # same terms as the chunks
+    assert bm25_search([live], "the and of", 5)[0].size == 0  # stopwords only
 
 
 # --- grouping by document --------------------------------------------------------------------

@@ -1,0 +1,181 @@
+"""One immutable segment: FAISS vectors and BM25 postings over the same chunks, written once.
+
+A commit adds one segment of its new chunks; deletions never touch a segment's files (the version
+records them as tombstones), and a merge writes a new segment of the live rows of several. The
+segment directory's file names live here and nowhere else; ``LiveSegment`` is a segment as one
+version sees it, with its deleted rows masked out of both searches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ingest.index.errors import IndexCorrupt
+from ingest.index.structures import Excluding, built, read_index, reconstruct, structure_of
+from ingest.index.structures import write_index as write_faiss
+from ingest.lexical import LexicalSegment, LivePostings
+from ingest.settings import IndexSettings
+from ingest.versions import VersionFileError, read_manifest, sha256_file, verify_files
+
+__all__ = ["IDS_FILE", "INDEX_FILE", "LEXICAL_DIR", "LiveSegment", "Segment", "present"]
+
+INDEX_FILE = "index.faiss"
+LEXICAL_DIR = "lexical"
+IDS_FILE = "ids.npy"
+
+
+def present(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Which of ``ids`` are in ``sorted_ids`` (bool per id): O(len(ids) log n), as a lookup."""
+    if not sorted_ids.size or not ids.size:
+        return np.zeros(ids.size, bool)
+    pos = np.minimum(np.searchsorted(sorted_ids, ids), sorted_ids.size - 1)
+    return np.asarray(sorted_ids[pos] == ids)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Chunks ``ids`` (ascending): row r of the BM25 postings is chunk ``ids[r]``."""
+
+    name: str
+    index: Any
+    lexical: LexicalSegment
+    ids: np.ndarray
+    path: Path | None = None  # its directory, once written or loaded
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    @property
+    def structure(self) -> str:
+        return structure_of(self.index)
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        vectors: np.ndarray,
+        ids: np.ndarray,
+        texts: Sequence[str],
+        policy: IndexSettings,
+    ) -> Segment:
+        """A new segment of ``vectors`` with chunk ``ids`` and BM25 ``texts`` (all in one order)."""
+        order = np.argsort(ids, kind="stable")
+        ids = np.asarray(ids, np.int64)[order]
+        index = built(
+            np.asarray(vectors, np.float32)[order],
+            ids,
+            policy.kind,
+            nlist=policy.nlist,
+            approx_above=policy.approx_above,
+        )
+        return cls(name, index, LexicalSegment.build([texts[i] for i in order]), ids)
+
+    @classmethod
+    def merge(cls, name: str, parts: Sequence[LiveSegment], policy: IndexSettings) -> Segment:
+        """One segment of the live rows of ``parts``, its structure chosen for its size."""
+        keeps = [
+            np.flatnonzero(~p.dead) if p.dead is not None else np.arange(len(p)) for p in parts
+        ]
+        lexical, ids = LexicalSegment.merge(
+            [(p.segment.lexical, keep, p.segment.ids) for p, keep in zip(parts, keeps, strict=True)]
+        )
+        xb = np.concatenate(
+            [
+                reconstruct(p.segment.index, np.asarray(p.segment.ids)[keep])
+                for p, keep in zip(parts, keeps, strict=True)
+            ]
+        )
+        kept = np.concatenate(
+            [np.asarray(p.segment.ids)[k] for p, k in zip(parts, keeps, strict=True)]
+        )
+        order = np.argsort(kept, kind="stable")  # the order LexicalSegment.merge gave its rows
+        index = built(
+            xb[order], ids, policy.kind, nlist=policy.nlist, approx_above=policy.approx_above
+        )
+        return cls(name, index, lexical, ids)
+
+    def save(self, directory: Path) -> None:
+        """Write the files into ``directory`` (the caller makes it a segment directory)."""
+        write_faiss(self.index, directory / INDEX_FILE)
+        self.lexical.save(directory / LEXICAL_DIR)
+        np.save(directory / IDS_FILE, self.ids)
+
+    def manifest(self) -> dict[str, Any]:
+        return {"name": self.name, "rows": len(self), "structure": self.structure}
+
+    @classmethod
+    def load(cls, directory: Path, *, dim: int, mmap: bool, sha256: str | None) -> Segment:
+        """Read and verify a segment directory; ``sha256`` is its manifest's recorded digest."""
+        try:
+            manifest = read_manifest(directory)
+            if sha256 is not None and sha256_file(directory / "manifest.json")[0] != sha256:
+                raise VersionFileError(f"{directory}: manifest differs from the version's record")
+            verify_files(directory, manifest)
+        except VersionFileError as exc:
+            raise IndexCorrupt(str(exc)) from exc
+        path = directory / INDEX_FILE
+        try:
+            index = read_index(path, mmap=mmap, structure=manifest.get("structure", "flat"))
+            lexical = LexicalSegment.load(directory / LEXICAL_DIR, mmap=mmap)
+            ids = np.load(directory / IDS_FILE, mmap_mode="r" if mmap else None)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise IndexCorrupt(f"{directory}: cannot read the segment: {exc}") from exc
+        if index.d != dim or not index.ntotal == len(lexical) == ids.size == manifest["rows"]:
+            raise IndexCorrupt(
+                f"{directory}: dim {index.d}, FAISS {index.ntotal}, BM25 {len(lexical)} and "
+                f"{ids.size} ids differ from the manifest's {manifest['rows']} rows of dim {dim}"
+            )
+        return cls(manifest["name"], index, lexical, ids, directory)
+
+
+@dataclass(frozen=True)
+class LiveSegment:
+    """A segment as one version sees it: ``dead_ids`` are its chunks deleted since it was written."""
+
+    segment: Segment
+    dead_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.segment)
+
+    @cached_property
+    def dead(self) -> np.ndarray | None:
+        """Bool per row, None when every row is live."""
+        if not self.dead_ids.size:
+            return None
+        mask = np.zeros(len(self), bool)
+        mask[np.searchsorted(self.segment.ids, self.dead_ids)] = True
+        return mask
+
+    @property
+    def live_count(self) -> int:
+        return len(self) - int(self.dead_ids.size)
+
+    @cached_property
+    def postings(self) -> LivePostings:
+        return LivePostings(self.segment.lexical, self.segment.ids, self.dead)
+
+    @cached_property
+    def searcher(self) -> Excluding:
+        return Excluding(self.segment.index, self.dead_ids)
+
+    def live_ids(self) -> np.ndarray:
+        ids = np.asarray(self.segment.ids, np.int64)
+        return ids if self.dead is None else ids[~self.dead]
+
+    def members(self, ids: np.ndarray) -> np.ndarray:
+        """Which of the sorted ``ids`` are live rows of this segment (bool per id)."""
+        found = present(self.segment.ids, ids)
+        if self.dead_ids.size:
+            found &= ~present(self.dead_ids, ids)
+        return found
+
+    def deleting(self, ids: np.ndarray) -> LiveSegment:
+        """This segment with ``ids`` (live rows of it) deleted too."""
+        return LiveSegment(self.segment, np.union1d(self.dead_ids, ids))
