@@ -238,9 +238,14 @@ def bm25_search(parts: Sequence[LivePostings], query: str, k: int) -> tuple[np.n
         for t, (r, tf) in enumerate(per_term):
             norm = K1 * (1 - B + B * lengths[r] / np.float32(avgdl))
             contrib.append(np.float32(idf[t]) * tf / (tf + norm))
-        # Only the rows holding a query term: the cost follows the posting lists, not the segment.
-        hit, inverse = np.unique(rows, return_inverse=True)
-        acc = np.bincount(inverse, weights=np.concatenate(contrib)).astype(np.float32)
+        weights = np.concatenate(contrib)
+        if rows.size * 8 < len(p.segment):  # few postings: touch only their rows
+            hit, inverse = np.unique(rows, return_inverse=True)
+            acc = np.bincount(inverse, weights=weights).astype(np.float32)
+        else:  # common terms: one pass over the segment beats sorting millions of postings
+            dense = np.bincount(rows, weights=weights, minlength=len(p.segment))
+            hit = np.flatnonzero(dense)
+            acc = dense[hit].astype(np.float32)
         if hit.size > k:  # the best k, and every row tied with the k-th (ties go by chunk id)
             kth = np.partition(acc, hit.size - k)[hit.size - k]
             keep = acc >= kth

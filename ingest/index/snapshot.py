@@ -8,7 +8,9 @@ file names live here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,11 +72,12 @@ class Snapshot:
 
     def search(self, q: np.ndarray, k: int) -> list[Ranked]:
         """Top-``k`` (chunk ids, inner products) per query over the live rows of every segment."""
-        found: list[tuple[np.ndarray, np.ndarray]] = []
-        for s in self.segments:
-            if s.live_count:
-                scores, ids = s.searcher.search(q, min(k, s.live_count))
-                found.append((scores, ids))
+        live = [s for s in self.segments if s.live_count]
+        # Segments are searched side by side (FAISS releases the GIL): a single query in IVF
+        # runs on one core, so the fan-out is what lets it use the others.
+        found = list(
+            _fanout(len(live)).map(lambda s: s.searcher.search(q, min(k, s.live_count)), live)
+        )
         out: list[Ranked] = []
         for row in range(len(q)):
             scores = np.concatenate([f[0][row] for f in found]) if found else np.zeros(0)
@@ -239,6 +242,24 @@ class Snapshot:
             raise IndexCorrupt(f"{vdir}: FAISS and BM25 hold different chunks")
         segment = Segment(f"legacy-{vname(version)}", index, lexical, ids)
         return cls(version, (LiveSegment(segment),) if ids.size else ())
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+class _Inline:
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]:
+        return map(fn, items)
+
+
+def _fanout(n: int) -> ThreadPoolExecutor | _Inline:
+    """The pool segment searches run on (one per usable core), or inline for one segment."""
+    global _POOL
+    if n < 2 or (os.cpu_count() or 1) < 2:
+        return _Inline()
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(min(8, os.cpu_count() or 1), thread_name_prefix="segment")
+    return _POOL
 
 
 def _tombstones(segments: Sequence[LiveSegment]) -> np.ndarray:

@@ -22,7 +22,7 @@ from ingest.index.errors import EmbeddingMismatch, IndexCorrupt, IndexStoreError
 from ingest.index.reader import IndexReader, Ranked
 from ingest.index.segment import LiveSegment, Segment
 from ingest.index.snapshot import Snapshot
-from ingest.index.structures import index_ids, is_ivf, segment_nprobe
+from ingest.index.structures import auto_nprobe, index_ids, is_ivf
 from ingest.settings import IndexSettings
 from ingest.versions import (
     MANIFEST_FILE,
@@ -334,14 +334,11 @@ class VectorIndex(IndexReader):
 
     def publish(self, snap: Snapshot) -> None:
         """Serve ``snap`` from now on; a snapshot older than the loaded one is ignored."""
-        total = snap.ntotal
         for s in snap.segments:
             index = s.segment.index
             if is_ivf(index):
-                # Recall at a fixed nprobe falls as lists multiply, so the default grows with
-                # them; a segment scans the share of its lists one merged index would.
-                nprobe = self._settings.nprobe or segment_nprobe(index.nlist, total)
-                index.nprobe = min(nprobe, index.nlist)
+                # Recall at a fixed nprobe falls as lists multiply, so the default grows with them.
+                index.nprobe = min(self._settings.nprobe or auto_nprobe(index.nlist), index.nlist)
         with self._swap:
             # Versions only grow; a refresh racing an in-process commit must not step back.
             if snap.version >= self._snap.version:

@@ -97,18 +97,6 @@ def auto_nprobe(nlist: int) -> int:
     return min(nlist, math.ceil(5 * math.sqrt(nlist)))
 
 
-def segment_nprobe(nlist: int, total: int) -> int:
-    """Lists to search in one IVF segment of ``nlist`` lists, in a collection of ``total`` vectors.
-
-    One merged index of ``total`` vectors would scan ``auto_nprobe / auto_nlist`` of its lists;
-    each segment scans the same share of its own (never more than its own default), so search
-    work stays that of one index however many segments hold the vectors.
-    """
-    whole = auto_nlist(total)
-    share = auto_nprobe(whole) / whole
-    return max(1, min(auto_nprobe(nlist), math.ceil(share * nlist)))
-
-
 def train_ivf(xb: np.ndarray, ids: np.ndarray, nlist: int) -> Any:
     # IVF takes ids directly; wrapping it in IndexIDMap2 would break remove_ids, because
     # IDMap assumes the sub-index compacts ids on removal and IVF does not. 8-bit scalar
