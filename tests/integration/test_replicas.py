@@ -25,6 +25,7 @@ import pytest
 from service.app import REFRESH_INTERVAL_S
 from tests.conftest import REPO, cli_command, ragtune_serve, wait_until
 from tests.integration.conftest import keyed_serve_env
+from tests.service.test_api_templates import V2, as_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -263,3 +264,30 @@ def test_a_delete_through_one_replica_stops_the_other_citing_at_once(replicas: R
         assert not serves(base, doc_id, "saltmarrow")
         assert doc_id not in listed(base)
     assert not (replicas.home / resp.json()["source"]).exists()
+
+
+def test_a_template_written_through_one_replica_is_served_by_the_other(
+    replicas: Replicas,
+) -> None:
+    """Regression: each replica loaded the templates once, at start, so a version written
+    through another one was a 404 there (and a chat naming it a 400) until a restart."""
+    source = as_version(V2, 3, description="Written through replica A.")
+    made = httpx.post(
+        f"{replicas.a}/v1/templates/grounded-qa/versions",
+        json={"source": source},
+        headers=ADMIN,
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    written = time.monotonic()
+
+    def served() -> bool:
+        resp = httpx.get(
+            f"{replicas.b}/v1/templates/grounded-qa/versions/3", headers=QUERY, timeout=10
+        )
+        return resp.status_code == 200 and resp.json()["source"] == source
+
+    wait_until(served, REFRESH_INTERVAL_S + MARGIN_S, "B to serve grounded-qa@3")
+    print(f"\nB served the template {time.monotonic() - written:.2f} s after A wrote it")
+    listed = httpx.get(f"{replicas.b}/v1/templates", headers=QUERY, timeout=10).json()["data"]
+    assert next(t for t in listed if t["id"] == "grounded-qa")["versions"] == [1, 2, 3]
