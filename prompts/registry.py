@@ -31,6 +31,7 @@ __all__ = [
     "builtin_dir",
     "load_template",
     "parse_template",
+    "template_files",
     "write_version",
 ]
 
@@ -122,6 +123,25 @@ def write_version(user_dir: Path, text: str, template_id: str, version: int) -> 
     return template
 
 
+def template_files(dirs: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
+    """(path, size, mtime_ns) of every template file under ``dirs``: what a registry loaded from.
+
+    Another process (a second API replica) may add a version; comparing this with a registry's
+    ``files`` tells whether it is out of date, for a directory listing and a stat per file.
+    """
+    out = []
+    for root in map(Path, dirs):
+        if not root.is_dir():
+            continue
+        for path in sorted(root.glob("*/*.yaml")):
+            try:
+                st = path.stat()
+            except FileNotFoundError:  # removed since the listing
+                continue
+            out.append((str(path), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 class TemplateRegistry:
     """Every template under ``dirs`` (each holding ``<id>/<version>.yaml``), loaded up front.
 
@@ -133,6 +153,8 @@ class TemplateRegistry:
     def __init__(self, dirs: Sequence[Path]) -> None:
         self.dirs = tuple(Path(d) for d in dirs)
         self._templates: dict[tuple[str, int], Template] = {}
+        # The files as they were before loading: a change made while loading shows next time.
+        self.files = template_files(self.dirs)
         for root in self.dirs:
             if not root.is_dir():
                 continue

@@ -2,7 +2,8 @@
 
 Tests pass their own ``llm`` (a scripted fake for API plumbing) or ``embedder``; everything else is
 built from settings. The index is refreshed in the background, so documents ingested by another
-process become answerable without a restart.
+process become answerable without a restart, and so are the prompt templates: another replica
+over the same data directory may write a version.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.compact import compact
 from ingest.embed import Embedder
+from prompts.registry import TemplateRegistry, template_files
 from service import errors
 from service.deps import AppState
 from service.limits import BodyLimit, route_limits
@@ -57,10 +59,12 @@ def create_app(
         app.state.ragtune = state
         app.state.sweeps = runner = SweepRunner(settings)
         refresher = asyncio.create_task(_refresh_forever(state))
+        templates = asyncio.create_task(_reload_templates_forever(state))
         try:
             yield
         finally:
             refresher.cancel()
+            templates.cancel()
             app.state.sweeps = None
             await run_in_threadpool(runner.close)  # no sweep outlives the service
             app.state.ragtune = None
@@ -100,6 +104,23 @@ def create_app(
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     return app
+
+
+async def _reload_templates_forever(state: AppState) -> None:
+    """Template versions another replica wrote (``POST /v1/templates/{id}/versions``) become
+    servable here within the index's poll interval, without a restart."""
+    seen = state.registry.files
+    while True:
+        await asyncio.sleep(REFRESH_INTERVAL_S)
+        try:
+            now = await run_in_threadpool(template_files, state.registry.dirs)
+            if now == seen:
+                continue
+            seen = now  # a broken file is reported once, not at every poll
+            state.registry = await run_in_threadpool(TemplateRegistry, state.registry.dirs)
+            log.info("prompt templates reloaded: %d files", len(now))
+        except Exception:  # a bad new file must not take down the loaded templates
+            log.exception("reloading prompt templates failed; still serving the loaded ones")
 
 
 def _keyed_docs(app: FastAPI) -> None:

@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
+from service.settings import ServiceSettings
 from tests.conftest import REPO
 
 SCHEMA = Path(sys.prefix) / "share" / "compose_spec.json"
@@ -49,7 +50,18 @@ def interpolate(value: Any, env: dict[str, str]) -> Any:
 
 def load(env: dict[str, str]) -> dict[str, Any]:
     raw = yaml.safe_load((REPO / "compose.yaml").read_text())
-    return interpolate(raw, env)  # type: ignore[no-any-return]
+    doc: dict[str, Any] = interpolate(raw, env)
+    # Interpolation yields strings; compose then casts the fields its schema types as numbers.
+    for service in doc["services"].values():
+        deploy = service.get("deploy", {})
+        if "replicas" in deploy:
+            deploy["replicas"] = int(deploy["replicas"])
+    return doc
+
+
+def default_services(doc: dict[str, Any]) -> dict[str, Any]:
+    """What a plain `docker compose up` starts: the services in no profile."""
+    return {name: s for name, s in doc["services"].items() if not s.get("profiles")}
 
 
 def test_compose_file_matches_the_compose_specification() -> None:
@@ -58,7 +70,7 @@ def test_compose_file_matches_the_compose_specification() -> None:
     doc = load(REQUIRED)
     jsonschema.validate(doc, schema, cls=jsonschema.Draft201909Validator)
 
-    services = doc["services"]
+    services = default_services(doc)
     assert set(services) == {"vllm", "api", "ingest"}
     vllm = services["vllm"]
     assert vllm["image"].startswith("vllm/vllm-openai:")
@@ -81,3 +93,46 @@ def test_compose_file_matches_the_compose_specification() -> None:
 def test_required_settings_fail_fast(missing: str) -> None:
     with pytest.raises(MissingVariable, match=missing):
         load({k: v for k, v in REQUIRED.items() if k != missing})
+
+
+def test_scale_profile_puts_replicas_of_the_api_behind_a_load_balancer() -> None:
+    schema = yaml.safe_load(SCHEMA.read_text())
+    doc = load({**REQUIRED, "RAGTUNE_REPLICAS": "3"})
+    jsonschema.validate(doc, schema, cls=jsonschema.Draft201909Validator)
+    services = doc["services"]
+    scale = {name for name, s in services.items() if s.get("profiles")}
+    assert scale == {"api-replica", "lb"}
+    assert all(services[name]["profiles"] == ["scale"] for name in scale)
+
+    api, replica, lb = services["api"], services["api-replica"], services["lb"]
+    assert replica["deploy"]["replicas"] == 3
+    assert load(REQUIRED)["services"]["api-replica"]["deploy"]["replicas"] == 2  # the default
+    # The same program and settings as `api`, on the one index volume the ingest worker writes.
+    assert replica["image"] == api["image"] and replica["command"] == api["command"]
+    assert "index:/data" in replica["volumes"]
+    assert "index:/data" in api["volumes"] and "index:/data" in services["ingest"]["volumes"]
+    env = dict(replica["environment"])
+    proxies = json.loads(env.pop("RAGTUNE_SERVICE__TRUSTED_PROXIES"))
+    assert env == api["environment"]
+    assert ServiceSettings(trusted_proxies=proxies).trusted_proxies  # valid networks
+    assert replica["depends_on"]["vllm"]["condition"] == "service_healthy"
+    assert "/readyz" in " ".join(replica["healthcheck"]["test"])
+    assert "ports" not in replica  # reached through the load balancer only
+
+    assert lb["image"].startswith("nginx:")
+    assert lb["depends_on"]["api-replica"]["condition"] == "service_healthy"
+    assert "/readyz" in " ".join(lb["healthcheck"]["test"])  # a replica answers through it
+    [published] = lb["ports"]
+    assert published == "8080:8080"
+    [mount] = lb["volumes"]
+    source, target, mode = mount.split(":")
+    assert target == "/etc/nginx/nginx.conf" and mode == "ro"
+    conf = (REPO / source).read_text()
+    # nginx listens where compose publishes, and routes to the replicas by their service name.
+    assert re.search(r"listen 8080;", conf)
+    [upstream] = re.findall(r"upstream (\w+) \{", conf)
+    assert f"proxy_pass http://{upstream};" in conf
+    assert re.search(r"server api-replica:8000 resolve\b", conf)
+    assert "proxy_buffering off;" in conf  # streamed answers
+    body = re.search(r"client_max_body_size (\d+)m;", conf)
+    assert body and int(body.group(1)) > ServiceSettings().max_upload_mb  # uploads get through

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -118,13 +120,7 @@ def _ingest_one(
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if not path.exists():
-            tmp = path.with_suffix(path.suffix + ".part")
-            try:
-                tmp.write_bytes(data)
-                fault_point("upload-part-written")
-                tmp.replace(path)
-            finally:
-                tmp.unlink(missing_ok=True)  # a full disk leaves no partial file either
+            _store(path, data)
     except OSError as e:
         failure = storage_failure(e, state.index.version + 1, state.index.version)
         if failure is None:
@@ -146,6 +142,24 @@ def _ingest_one(
         if record is None and state.index.document(str(path.resolve())) is None:
             path.unlink(missing_ok=True)
     return summary, record
+
+
+def _store(path: Path, data: bytes) -> None:
+    """Write ``data`` at ``path`` through a temporary file of this request's own, then rename.
+
+    Another replica may be storing the same bytes at this moment (a client retrying through a
+    load balancer): a temporary name shared by both would let one truncate, or rename away,
+    the file the other is writing. Both renames land the same bytes, so the last one wins.
+    """
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        fault_point("upload-part-written")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no partial file either
 
 
 @router.delete("/v1/documents/{doc_id}", responses=error_responses(404))

@@ -15,6 +15,7 @@ from prompts.registry import (
     TemplateRegistry,
     builtin_dir,
     load_template,
+    template_files,
 )
 from tests.conftest import REPO
 
@@ -89,6 +90,18 @@ def test_user_dir_overrides_same_version_and_adds_new_ones(tmp_path: Path) -> No
     assert reg.get("grounded-qa").version == 7
     mine = reg.get("mine")
     assert (mine.examples, mine.stop, mine.fewshot.k) == ((), (), 0)
+
+
+def test_files_tell_a_registry_it_is_out_of_date(tmp_path: Path) -> None:
+    """What another process (an API replica) wrote shows in ``template_files``, not in the
+    registry's ``files``, until the registry is loaded again."""
+    user = tmp_path / "prompts"  # not there yet: a user folder is optional
+    reg = TemplateRegistry([builtin_dir(), user])
+    assert reg.files == template_files(reg.dirs) and len(reg.files) == 3
+    write(user, "mine/1.yaml", MINIMAL)
+    assert template_files(reg.dirs) != reg.files
+    again = TemplateRegistry(reg.dirs)
+    assert again.files == template_files(reg.dirs) and again.get("mine").ref == "mine@1"
 
 
 def test_missing_dirs_are_skipped(tmp_path: Path) -> None:

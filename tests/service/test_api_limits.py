@@ -105,6 +105,30 @@ def test_upload_ask_cite_delete_ask_again(
         assert_openai_error(c.delete(f"/v1/documents/{doc['id']}"), 404)
 
 
+def test_an_upload_leaves_another_writers_temporary_file_alone(
+    writable: Settings, embedder: Embedder, shared_data: Path
+) -> None:
+    """Regression: replicas storing the same bytes at once shared one ``<name>.part`` file, so
+    one truncated or renamed away the file the other was writing (its rename then failed as a
+    503 storage_error). Each upload now writes a temporary file of its own."""
+    import hashlib
+
+    guide = (shared_data / "corpus" / "llm-guide.txt").read_bytes()
+    uploads = writable.home / "uploads"
+    uploads.mkdir(parents=True)
+    # Another replica, halfway through storing the same upload under the name it used to share.
+    theirs = uploads / f"{hashlib.sha256(guide).hexdigest()[:32]}.txt.part"
+    theirs.write_bytes(guide[:100])
+    with client_for(writable, embedder) as c:
+        up = c.post("/v1/documents", files={"file": ("guide.txt", guide, "text/plain")})
+        assert up.status_code == 201, up.text
+    assert (writable.home / up.json()["source"]).read_bytes() == guide
+    assert theirs.read_bytes() == guide[:100]  # still theirs to finish and rename
+    assert sorted(p.name for p in uploads.iterdir()) == sorted(
+        [theirs.name, Path(up.json()["source"]).name]
+    )
+
+
 def test_upload_rejects_bad_files_with_reasons(
     writable: Settings, embedder: Embedder, shared_data: Path, tmp_path: Path
 ) -> None:
