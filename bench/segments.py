@@ -189,6 +189,17 @@ def recall(found: list[list[int]], truth: np.ndarray) -> float:
     )
 
 
+def searched(result: dict[str, Any], truth: np.ndarray) -> dict[str, Any]:
+    """One search job's row: the store's shape, latencies and recall."""
+    return {
+        "segments": result["stats"]["segments"],
+        "structure": result["stats"]["structure"],
+        "dense_p50_ms": p50(result["dense"]),
+        "lexical_p50_ms": p50(result["lexical"]),
+        "recall_at_10": recall(result["found"], truth),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[20_000, 1_000_000])
@@ -252,21 +263,8 @@ def main() -> int:
                     commit_after = run(ROOT, "commit", root, data, n, args.repeats)
                     search = {
                         "chunks": n,
-                        "split": {
-                            "segments": split["stats"]["segments"],
-                            "structure": split["stats"]["structure"],
-                            "dense_p50_ms": p50(split["dense"]),
-                            "lexical_p50_ms": p50(split["lexical"]),
-                            "recall_at_10": recall(split["found"], truth),
-                        },
-                        "merged": {
-                            "segments": merged["stats"]["segments"],
-                            "structure": merged["stats"]["structure"],
-                            "dense_p50_ms": p50(merged["dense"]),
-                            "lexical_p50_ms": p50(merged["lexical"]),
-                            "recall_at_10": recall(merged["found"], truth),
-                            "merge_s": merged_run["seconds"],
-                        },
+                        "split": searched(split, truth),
+                        "merged": {**searched(merged, truth), "merge_s": merged_run["seconds"]},
                         "commit_after_merge_p50_s": float(np.median(commit_after["seconds"])),
                     }
                     for kind in ("dense", "lexical"):
