@@ -116,22 +116,19 @@ class LexicalSegment:
 
     @classmethod
     def merge(
-        cls, parts: Sequence[tuple[LexicalSegment, np.ndarray, np.ndarray]]
-    ) -> tuple[LexicalSegment, np.ndarray]:
-        """One segment of the kept rows of each part, ordered by chunk id; returns it and its ids.
+        cls, parts: Sequence[tuple[LexicalSegment, np.ndarray]], order: np.ndarray
+    ) -> LexicalSegment:
+        """One segment of the kept rows of each part: ``parts`` holds (segment, rows to keep).
 
-        ``parts`` holds (segment, rows to keep, chunk id of every row of the segment).
+        ``order`` permutes the kept rows, concatenated part after part, into the merged order.
         """
-        terms = sorted({t for seg, _, _ in parts for t in seg.terms})
+        terms = sorted({t for seg, _ in parts for t in seg.terms})
         vocab = np.asarray(terms)
-        kept_ids = [np.asarray(ids, np.int64)[keep] for _, keep, ids in parts]
-        merged_ids = np.concatenate(kept_ids) if kept_ids else np.zeros(0, np.int64)
-        order = np.argsort(merged_ids, kind="stable")
         rank = np.empty(order.size, np.int64)
         rank[order] = np.arange(order.size)
         cols, rows, tfs, lengths = [], [], [], []
         offset = 0
-        for seg, keep, _ in parts:
+        for seg, keep in parts:
             new_row = np.full(len(seg), -1, np.int64)
             new_row[keep] = rank[offset : offset + keep.size]
             remap = np.searchsorted(vocab, np.asarray(seg.terms)) if seg.terms else vocab[:0]
@@ -143,14 +140,13 @@ class LexicalSegment:
             tfs.append(np.asarray(seg.tf)[live])
             lengths.append(np.asarray(seg.lengths)[keep])
             offset += keep.size
-        merged = cls._from_pairs(
+        return cls._from_pairs(
             terms,
             np.concatenate(cols) if cols else np.zeros(0, np.int64),
             np.concatenate(rows) if rows else np.zeros(0, np.int64),
             np.concatenate(tfs) if tfs else np.zeros(0, np.float32),
             (np.concatenate(lengths) if lengths else np.zeros(0, np.float32))[order],
         )
-        return merged, merged_ids[order]
 
     def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         """Rows holding ``term`` and its count in each."""
@@ -191,8 +187,12 @@ class LivePostings:
     ids: np.ndarray  # chunk id of each row
     dead: np.ndarray | None  # bool per row, None when no row is deleted
 
-    def live(self, rows: np.ndarray) -> np.ndarray:
-        return np.ones(rows.size, bool) if self.dead is None else ~self.dead[rows]
+    def live(self, rows: np.ndarray, tf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The postings ``rows``, ``tf`` of live rows only."""
+        if self.dead is None:
+            return rows, tf
+        keep = ~self.dead[rows]
+        return rows[keep], tf[keep]
 
     @cached_property
     def count(self) -> int:
@@ -221,9 +221,7 @@ def bm25_search(parts: Sequence[LivePostings], query: str, k: int) -> tuple[np.n
     for p in parts:
         per_term = []
         for t, term in enumerate(terms):
-            rows, tf = p.segment.postings(term)
-            live = p.live(rows)
-            rows, tf = rows[live], tf[live]
+            rows, tf = p.live(*p.segment.postings(term))
             df[t] += rows.size
             per_term.append((rows, tf))
         found.append(per_term)

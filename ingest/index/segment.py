@@ -82,19 +82,15 @@ class Segment:
         keeps = [
             np.flatnonzero(~p.dead) if p.dead is not None else np.arange(len(p)) for p in parts
         ]
-        lexical, ids = LexicalSegment.merge(
-            [(p.segment.lexical, keep, p.segment.ids) for p, keep in zip(parts, keeps, strict=True)]
+        kept = [np.asarray(p.segment.ids, np.int64)[k] for p, k in zip(parts, keeps, strict=True)]
+        order = np.argsort(np.concatenate(kept), kind="stable")  # rows by chunk id
+        ids = np.concatenate(kept)[order]
+        lexical = LexicalSegment.merge(
+            [(p.segment.lexical, keep) for p, keep in zip(parts, keeps, strict=True)], order
         )
         xb = np.concatenate(
-            [
-                reconstruct(p.segment.index, np.asarray(p.segment.ids)[keep])
-                for p, keep in zip(parts, keeps, strict=True)
-            ]
+            [reconstruct(p.segment.index, k) for p, k in zip(parts, kept, strict=True)]
         )
-        kept = np.concatenate(
-            [np.asarray(p.segment.ids)[k] for p, k in zip(parts, keeps, strict=True)]
-        )
-        order = np.argsort(kept, kind="stable")  # the order LexicalSegment.merge gave its rows
         index = built(
             xb[order], ids, policy.kind, nlist=policy.nlist, approx_above=policy.approx_above
         )

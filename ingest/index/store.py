@@ -20,7 +20,7 @@ import numpy as np
 from ingest.docstore import DocStore, DocumentRecord, Hit, QuarantineRecord
 from ingest.index.errors import EmbeddingMismatch, IndexCorrupt, IndexStoreError
 from ingest.index.reader import IndexReader, Ranked
-from ingest.index.segment import LiveSegment, Segment
+from ingest.index.segment import LiveSegment, Segment, present
 from ingest.index.snapshot import Snapshot
 from ingest.index.structures import auto_nprobe, index_ids, is_ivf
 from ingest.settings import IndexSettings
@@ -365,5 +365,5 @@ def _live(snap: Snapshot, ids_of: Callable[[LiveSegment], np.ndarray]) -> np.nda
     parts = []
     for s in snap.segments:
         ids = ids_of(s)
-        parts.append(ids[~np.isin(ids, s.dead_ids)] if s.dead_ids.size else ids)
+        parts.append(ids[~present(s.dead_ids, ids)] if s.dead_ids.size else ids)
     return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
