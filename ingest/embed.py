@@ -15,6 +15,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -74,30 +75,36 @@ def load_embedder(settings: EmbedSettings) -> Embedder:
 
 
 class OnnxEmbedder:
-    """ONNX Runtime encoder with length-sorted, token-budgeted batches (little padding)."""
+    """ONNX Runtime encoder with length-sorted, token-budgeted batches (little padding).
+
+    Many small batches side by side beat one thread team on big batches: a batch of ~1k tokens
+    stays in cache, and a session with one thread per batch never waits on its team. So a call
+    with several batches runs them on ``threads`` one-thread runs of a shared session, while a call
+    of one batch (a query) gets every core in one run, for latency (bench/encoder_batches.py).
+    """
 
     def __init__(
-        self, name: str, model_path: Path, graph: Path, threads: int, batch_tokens: int
+        self,
+        name: str,
+        model_path: Path,
+        graph: Path,
+        threads: int,
+        batch_tokens: int,
+        *,
+        side_by_side: bool = True,  # False: every batch on all threads in turn (bench baseline)
     ) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # No spin-waiting after a run: in the service, idle encoder threads spinning on the same
-        # cores would slow the llama.cpp generation that follows every query embedding.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"])
+        self._wide = _session(graph, threads)
+        self._narrow = _session(graph, 1) if threads > 1 and side_by_side else self._wide
+        self._threads = threads if side_by_side else 1
         self.name = name
-        self.dim = int(self._session.get_outputs()[0].shape[1])
+        self.dim = int(self._wide.get_outputs()[0].shape[1])
         self.max_tokens = MAX_SEQ_LENGTH - 2
         self.tokenizer = counting_tokenizer(model_path)
         self._input_tok = Tokenizer.from_file(str(model_path / "tokenizer.json"))
         self._input_tok.enable_truncation(MAX_SEQ_LENGTH)
         self._input_tok.no_padding()
         self._batch_tokens = batch_tokens
-        self._lock = threading.Lock()  # one inference at a time: threads already fill the cores
+        self._lock = threading.Lock()  # one call at a time: each already fills the cores
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -105,17 +112,25 @@ class OnnxEmbedder:
             return out
         encodings = self._input_tok.encode_batch(list(texts))
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        batch: list[int] = []
+        batches: list[list[int]] = [[]]
         for i in order:
             longest = len(encodings[i].ids)  # ascending order: the newest is the longest
-            if batch and longest * (len(batch) + 1) > self._batch_tokens:
-                self._run(batch, encodings, out)
-                batch = []
-            batch.append(i)
-        self._run(batch, encodings, out)
+            if batches[-1] and longest * (len(batches[-1]) + 1) > self._batch_tokens:
+                batches.append([])
+            batches[-1].append(i)
+        with self._lock:
+            if len(batches) == 1 or self._threads == 1:
+                session = self._wide if len(batches) == 1 else self._narrow
+                for batch in batches:
+                    self._run(session, batch, encodings, out)
+            else:
+                with ThreadPoolExecutor(self._threads) as pool:  # ORT releases the GIL
+                    done = pool.map(lambda b: self._run(self._narrow, b, encodings, out), batches)
+                    list(done)  # re-raises a failed batch's error
         return out
 
-    def _run(self, batch: list[int], encodings: list[Any], out: np.ndarray) -> None:
+    @staticmethod
+    def _run(session: Any, batch: list[int], encodings: list[Any], out: np.ndarray) -> None:
         width = max(len(encodings[i].ids) for i in batch)
         ids = np.zeros((len(batch), width), dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
@@ -123,9 +138,20 @@ class OnnxEmbedder:
             n = len(encodings[i].ids)
             ids[row, :n] = encodings[i].ids
             mask[row, :n] = 1
-        with self._lock:
-            vectors = self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-        out[batch] = vectors
+        out[batch] = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+
+
+def _session(graph: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # No spin-waiting after a run: in the service, idle encoder threads spinning on the same
+    # cores would slow the llama.cpp generation that follows every query embedding.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"])
 
 
 class TorchEmbedder:

@@ -83,6 +83,19 @@ def test_order_preserved_across_length_sorted_batches(
     assert np.diag(similarity).min() >= floor
 
 
+def test_batches_side_by_side_give_each_text_its_own_vector(
+    embed_settings: EmbedSettings, sentences: list[str]
+) -> None:
+    # fp32 vectors do not depend on the batch, so two threads running batches side by side must
+    # give exactly what one thread running them in turn gives, row for row.
+    def encoder(threads: int) -> Embedder:
+        update = {"batch_tokens": 256, "backend": "onnx", "threads": threads}
+        return load_embedder(embed_settings.model_copy(update=update))
+
+    texts = sentences[::-1] * 3  # many more batches than threads
+    np.testing.assert_allclose(encoder(2).encode(texts), encoder(1).encode(texts), atol=1e-5)
+
+
 def test_query_ranks_matching_sentence_first(
     embedder: Embedder, sentences: list[str], int8_vectors: np.ndarray
 ) -> None:
