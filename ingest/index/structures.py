@@ -16,7 +16,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ingest.index.policy import TRAIN_POINTS_PER_LIST
+from ingest.index.policy import QUANTIZER_POINTS_PER_LIST, TRAIN_POINTS_PER_LIST
 
 
 def empty_flat(dim: int) -> Any:
@@ -79,6 +79,7 @@ def train_quantizer(xb: np.ndarray, nlist: int) -> Any:
     )
     # k-means on every vector of a large collection costs minutes on 2 cores for no better lists.
     ivf.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST
+    ivf.cp.min_points_per_centroid = QUANTIZER_POINTS_PER_LIST  # what the policy allows
     ivf.train(np.ascontiguousarray(xb, np.float32))
     return ivf
 

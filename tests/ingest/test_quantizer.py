@@ -36,8 +36,8 @@ from tests.ingest.test_index import (
     unit_vectors,
 )
 
-# Segments of >= 300 vectors are IVF; the first (400) trains 8 lists (400 / 39 -> 8), 2 probed.
-# 3 of them merge into 1,200, which the 8 lists still fit (auto_nlist(1200) = 16 < 4 * 8).
+# Segments of >= 300 vectors are IVF; the first (400) trains 16 lists (2 * 400 / 39 -> 16), 2 of
+# them probed. 3 of them merge into 1,200, which 16 lists still fit (auto_nlist(1200) = 16 < 64).
 SETTINGS: dict[str, Any] = {"kind": "auto", "approx_above": 300, "nprobe": 2, "merge_factor": 3}
 N = 400
 QUERIES = unit_vectors(40, seed=77)
@@ -70,12 +70,14 @@ def own_vectors_found(idx: VectorIndex, docs: dict[str, int]) -> bool:
 
 
 def test_policy_trains_lists_for_the_tier_the_segment_grows_into() -> None:
-    # Defaults: the first IVF segment (100k..160k) trains 2,048 lists, which serve up to ~2M.
-    assert quantizer_nlist(125_000, "auto", nlist=4096, merge_factor=8) == 2048
-    assert quantizer_nlist(100_000, "auto", nlist=4096, merge_factor=8) == 2048
-    assert quantizer_fits(2048, 1_000_000, "auto", nlist=4096)
-    assert not quantizer_fits(2048, 2_200_000, "auto", nlist=4096)
-    assert quantizer_nlist(N, "auto", nlist=4096, merge_factor=3) == 8
+    # Defaults: the first IVF segment (100k..160k) trains the 4,096 lists of a 1M index, which
+    # serve up to ~8M vectors; a segment of 32k trains what 32k vectors support.
+    assert quantizer_nlist(125_000, "auto", nlist=4096, merge_factor=8) == 4096
+    assert quantizer_nlist(100_000, "auto", nlist=4096, merge_factor=8) == 4096
+    assert quantizer_nlist(32_000, "auto", nlist=4096, merge_factor=8) == 1024
+    assert quantizer_fits(4096, 1_000_000, "auto", nlist=4096)
+    assert not quantizer_fits(4096, 9_000_000, "auto", nlist=4096)
+    assert quantizer_nlist(N, "auto", nlist=4096, merge_factor=3) == 16
     assert quantizer_nlist(500, "ivf", nlist=4, merge_factor=8) == 4
     assert not quantizer_fits(8, 10_000, "ivf", nlist=4)
 
@@ -95,7 +97,7 @@ def test_later_ivf_segments_are_built_on_the_first_ones_quantizer(tmp_path: Path
         # centroids and 8-bit ranges are checked equal to it whenever a segment is loaded).
         segs = [s.segment for s in idx.snapshot().segments]
         assert all(s.quantizer is segs[0].quantizer for s in segs[:3]) and segs[3].quantizer is None
-        assert idx.stats()["structure"] == "mixed" and idx.stats()["nlist"] == 8
+        assert idx.stats()["structure"] == "mixed" and idx.stats()["nlist"] == 16
     finally:
         idx.close()
     again = open_index(root, **SETTINGS)
@@ -128,9 +130,9 @@ def test_split_search_agrees_with_the_merged_index_and_the_merge_trains_nothing(
         idx.close()
     # At nprobe = nlist every list is scanned: the search is exact over the 8-bit codes, so it
     # agrees with exact search over the stored vectors (what the codes decode to).
-    every = open_index(root, **{**SETTINGS, "nprobe": 8})
+    every = open_index(root, **{**SETTINGS, "nprobe": 16})
     try:
-        assert every.stats()["nprobe"] == 8
+        assert every.stats()["nprobe"] == 16
         assert _recall(every.search_ids(QUERIES, 10), exact) > 0.97
     finally:
         every.close()
