@@ -121,8 +121,8 @@ class IndexSettings(BaseModel):
         "quantized) with `nlist` lists, exact until there are enough vectors to train them; "
         "auto: exact up to `approx_above` vectors, then IVF. Applied to each new segment. IVF "
         "segments share one quantizer per collection, trained on the first IVF segment (auto: "
-        "~4*sqrt(n) lists for 8x its size, at most its vectors / 39) and trained again only when "
-        "a segment wants 4x its lists.",
+        "~4*sqrt(n) lists for merge_factor x its size, at most its vectors / 19.5) and trained "
+        "again only when a segment wants 4x its lists.",
     )
     nlist: int = Field(4096, ge=1, description="IVF lists for kind=ivf (auto sizes them itself).")
     nprobe: int | None = Field(
