@@ -30,6 +30,7 @@ from ingest.faults import fault_point
 __all__ = [
     "MANIFEST_FILE",
     "collect_garbage",
+    "collect_quantizers",
     "collect_segments",
     "fsync_dir",
     "merge_lock",
@@ -171,6 +172,19 @@ def collect_segments(segments: Path, referenced: set[str], *, spare_merges: bool
             continue
         if entry.name.endswith(".tmp") or name not in referenced:
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def collect_quantizers(quantizers: Path, segments: Path) -> None:
+    """Drop quantizer directories no segment directory names, and leftovers of crashed writes.
+
+    Only called under the writer lock, after ``collect_segments``, and never while a merge
+    runs (it may have written a quantizer that no segment names yet).
+    """
+    used = set()
+    for sdir in segments.iterdir():
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            used.add(read_manifest(sdir)["quantizer"]["name"])
+    collect_segments(quantizers, used, spare_merges=False)
 
 
 @contextlib.contextmanager

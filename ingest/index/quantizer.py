@@ -29,6 +29,7 @@ from ingest.versions import (
     read_manifest,
     sha256_file,
     verify_files,
+    write_dir,
 )
 
 __all__ = ["QUANTIZER_FILE", "Quantizer"]
@@ -60,6 +61,17 @@ class Quantizer:
 
     def save(self, directory: Path) -> None:
         write_index(self.index, directory / QUANTIZER_FILE)
+
+    def write(self, parent: Path) -> str:
+        """Write ``parent/<name>/`` (if it is not there yet); returns its manifest's sha256.
+
+        Written before the first segment naming it, under that segment's lock and a name
+        nothing else uses, so a crash leaves at most a directory no version needs.
+        """
+        directory = parent / self.name
+        if (directory / MANIFEST_FILE).is_file():
+            return sha256_file(directory / MANIFEST_FILE)[0]
+        return write_dir(parent, self.name, self.save, self.manifest(), stage="quantizer")
 
     def manifest(self) -> dict[str, Any]:
         return {"name": self.name, "nlist": self.nlist, "dim": int(self.index.d)}

@@ -20,7 +20,6 @@ import numpy as np
 from ingest.docstore import DocStore, DocumentRecord, Hit, QuarantineRecord
 from ingest.index.errors import EmbeddingMismatch, IndexCorrupt, IndexStoreError
 from ingest.index.policy import auto_nprobe
-from ingest.index.quantizer import Quantizer
 from ingest.index.reader import IndexReader, Ranked
 from ingest.index.segment import LiveSegment, Segment, present
 from ingest.index.snapshot import Snapshot
@@ -29,6 +28,7 @@ from ingest.settings import IndexSettings
 from ingest.versions import (
     MANIFEST_FILE,
     collect_garbage,
+    collect_quantizers,
     collect_segments,
     merging,
     read_manifest,
@@ -305,26 +305,9 @@ class VectorIndex(IndexReader):
         directory = self._segments / segment.name
         if not (directory / MANIFEST_FILE).is_file():
             shared = segment.quantizer
-            manifest = segment.manifest(self._write_quantizer(shared) if shared else None)
+            manifest = segment.manifest(shared.write(self._quantizers) if shared else None)
             write_dir(self._segments, segment.name, segment.save, manifest, stage="segment")
         return segment if segment.path is not None else replace(segment, path=directory)
-
-    def _write_quantizer(self, quantizer: Quantizer) -> str:
-        """Write ``quantizer``'s directory (if it is not there yet); returns its manifest's sha256.
-
-        Written before the first segment naming it, under that segment's lock and a name
-        nothing else uses, so a crash leaves at most a directory no version needs.
-        """
-        directory = self._quantizers / quantizer.name
-        if (directory / MANIFEST_FILE).is_file():
-            return sha256_file(directory / MANIFEST_FILE)[0]
-        return write_dir(
-            self._quantizers,
-            quantizer.name,
-            quantizer.save,
-            quantizer.manifest(),
-            stage="quantizer",
-        )
 
     def write_version(
         self, snap: Snapshot, *, created_at: float, n_documents: int, n_chunks: int
@@ -380,13 +363,8 @@ class VectorIndex(IndexReader):
                 referenced |= {s["name"] for s in read_manifest(vdir).get("segments", [])}
         busy = merging(self._root)
         collect_segments(self._segments, referenced, spare_merges=busy)
-        if busy:  # the merge may have written a quantizer no segment names yet
-            return
-        used = set()
-        for sdir in self._segments.iterdir():
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                used.add(read_manifest(sdir)["quantizer"]["name"])
-        collect_segments(self._quantizers, used, spare_merges=False)
+        if not busy:  # else the merge may have written a quantizer no segment names yet
+            collect_quantizers(self._quantizers, self._segments)
 
     def close(self) -> None:
         self._store.close()
