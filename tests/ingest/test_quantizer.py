@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from ingest.compact import compact
-from ingest.index import VectorIndex
+from ingest.index import IndexCorrupt, VectorIndex
 from ingest.index.policy import quantizer_fits, quantizer_nlist
 from ingest.index.structures import ivf_from, train_quantizer, write_index
 from ingest.versions import sha256_file
@@ -168,6 +168,20 @@ def test_tombstones_are_excluded_inside_the_shared_lists(tmp_path: Path) -> None
         idx.close()
 
 
+@pytest.mark.parametrize("damaged", ["quantizer.faiss", "manifest.json"])
+def test_a_damaged_quantizer_is_refused(tmp_path: Path, damaged: str) -> None:
+    """The digest chain reaches the quantizer: SQLite -> version -> segment -> quantizer."""
+    root = tmp_path / "store"
+    shared_store(root, segments=1).close()
+    (q,) = quantizer_dirs(root)
+    path = root / "quantizers" / q / damaged
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(IndexCorrupt):
+        open_index(root, **SETTINGS)
+
+
 def _rewrite_manifest(directory: Path, drop: str | None = None) -> str:
     """Recompute ``directory``'s file digests (dropping key ``drop``); returns the new digest."""
     path = directory / "manifest.json"
@@ -266,7 +280,7 @@ def test_a_single_file_ivf_store_still_loads_and_moves_to_a_shared_quantizer(
 COMMIT_IVF = """
 import json, sys
 from pathlib import Path
-from ingest.index import VectorIndex
+from ingest.index import IndexCorrupt, VectorIndex
 from ingest.settings import IndexSettings
 from tests.ingest.test_index import commit_doc
 root, settings, model, dim, n = sys.argv[1:6]
