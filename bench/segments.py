@@ -15,10 +15,13 @@ exact below 100k vectors, IVF above):
    Target: 8 segments within 1.5x of one.
 
 Each store is built and measured in a fresh subprocess (``DRIVER``), the same code for both
-formats, so the baseline runs the old code exactly as it was. Run it alone (about 20 minutes on
-two cores, 30 GB of /tmp at 1M):
+formats, so the baseline runs the old code exactly as it was. ``--compare REV`` runs the search
+test against git revision REV's code too (say, the one before segments shared a quantizer), in
+the same run on the same data, and ``--search-only`` skips the commit test (its rows stay as the
+last full run wrote them). Run it alone (about 20 minutes on two cores, 30 GB of /tmp at 1M):
 
     .venv/bin/python bench/segments.py [--sizes 20000 1000000] [--baseline da7332c] [--quick]
+        [--search-only] [--compare bbe0471]
 """
 
 from __future__ import annotations
@@ -169,6 +172,14 @@ def run(code: Path, job: str, root: Path, data: Path, *args: object) -> dict[str
     return result
 
 
+def worktree(path: Path, revision: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), revision],
+        check=True,
+        capture_output=True,
+    )
+
+
 def p50(xs: list[float]) -> float:
     return float(np.percentile(xs, 50)) * 1000
 
@@ -200,6 +211,45 @@ def searched(result: dict[str, Any], truth: np.ndarray) -> dict[str, Any]:
     }
 
 
+def search_test(
+    code: Path, root: Path, data: Path, n: int, truth: np.ndarray, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Issue 15's search target: ``args.segments`` unmerged segments against their merge."""
+    run(code, "build", root, data, n, args.segments, DOC_CHUNKS)
+    split = run(code, "search", root, data)
+    merged_run = run(code, "compact", root, data)
+    merged = run(code, "search", root, data)
+    commit_after = run(code, "commit", root, data, n, args.repeats)
+    search = {
+        "chunks": n,
+        "split": searched(split, truth),
+        "merged": {**searched(merged, truth), "merge_s": merged_run["seconds"]},
+        "commit_after_merge_p50_s": float(np.median(commit_after["seconds"])),
+    }
+    for kind in ("dense", "lexical"):
+        search[f"{kind}_ratio"] = (
+            search["split"][f"{kind}_p50_ms"] / search["merged"][f"{kind}_p50_ms"]
+        )
+    return search
+
+
+def print_search(search: dict[str, Any], label: str) -> None:
+    print(f"\nsearch at {search['chunks']:,d}, single queries, k=10{label}")
+    print(f"{'':22s} {'dense p50':>10s} {'recall@10':>10s} {'BM25 p50':>9s}")
+    for name in ("split", "merged"):
+        r = search[name]
+        row = f"{r['segments']} segment(s), {r['structure']}"
+        print(
+            f"{row:22s} {r['dense_p50_ms']:8.2f}ms {r['recall_at_10']:10.3f} "
+            f"{r['lexical_p50_ms']:7.2f}ms"
+        )
+    print(
+        f"ratios: dense {search['dense_ratio']:.2f}x, BM25 {search['lexical_ratio']:.2f}x "
+        f"(target <= 1.5x); merging took {search['merged']['merge_s']:.1f} s; a commit after "
+        f"it {search['commit_after_merge_p50_s']:.3f} s"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[20_000, 1_000_000])
@@ -211,6 +261,7 @@ def main() -> int:
     ap.add_argument(
         "--search-only", action="store_true", help="only the search test; keeps --out's commits"
     )
+    ap.add_argument("--compare", help="git revision whose search test runs beside this one")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "segments.json")
     args = ap.parse_args()
     sizes = [2_000, 20_000] if args.quick else args.sizes
@@ -219,11 +270,7 @@ def main() -> int:
     search: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="ragtune-bench-segments-") as tmp:
         base = Path(tmp) / "baseline"
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), args.baseline],
-            check=True,
-            capture_output=True,
-        )
+        worktree(base, args.baseline)
         try:
             for n in sizes:
                 data = Path(tmp) / f"data-{n}"
@@ -254,29 +301,24 @@ def main() -> int:
 
                         shutil.rmtree(root)
                 if n == max(sizes):
-                    root = Path(tmp) / f"split-{n}"
-                    run(ROOT, "build", root, data, n, args.segments, DOC_CHUNKS)
                     truth = exact_top10(data)
-                    split = run(ROOT, "search", root, data)
-                    merged_run = run(ROOT, "compact", root, data)
-                    merged = run(ROOT, "search", root, data)
-                    commit_after = run(ROOT, "commit", root, data, n, args.repeats)
-                    search = {
-                        "chunks": n,
-                        "split": searched(split, truth),
-                        "merged": {**searched(merged, truth), "merge_s": merged_run["seconds"]},
-                        "commit_after_merge_p50_s": float(np.median(commit_after["seconds"])),
-                    }
-                    for kind in ("dense", "lexical"):
-                        search[f"{kind}_ratio"] = (
-                            search["split"][f"{kind}_p50_ms"] / search["merged"][f"{kind}_p50_ms"]
-                        )
+                    search = search_test(ROOT, Path(tmp) / f"split-{n}", data, n, truth, args)
+                    print_search(search, "")
+                    if args.compare:
+                        before = Path(tmp) / "compare"
+                        worktree(before, args.compare)
+                        search["compared"] = {
+                            "revision": args.compare,
+                            **search_test(before, Path(tmp) / "split-before", data, n, truth, args),
+                        }
+                        print_search(search["compared"], f" (code of {args.compare})")
         finally:
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)],
-                check=False,
-                capture_output=True,
-            )
+            for tree in (base, Path(tmp) / "compare"):
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                    check=False,
+                    capture_output=True,
+                )
     if args.search_only:  # the commit rows of the last full run stay as they were
         rows = json.loads(args.out.read_text())["commits"]
         sizes = sorted({r["chunks"] for r in rows})
@@ -307,21 +349,6 @@ def main() -> int:
         f"single file grew {summary['baseline_commit_growth']:.1f}x; "
         f"{summary['speedup_at_largest']:.1f}x faster at {big:,d}"
     )
-    if search:
-        print(f"\nsearch at {search['chunks']:,d}, single queries, k=10")
-        print(f"{'':22s} {'dense p50':>10s} {'recall@10':>10s} {'BM25 p50':>9s}")
-        for name in ("split", "merged"):
-            r = search[name]
-            label = f"{r['segments']} segment(s), {r['structure']}"
-            print(
-                f"{label:22s} {r['dense_p50_ms']:8.2f}ms {r['recall_at_10']:10.3f} "
-                f"{r['lexical_p50_ms']:7.2f}ms"
-            )
-        print(
-            f"ratios: dense {search['dense_ratio']:.2f}x, BM25 {search['lexical_ratio']:.2f}x "
-            f"(target <= 1.5x); merging took {search['merged']['merge_s']:.1f} s; a commit after "
-            f"it {search['commit_after_merge_p50_s']:.3f} s"
-        )
     write_result(
         args.out,
         {
@@ -331,6 +358,7 @@ def main() -> int:
                 "repeats": args.repeats,
                 "queries": n_queries,
                 "baseline": args.baseline,
+                "compare": args.compare,
                 "dim": DIM,
                 "words_per_chunk": WORDS_PER_CHUNK,
             },

@@ -7,7 +7,9 @@ each other (like Lucene's tiered and Cassandra's size-tiered policies); when a t
 log_factor(n / FLOOR) times in its life and a version has at most ``merge_factor - 1`` segments per
 tier. A segment with more than half its rows deleted is rewritten without them.
 
-A merge reads immutable segments and writes a new one under the store's merge lock (one merge at a
+Segments built on the collection's quantizer merge by copying their IVF lists (no k-means, no
+decoding); other parts' vectors are assigned to the same lists. A merge reads immutable segments
+and writes a new one under the store's merge lock (one merge at a
 time, across processes), without the writer lock, so commits go on meanwhile. It then takes the
 writer lock only to publish a version naming the merged segment instead of its sources; rows
 deleted in between stay deleted (tombstones are chunk ids). Readers are never blocked: they keep
@@ -63,7 +65,8 @@ def compact(index: VectorIndex, *, lock_timeout_s: float = 30.0) -> int:
                 return merges
             parts = [s for s in snap.segments if s.segment.name in names]
             name = f"{MERGED_PREFIX}{uuid.uuid4().hex[:16]}"
-            merged = index.write_segment(Segment.merge(name, parts, index.settings))
+            merged = Segment.merge(name, parts, index.settings, snap.quantizer)
+            merged = index.write_segment(merged)
             with Writer.acquire(index, lock_timeout_s) as writer:
                 if not writer.replace_segments(names, merged):
                     return merges  # a commit changed them meanwhile; the next run replans

@@ -123,15 +123,18 @@ class IndexSettings(BaseModel):
         "auto",
         description="flat: exact inner product; ivf: approximate inverted lists (8-bit "
         "quantized) with `nlist` lists, exact until there are enough vectors to train them; "
-        "auto: exact up to `approx_above` vectors, then IVF with ~4*sqrt(n) lists, retrained as "
-        "the collection grows. Applied at each commit.",
+        "auto: exact up to `approx_above` vectors, then IVF. Applied to each new segment. IVF "
+        "segments share one quantizer per collection, trained on the first IVF segment (auto: "
+        "~4*sqrt(n) lists for merge_factor x its size, at most its vectors / 19.5) and trained "
+        "again only when a segment wants 4x its lists.",
     )
     nlist: int = Field(4096, ge=1, description="IVF lists for kind=ivf (auto sizes them itself).")
     nprobe: int | None = Field(
         None,
         ge=1,
-        description="IVF lists searched per query; default 5*sqrt(lists), which bench/scale.py "
-        "measured at recall@10 >= 0.95 (1M vectors: 320 of 4096 lists, ~4 ms).",
+        description="IVF lists searched per query (in all segments together: they share the "
+        "lists); default 5*sqrt(lists), which bench/scale.py measured at recall@10 >= 0.95 (1M "
+        "vectors: 320 of 4096 lists, ~4 ms).",
     )
     approx_above: int = Field(
         100_000,

@@ -1,11 +1,12 @@
 """The on-disk layout of index versions and segments: checksummed directories, written once.
 
-``segments/<name>/`` holds one immutable segment (its FAISS file, BM25 postings and chunk ids);
+``segments/<name>/`` holds one immutable segment (its FAISS file, BM25 postings and chunk ids),
+``quantizers/<name>/`` the IVF quantizer its manifest names, if any;
 ``versions/v00000042/`` names the segments a version is made of and the chunk ids deleted from
 them. Each directory has a ``manifest.json`` listing every file with its sha256 and size; a
-version's manifest also records the sha256 of each of its segments' manifests, and SQLite records
-the sha256 of the version's manifest, so one digest in the committed row vouches for every byte
-served. A directory is written under a ``.tmp`` name, fsynced, and renamed into place before the
+version's manifest also records the sha256 of each of its segments' manifests (and a segment's,
+that of its quantizer's), and SQLite records the sha256 of the version's manifest, so one digest
+in the committed row vouches for every byte served. A directory is written under a ``.tmp`` name, fsynced, and renamed into place before the
 SQLite pointer flips to it; readers verify files against the manifest while streaming them (never
 holding a second copy in memory), so neither a torn write nor later bit rot is served silently.
 Nothing here knows FAISS or BM25: callers write the files.
@@ -29,6 +30,7 @@ from ingest.faults import fault_point
 __all__ = [
     "MANIFEST_FILE",
     "collect_garbage",
+    "collect_quantizers",
     "collect_segments",
     "fsync_dir",
     "merge_lock",
@@ -115,7 +117,7 @@ def write_dir(
         fh.flush()
         os.fsync(fh.fileno())
     fsync_dir(tmp)
-    fault_point(f"{stage}-tmp-written")  # the fault points of tests: commit-*, segment-*
+    fault_point(f"{stage}-tmp-written")  # the fault points of tests: commit-, segment-, quantizer-
     os.rename(tmp, final)
     fsync_dir(parent)
     fault_point(f"{stage}-renamed")
@@ -170,6 +172,19 @@ def collect_segments(segments: Path, referenced: set[str], *, spare_merges: bool
             continue
         if entry.name.endswith(".tmp") or name not in referenced:
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def collect_quantizers(quantizers: Path, segments: Path) -> None:
+    """Drop quantizer directories no segment directory names, and leftovers of crashed writes.
+
+    Only called under the writer lock, after ``collect_segments``, and never while a merge
+    runs (it may have written a quantizer that no segment names yet).
+    """
+    used = set()
+    for sdir in segments.iterdir():
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            used.add(read_manifest(sdir)["quantizer"]["name"])
+    collect_segments(quantizers, used, spare_merges=False)
 
 
 @contextlib.contextmanager

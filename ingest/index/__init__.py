@@ -9,7 +9,9 @@ the dense and lexical sides always describe the same chunks.
 One concept per module: ``reader`` (the ``IndexReader`` protocol that service and eval depend
 on), ``store`` (``VectorIndex``, opened only by ``VectorIndex.open`` from the ``index``
 settings), ``snapshot`` (one version: its segments and searches over them), ``segment`` (one
-segment's files), ``structures`` (FAISS, the only module that imports it), ``errors``. The commit
+segment's files), ``quantizer`` (the IVF lists every IVF segment of a collection shares),
+``policy`` (which structure at which size), ``structures`` (FAISS, the only module that imports
+it), ``errors``. The commit
 protocol lives in ``ingest.writer`` and merging in ``ingest.compact``, above this package; the
 directory format in ``ingest.versions``, BM25 in ``ingest.lexical``.
 """

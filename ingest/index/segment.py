@@ -3,12 +3,13 @@
 A commit adds one segment of its new chunks; deletions never touch a segment's files (the version
 records them as tombstones), and a merge writes a new segment of the live rows of several. The
 segment directory's file names live here and nowhere else; ``LiveSegment`` is a segment as one
-version sees it, with its deleted rows masked out of both searches.
+version sees it, with its deleted rows masked out of both searches. An IVF segment is built on
+the collection's quantizer (``ingest.index.quantizer``), which its manifest names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,7 +18,17 @@ from typing import Any
 import numpy as np
 
 from ingest.index.errors import IndexCorrupt
-from ingest.index.structures import Excluding, built, read_index, reconstruct, structure_of
+from ingest.index.policy import quantizer_fits, quantizer_nlist, wants_ivf
+from ingest.index.quantizer import Quantizer
+from ingest.index.structures import (
+    Excluding,
+    flat_of,
+    ivf_from,
+    read_index,
+    reconstruct,
+    same_quantizer,
+    structure_of,
+)
 from ingest.index.structures import write_index as write_faiss
 from ingest.lexical import LexicalSegment, LivePostings
 from ingest.settings import IndexSettings
@@ -40,13 +51,18 @@ def present(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Segment:
-    """Chunks ``ids`` (ascending): row r of the BM25 postings is chunk ``ids[r]``."""
+    """Chunks ``ids`` (ascending): row r of the BM25 postings is chunk ``ids[r]``.
+
+    ``quantizer``: the collection quantizer an IVF segment was built on (None: exact, or an IVF
+    that trained its own lists before quantizers were shared).
+    """
 
     name: str
     index: Any
     lexical: LexicalSegment
     ids: np.ndarray
     path: Path | None = None  # its directory, once written or loaded
+    quantizer: Quantizer | None = None
 
     def __len__(self) -> int:
         return int(self.ids.size)
@@ -63,22 +79,32 @@ class Segment:
         ids: np.ndarray,
         texts: Sequence[str],
         policy: IndexSettings,
+        quantizer: Quantizer | None = None,
     ) -> Segment:
-        """A new segment of ``vectors`` with chunk ``ids`` and BM25 ``texts`` (all in one order)."""
+        """A new segment of ``vectors`` with chunk ``ids`` and BM25 ``texts`` (all in one order).
+
+        An IVF one is built on ``quantizer`` (the collection's) when it fits, else on a new one.
+        """
         order = np.argsort(ids, kind="stable")
         ids = np.asarray(ids, np.int64)[order]
-        index = built(
-            np.asarray(vectors, np.float32)[order],
-            ids,
-            policy.kind,
-            nlist=policy.nlist,
-            approx_above=policy.approx_above,
-        )
-        return cls(name, index, LexicalSegment.build([texts[i] for i in order]), ids)
+        xb = np.asarray(vectors, np.float32)[order]
+        index, quantizer = _dense(len(ids), policy, quantizer, [], lambda _: (xb, ids))
+        lexical = LexicalSegment.build([texts[i] for i in order])
+        return cls(name, index, lexical, ids, quantizer=quantizer)
 
     @classmethod
-    def merge(cls, name: str, parts: Sequence[LiveSegment], policy: IndexSettings) -> Segment:
-        """One segment of the live rows of ``parts``, its structure chosen for its size."""
+    def merge(
+        cls,
+        name: str,
+        parts: Sequence[LiveSegment],
+        policy: IndexSettings,
+        quantizer: Quantizer | None = None,
+    ) -> Segment:
+        """One segment of the live rows of ``parts``, its structure chosen for its size.
+
+        ``quantizer``: the collection's (default: the finest one of ``parts``). The IVF lists of
+        parts built on it are copied as they are; only other parts' vectors are assigned again.
+        """
         keeps = [
             np.flatnonzero(~p.dead) if p.dead is not None else np.arange(len(p)) for p in parts
         ]
@@ -88,13 +114,24 @@ class Segment:
         lexical = LexicalSegment.merge(
             [(p.segment.lexical, keep) for p, keep in zip(parts, keeps, strict=True)], order
         )
-        xb = np.concatenate(
-            [reconstruct(p.segment.index, k) for p, k in zip(parts, kept, strict=True)]
-        )
-        index = built(
-            xb[order], ids, policy.kind, nlist=policy.nlist, approx_above=policy.approx_above
-        )
-        return cls(name, index, lexical, ids)
+        quantizer = quantizer or finest(p.segment.quantizer for p in parts)
+        shared = [_built_on(p.segment, quantizer) for p in parts]
+
+        def vectors(skip_shared: bool) -> tuple[np.ndarray, np.ndarray]:
+            use = [not (skip_shared and s) for s in shared]
+            xb = [
+                reconstruct(p.segment.index, k)
+                for p, k, u in zip(parts, kept, use, strict=True)
+                if u
+            ]
+            mine = [k for k, u in zip(kept, use, strict=True) if u]
+            if not skip_shared:  # flat, or a new quantizer to train: every row, by chunk id
+                return np.concatenate(xb)[order], ids
+            return (np.concatenate(xb), np.concatenate(mine)) if xb else (np.zeros(0), ids[:0])
+
+        lists = [(p.segment.index, p.dead_ids) for p, s in zip(parts, shared, strict=True) if s]
+        index, quantizer = _dense(len(ids), policy, quantizer, lists, vectors)
+        return cls(name, index, lexical, ids, quantizer=quantizer)
 
     def save(self, directory: Path) -> None:
         """Write the files into ``directory`` (the caller makes it a segment directory)."""
@@ -102,12 +139,27 @@ class Segment:
         self.lexical.save(directory / LEXICAL_DIR)
         np.save(directory / IDS_FILE, self.ids)
 
-    def manifest(self) -> dict[str, Any]:
-        return {"name": self.name, "rows": len(self), "structure": self.structure}
+    def manifest(self, quantizer_sha256: str | None = None) -> dict[str, Any]:
+        """Its manifest's fields; ``quantizer_sha256``: the digest of its quantizer's manifest."""
+        out = {"name": self.name, "rows": len(self), "structure": self.structure}
+        if self.quantizer is not None:
+            out["quantizer"] = {"name": self.quantizer.name, "sha256": quantizer_sha256}
+        return out
 
     @classmethod
-    def load(cls, directory: Path, *, dim: int, mmap: bool, sha256: str | None) -> Segment:
-        """Read and verify a segment directory; ``sha256`` is its manifest's recorded digest."""
+    def load(
+        cls,
+        directory: Path,
+        *,
+        dim: int,
+        mmap: bool,
+        sha256: str | None,
+        quantizer: Callable[[str, str], Quantizer],
+    ) -> Segment:
+        """Read and verify a segment directory; ``sha256`` is its manifest's recorded digest.
+
+        ``quantizer(name, sha256)`` returns the verified quantizer a manifest names.
+        """
         try:
             manifest = read_manifest(directory)
             if sha256 is not None and sha256_file(directory / "manifest.json")[0] != sha256:
@@ -127,7 +179,49 @@ class Segment:
                 f"{directory}: dim {index.d}, FAISS {index.ntotal}, BM25 {len(lexical)} and "
                 f"{ids.size} ids differ from the manifest's {manifest['rows']} rows of dim {dim}"
             )
-        return cls(manifest["name"], index, lexical, ids, directory)
+        shared = None
+        if "quantizer" in manifest:
+            shared = quantizer(manifest["quantizer"]["name"], manifest["quantizer"]["sha256"])
+            if not same_quantizer(index, shared.index):
+                raise IndexCorrupt(f"{directory}: IVF lists differ from quantizer {shared.name}")
+        return cls(manifest["name"], index, lexical, ids, directory, shared)
+
+
+def _built_on(segment: Segment, quantizer: Quantizer | None) -> bool:
+    mine = segment.quantizer
+    return mine is not None and quantizer is not None and mine.name == quantizer.name
+
+
+def finest(quantizers: Iterable[Quantizer | None]) -> Quantizer | None:
+    """The quantizer with the most lists (the first of those), None when there is none."""
+    best = None
+    for q in quantizers:
+        if q is not None and (best is None or q.nlist > best.nlist):
+            best = q
+    return best
+
+
+def _dense(
+    n: int,
+    policy: IndexSettings,
+    quantizer: Quantizer | None,
+    lists: list[tuple[Any, np.ndarray]],
+    vectors: Callable[[bool], tuple[np.ndarray, np.ndarray]],
+) -> tuple[Any, Quantizer | None]:
+    """The FAISS side of a segment of ``n`` rows, and the quantizer it is built on.
+
+    ``lists``: IVF indexes built on ``quantizer`` whose live lists can be copied; ``vectors(
+    skip)`` gives (vectors, ids) of the rows, without those in ``lists`` when ``skip``.
+    """
+    kind = policy.kind
+    if not wants_ivf(n, kind, nlist=policy.nlist, approx_above=policy.approx_above):
+        return flat_of(*vectors(False)), None
+    if quantizer is None or not quantizer_fits(quantizer.nlist, n, kind, nlist=policy.nlist):
+        xb, ids = vectors(False)
+        nlist = quantizer_nlist(n, kind, nlist=policy.nlist, merge_factor=policy.merge_factor)
+        quantizer = Quantizer.train(xb, nlist)
+        return ivf_from(quantizer.index, [], (xb, ids)), quantizer
+    return ivf_from(quantizer.index, lists, vectors(True)), quantizer
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from ingest.index.errors import IndexCorrupt
+from ingest.index.quantizer import Quantizer
 from ingest.index.reader import Ranked
-from ingest.index.segment import INDEX_FILE, LiveSegment, Segment, present
+from ingest.index.segment import INDEX_FILE, LiveSegment, Segment, finest, present
 from ingest.index.structures import index_ids, read_index, reconstruct
 from ingest.lexical import LexicalSegment, bm25_search
 from ingest.settings import IndexSettings
@@ -60,6 +61,11 @@ class Snapshot:
         kinds = {s.segment.structure for s in self.segments} or {"flat"}
         return kinds.pop() if len(kinds) == 1 else "mixed"
 
+    @property
+    def quantizer(self) -> Quantizer | None:
+        """The collection's quantizer, which new IVF segments are built on: the finest in use."""
+        return finest(s.segment.quantizer for s in self.segments)
+
     def names(self) -> list[str]:
         return [s.segment.name for s in self.segments]
 
@@ -73,11 +79,21 @@ class Snapshot:
     def search(self, q: np.ndarray, k: int) -> list[Ranked]:
         """Top-``k`` (chunk ids, inner products) per query over the live rows of every segment."""
         live = [s for s in self.segments if s.live_count]
+        # The query is assigned to lists once per quantizer (one per collection, but for IVF
+        # segments from before quantizers were shared), and each of its segments scans its own
+        # part of those lists: the work of one index of their size, in as many pieces.
+        shared = {
+            s.segment.quantizer.name: s.segment.quantizer for s in live if s.segment.quantizer
+        }
+        assigned = {name: quantizer.assign(q) for name, quantizer in shared.items()}
+
+        def one(s: LiveSegment) -> tuple[np.ndarray, np.ndarray]:
+            lists = assigned[s.segment.quantizer.name] if s.segment.quantizer else None
+            return s.searcher.search(q, min(k, s.live_count), lists)
+
         # Segments are searched side by side (FAISS releases the GIL): a single query in IVF
         # runs on one core, so the fan-out is what lets it use the others.
-        found = list(
-            _fanout(len(live)).map(lambda s: s.searcher.search(q, min(k, s.live_count)), live)
-        )
+        found = list(_fanout(len(live)).map(one, live))
         out: list[Ranked] = []
         for row in range(len(q)):
             scores = np.concatenate([f[0][row] for f in found]) if found else np.zeros(0)
@@ -132,7 +148,12 @@ class Snapshot:
             vectors, ids = adds
             text_of = dict(texts)
             new = Segment.build(
-                f"c{version:08d}", vectors, ids, [text_of[int(i)] for i in ids], policy
+                f"c{version:08d}",
+                vectors,
+                ids,
+                [text_of[int(i)] for i in ids],
+                policy,
+                self.quantizer,  # even if this commit deleted the last rows built on it
             )
             segments.append(LiveSegment(new))
         return Snapshot(version, tuple(segments), _tombstones(segments))
@@ -161,6 +182,7 @@ class Snapshot:
         version: int,
         *,
         segments_dir: Path,
+        quantizers_dir: Path,
         dim: int,
         mmap: bool,
         sha256: str | None,
@@ -170,8 +192,9 @@ class Snapshot:
         """Read and verify version directory ``vdir``; ``sha256`` is SQLite's record of it.
 
         Segments in ``loaded`` (those of the version served now) are taken as they are: they
-        were verified when first loaded and never change. ``lexical_texts`` rebuilds BM25 for
-        versions written before segments existed.
+        were verified when first loaded and never change; so are their quantizers, and each other
+        quantizer is read once. ``lexical_texts`` rebuilds BM25 for versions written before
+        segments existed.
         """
         manifest = read_manifest(vdir)
         if "segments" not in manifest:
@@ -183,12 +206,25 @@ class Snapshot:
         except VersionFileError as exc:
             raise IndexCorrupt(str(exc)) from exc
         tombstones = np.asarray(np.load(vdir / TOMBSTONES_FILE), np.int64)
+        quantizers = {s.quantizer.name: s.quantizer for s in loaded.values() if s.quantizer}
+
+        def quantizer(name: str, sha256: str) -> Quantizer:
+            if name not in quantizers:
+                quantizers[name] = Quantizer.load(quantizers_dir / name, dim=dim, sha256=sha256)
+            elif sha256_file(quantizers_dir / name / MANIFEST_FILE)[0] != sha256:
+                raise IndexCorrupt(f"{quantizers_dir / name}: differs from a segment's record")
+            return quantizers[name]
+
         segments = []
         for entry in manifest["segments"]:
             seg = loaded.get(entry["name"])
             if seg is None:
                 seg = Segment.load(
-                    segments_dir / entry["name"], dim=dim, mmap=mmap, sha256=entry["sha256"]
+                    segments_dir / entry["name"],
+                    dim=dim,
+                    mmap=mmap,
+                    sha256=entry["sha256"],
+                    quantizer=quantizer,
                 )
             dead = tombstones[present(seg.ids, tombstones)]
             segments.append(LiveSegment(seg, np.asarray(dead, np.int64)))

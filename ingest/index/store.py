@@ -19,14 +19,16 @@ import numpy as np
 
 from ingest.docstore import DocStore, DocumentRecord, Hit, QuarantineRecord
 from ingest.index.errors import EmbeddingMismatch, IndexCorrupt, IndexStoreError
+from ingest.index.policy import auto_nprobe
 from ingest.index.reader import IndexReader, Ranked
 from ingest.index.segment import LiveSegment, Segment, present
 from ingest.index.snapshot import Snapshot
-from ingest.index.structures import auto_nprobe, index_ids, is_ivf
+from ingest.index.structures import index_ids, is_ivf
 from ingest.settings import IndexSettings
 from ingest.versions import (
     MANIFEST_FILE,
     collect_garbage,
+    collect_quantizers,
     collect_segments,
     merging,
     read_manifest,
@@ -50,6 +52,7 @@ class VectorIndex(IndexReader):
         self._root = root
         self._versions = root / "versions"
         self._segments = root / "segments"
+        self._quantizers = root / "quantizers"
         self._store = store
         self._settings = settings
         self._embed_model = embed_model
@@ -76,6 +79,7 @@ class VectorIndex(IndexReader):
         root = Path(root)
         (root / "versions").mkdir(parents=True, exist_ok=True)
         (root / "segments").mkdir(exist_ok=True)
+        (root / "quantizers").mkdir(exist_ok=True)
         store = DocStore(root / "docstore.sqlite")
         try:
             meta = store.ensure_meta(embed_model, dim, settings.kind)
@@ -136,6 +140,7 @@ class VectorIndex(IndexReader):
             self._versions / vname(version),
             version,
             segments_dir=self._segments,
+            quantizers_dir=self._quantizers,
             loaded={s.segment.name: s.segment for s in self.snapshot().segments},
             dim=self._dim,
             mmap=self._settings.mmap,
@@ -299,9 +304,9 @@ class VectorIndex(IndexReader):
         """
         directory = self._segments / segment.name
         if not (directory / MANIFEST_FILE).is_file():
-            write_dir(
-                self._segments, segment.name, segment.save, segment.manifest(), stage="segment"
-            )
+            shared = segment.quantizer
+            manifest = segment.manifest(shared.write(self._quantizers) if shared else None)
+            write_dir(self._segments, segment.name, segment.save, manifest, stage="segment")
         return segment if segment.path is not None else replace(segment, path=directory)
 
     def write_version(
@@ -334,10 +339,12 @@ class VectorIndex(IndexReader):
 
     def publish(self, snap: Snapshot) -> None:
         """Serve ``snap`` from now on; a snapshot older than the loaded one is ignored."""
-        for s in snap.segments:
-            index = s.segment.index
+        shared = [s.segment.quantizer.index for s in snap.segments if s.segment.quantizer]
+        for index in [s.segment.index for s in snap.segments] + shared:
             if is_ivf(index):
                 # Recall at a fixed nprobe falls as lists multiply, so the default grows with them.
+                # A segment on the collection's quantizer is searched in the lists the quantizer
+                # picks, as many as one index of the whole collection would search.
                 index.nprobe = min(self._settings.nprobe or auto_nprobe(index.nlist), index.nlist)
         with self._swap:
             # Versions only grow; a refresh racing an in-process commit must not step back.
@@ -354,7 +361,10 @@ class VectorIndex(IndexReader):
         for vdir in self._versions.glob("v*"):
             with contextlib.suppress(OSError, ValueError, KeyError):
                 referenced |= {s["name"] for s in read_manifest(vdir).get("segments", [])}
-        collect_segments(self._segments, referenced, spare_merges=merging(self._root))
+        busy = merging(self._root)
+        collect_segments(self._segments, referenced, spare_merges=busy)
+        if not busy:  # else the merge may have written a quantizer no segment names yet
+            collect_quantizers(self._quantizers, self._segments)
 
     def close(self) -> None:
         self._store.close()

@@ -1,22 +1,22 @@
-"""FAISS structures of the index: building, changing, reading and inspecting them.
+"""FAISS structures of the index: building, reading, searching and inspecting them.
 
-Split from ``ingest.index`` (the store: versions, snapshots, search) so each stays readable; the
-two together are the only place that imports faiss. Exact search is ``IndexIDMap2(IndexFlatIP)``;
-the approximate one is IVF with 8-bit scalar-quantized codes, chosen by bench/scale.py.
+The only module that imports faiss; ``ingest.index.policy`` decides what is built here. Exact
+search is ``IndexIDMap2(IndexFlatIP)``; the approximate one is IVF with 8-bit scalar-quantized
+codes, chosen by bench/scale.py. Every IVF segment of a collection is a copy of one trained, empty
+IVF (the collection's quantizer: coarse centroids and 8-bit ranges) holding its own lists, so a
+query is assigned to lists once for all of them, and merges copy lists instead of retraining.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
-# FAISS warns below 39 training points per centroid; below that an IVF is no better than flat.
-IVF_POINTS_PER_LIST = 39
-TRAIN_POINTS_PER_LIST = 64
+from ingest.index.policy import QUANTIZER_POINTS_PER_LIST, TRAIN_POINTS_PER_LIST
 
 
 def empty_flat(dim: int) -> Any:
@@ -27,34 +27,8 @@ def is_ivf(index: Any) -> bool:
     return isinstance(index, faiss.IndexIVF)
 
 
-def clone(index: Any) -> Any:
-    return faiss.clone_index(index)
-
-
 def structure_of(index: Any) -> str:
     return "ivf" if isinstance(index, faiss.IndexIVF) else "flat"
-
-
-def selector(index: Any, ids: np.ndarray) -> Any:
-    # IVF keeps a hash table id -> slot (for reconstruct), which only takes an explicit array;
-    # IDMap2 scans every id, so it wants the hashed batch selector.
-    if isinstance(index, faiss.IndexIVF):
-        return faiss.IDSelectorArray(ids.size, faiss.swig_ptr(ids))
-    return faiss.IDSelectorBatch(ids.size, faiss.swig_ptr(ids))
-
-
-def apply_changes(
-    index: Any, removes: np.ndarray, adds: tuple[np.ndarray, np.ndarray] | None
-) -> None:
-    """Remove the ``removes`` ids, then add ``adds`` (vectors, ids), in place.
-
-    Only ever called on a private copy, so readers never see a half-applied commit.
-    """
-    if removes.size:
-        index.remove_ids(selector(index, removes))
-    if adds is not None:
-        vectors, ids = adds
-        index.add_with_ids(vectors, ids)
 
 
 def write_index(index: Any, path: Path) -> None:
@@ -79,28 +53,22 @@ def read_index(path: Path, *, mmap: bool, structure: str = "flat") -> Any:
     return index
 
 
-def auto_nlist(n: int) -> int:
-    """IVF lists for ``n`` vectors: the power of two nearest 4*sqrt(n), >= 39 points per list."""
-    target = 4 * math.sqrt(max(n, 1))
-    nlist = 1 << max(0, round(math.log2(target)))
-    while nlist > 1 and nlist * IVF_POINTS_PER_LIST > n:
-        nlist //= 2
-    return nlist
+def flat_of(xb: np.ndarray, ids: np.ndarray) -> Any:
+    """An exact index of ``xb`` with ``ids``."""
+    flat = empty_flat(int(xb.shape[1]))
+    if len(ids):
+        flat.add_with_ids(np.ascontiguousarray(xb, np.float32), np.asarray(ids, np.int64))
+    return flat
 
 
-def auto_nprobe(nlist: int) -> int:
-    """Lists to search: 5*sqrt(nlist) (320 of 4096, 160 of 1024).
+def train_quantizer(xb: np.ndarray, nlist: int) -> Any:
+    """A trained, empty IVF of ``nlist`` lists: the collection quantizer IVF segments copy.
 
-    bench/scale.py measured recall@10 0.950 at 4*sqrt (256 of 4096 lists, 1M vectors) and 0.969
-    (128 of 1024, 100k); the extra quarter is margin, at ~1 ms more per query at 1M.
+    IVF takes ids directly; wrapping it in IndexIDMap2 would break removals, because IDMap
+    assumes the sub-index compacts ids and IVF does not. 8-bit scalar quantization: a quarter
+    of the memory of float vectors, faster scans, < 0.01 recall. Its per-dimension ranges are
+    trained here too, once, so every segment's codes mean the same and merges can copy them.
     """
-    return min(nlist, math.ceil(5 * math.sqrt(nlist)))
-
-
-def train_ivf(xb: np.ndarray, ids: np.ndarray, nlist: int) -> Any:
-    # IVF takes ids directly; wrapping it in IndexIDMap2 would break remove_ids, because
-    # IDMap assumes the sub-index compacts ids on removal and IVF does not. 8-bit scalar
-    # quantization: a quarter of the memory of float vectors, faster scans, < 0.01 recall.
     dim = xb.shape[1]
     ivf = faiss.IndexIVFScalarQuantizer(
         faiss.IndexFlatIP(dim),
@@ -111,19 +79,69 @@ def train_ivf(xb: np.ndarray, ids: np.ndarray, nlist: int) -> Any:
     )
     # k-means on every vector of a large collection costs minutes on 2 cores for no better lists.
     ivf.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST
-    ivf.train(xb)
-    ivf.set_direct_map_type(_HASHTABLE)  # reconstruct by id, for MMR and scores
-    ivf.add_with_ids(xb, ids)
+    ivf.cp.min_points_per_centroid = QUANTIZER_POINTS_PER_LIST  # what the policy allows
+    ivf.train(np.ascontiguousarray(xb, np.float32))
     return ivf
 
 
-def all_vectors(index: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Every (vector, id) of an index, for retraining or converting it."""
-    if isinstance(index, faiss.IndexIVF):
-        ids = index_ids(index)
-        return index.reconstruct_batch(ids), ids
-    xb = faiss.downcast_index(index.index).reconstruct_n(0, index.ntotal)
-    return xb, faiss.vector_to_array(index.id_map).astype(np.int64)
+def ivf_from(
+    quantizer: Any,
+    lists: Sequence[tuple[Any, np.ndarray]],
+    adds: tuple[np.ndarray, np.ndarray] | None,
+) -> Any:
+    """An IVF on ``quantizer``: the lists of each (index, sorted dead ids) in ``lists``, + ``adds``.
+
+    The indexes in ``lists`` must be built on ``quantizer`` (``same_quantizer``): their codes
+    are copied list by list, live rows only, without decoding or assigning anything. ``adds``
+    (vectors, ids) are assigned and encoded. Nothing is trained.
+    """
+    ivf: Any = faiss.clone_index(quantizer)
+    ivf.set_direct_map_type(_NO_MAP)  # rebuilt below, over the copied lists too
+    invlists: Any = ivf.invlists
+    code_size = int(ivf.code_size)
+    for index, dead in lists:
+        src: Any = index.invlists
+        for list_no in range(int(index.nlist)):
+            n = int(src.list_size(list_no))
+            if not n:
+                continue
+            ids = faiss.rev_swig_ptr(src.get_ids(list_no), n)
+            codes = faiss.rev_swig_ptr(src.get_codes(list_no), n * code_size).reshape(n, -1)
+            if dead.size:
+                keep = ~_member(dead, ids)
+                ids, codes = ids[keep], codes[keep]
+            if ids.size:
+                ids, codes = np.ascontiguousarray(ids), np.ascontiguousarray(codes)
+                invlists.add_entries(list_no, ids.size, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+                ivf.ntotal += int(ids.size)
+    if adds is not None and len(adds[1]):
+        xb, ids = adds
+        ivf.add_with_ids(np.ascontiguousarray(xb, np.float32), np.asarray(ids, np.int64))
+    ivf.set_direct_map_type(_HASHTABLE)  # reconstruct by id, for MMR and scores
+    return ivf
+
+
+def _member(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    pos = np.minimum(np.searchsorted(sorted_ids, ids), sorted_ids.size - 1)
+    return np.asarray(sorted_ids[pos] == ids)
+
+
+def same_quantizer(index: Any, quantizer: Any) -> bool:
+    """Whether IVF ``index`` was built on ``quantizer``: the same centroids and 8-bit ranges."""
+    if not isinstance(index, faiss.IndexIVFScalarQuantizer) or index.nlist != quantizer.nlist:
+        return False
+    mine, theirs = (faiss.downcast_index(i.quantizer) for i in (index, quantizer))
+    return bool(
+        np.array_equal(mine.reconstruct_n(0, index.nlist), theirs.reconstruct_n(0, index.nlist))
+        and np.array_equal(
+            faiss.vector_to_array(index.sq.trained), faiss.vector_to_array(quantizer.sq.trained)
+        )
+    )
+
+
+def assign(quantizer: Any, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``quantizer.nprobe`` nearest lists of each query: (inner products, list numbers)."""
+    return quantizer.quantizer.search(q, int(quantizer.nprobe))  # type: ignore[no-any-return]
 
 
 def index_ids(index: Any) -> np.ndarray:
@@ -141,40 +159,14 @@ def index_ids(index: Any) -> np.ndarray:
     return np.sort(ids)
 
 
-def restructure(index: Any, kind: str, *, nlist: int, approx_above: int, dim: int) -> Any:
-    """``index`` in the structure the ``kind`` policy wants at its size (maybe itself).
-
-    flat: exact always. ivf: ``nlist`` lists once there are enough vectors to train them. auto:
-    exact up to ``approx_above`` vectors, IVF above with ``auto_nlist`` lists, retrained when the
-    right list count has doubled (4x the vectors), exact again below half the threshold.
-    """
-    n = int(index.ntotal)
-    structure = structure_of(index)
-    if kind == "flat" or (kind == "auto" and n < approx_above // 2):
-        if structure == "flat":
-            return index
-        xb, ids = all_vectors(index)
-        flat = empty_flat(dim)
-        flat.add_with_ids(xb, ids)
-        return flat
-    if kind == "ivf":
-        if structure == "ivf" or n < IVF_POINTS_PER_LIST * nlist:
-            return index
-        return train_ivf(*all_vectors(index), nlist)
-    if structure == "flat" and n < approx_above:
-        return index
-    target = auto_nlist(n)
-    if structure == "ivf" and target < 2 * index.nlist:
-        return index
-    return train_ivf(*all_vectors(index), target)
-
-
 class Excluding:
     """Searches of one FAISS index that skip ``dead`` ids (rows deleted after it was written).
 
     The selector runs inside FAISS's scan, so ``k`` live results come back without over-fetching.
     IVF takes its list count from the search parameters, which default to 1, so ``nprobe`` is
-    read from the index (the store sets it at publish) and passed explicitly.
+    read from the index (the store sets it at publish) and passed explicitly. An IVF built on the
+    collection's quantizer is searched in the lists the caller assigned the query to once for
+    every segment (``assign``), which is what makes 8 segments cost what one index costs.
     """
 
     def __init__(self, index: Any, dead: np.ndarray) -> None:
@@ -184,25 +176,38 @@ class Excluding:
         self._inner = faiss.IDSelectorBatch(self._dead.size, faiss.swig_ptr(self._dead))
         self._not = faiss.IDSelectorNot(self._inner) if self._dead.size else None
 
-    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, q: np.ndarray, k: int, assigned: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(self.index, faiss.IndexIVF):
             params: Any = faiss.SearchParametersIVF()
-            params.nprobe = int(self.index.nprobe)
+            params.nprobe = int(self.index.nprobe if assigned is None else assigned[1].shape[1])
         elif self._not is None:
             return self.index.search(q, k)  # type: ignore[no-any-return]
         else:
             params = faiss.SearchParameters()
         if self._not is not None:
             params.sel = self._not
-        return self.index.search(q, k, params=params)  # type: ignore[no-any-return]
-
-
-def built(xb: np.ndarray, ids: np.ndarray, kind: str, *, nlist: int, approx_above: int) -> Any:
-    """A new index of ``xb`` with ``ids``, in the structure ``kind`` wants at its size."""
-    flat = empty_flat(int(xb.shape[1]))
-    if len(ids):
-        flat.add_with_ids(np.ascontiguousarray(xb, np.float32), np.asarray(ids, np.int64))
-    return restructure(flat, kind, nlist=nlist, approx_above=approx_above, dim=int(xb.shape[1]))
+        if assigned is None:
+            return self.index.search(q, k, params=params)  # type: ignore[no-any-return]
+        # The Python wrapper of search_preassigned takes no parameters (so no selector): call
+        # the C++ method. The lists' inner products are needed: codes are residuals from them.
+        dq = np.ascontiguousarray(assigned[0], np.float32)
+        iq = np.ascontiguousarray(assigned[1], np.int64)
+        distances = np.empty((len(q), k), np.float32)
+        labels = np.empty((len(q), k), np.int64)
+        self.index.search_preassigned_c(
+            len(q),
+            faiss.swig_ptr(q),
+            k,
+            faiss.swig_ptr(iq),
+            faiss.swig_ptr(dq),
+            faiss.swig_ptr(distances),
+            faiss.swig_ptr(labels),
+            False,
+            params,
+        )
+        return distances, labels
 
 
 def reconstruct(index: Any, ids: np.ndarray) -> np.ndarray:

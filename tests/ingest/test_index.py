@@ -443,9 +443,9 @@ def test_auto_kind_goes_approximate_above_the_threshold_and_back(root: Path) -> 
         commit_doc(idx, "a.md", 300, seed=1)
         assert idx.stats()["structure"] == "flat"
         commit_doc(idx, "b.md", 200, seed=2)
-        assert compact(idx) == 1  # one segment of 500 > 400: IVF, lists from the size
+        assert compact(idx) == 1  # one segment of 500 > 400: IVF, lists for 2 x its size
         stats = idx.stats()
-        assert stats["structure"] == "ivf" and stats["nlist"] == 8 and idx.verify() == []
+        assert stats["structure"] == "ivf" and stats["nlist"] == 16 and idx.verify() == []
         b = unit_vectors(200, 2)
         assert [row[0].text for row in idx.search(b[:5], 1)] == [f"b.md #{i}" for i in range(5)]
         # 8-bit codes: stored vectors come back to within quantization error.
