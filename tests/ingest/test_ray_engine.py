@@ -74,9 +74,11 @@ def settings(**overrides: Any) -> IngestSettings:
     return IngestSettings.model_validate({"workers": 1, **overrides})
 
 
-def local_run(home: Path, embedder: Embedder, roots: list[Path]) -> tuple[VectorIndex, Summary]:
+def local_run(
+    home: Path, embedder: Embedder, roots: list[Path], **overrides: Any
+) -> tuple[VectorIndex, Summary]:
     index = open_store(home / "index", embedder)
-    return index, Ingestor(index, embedder, ChunkSettings(), settings()).run(roots)
+    return index, Ingestor(index, embedder, ChunkSettings(), settings(**overrides)).run(roots)
 
 
 def ray_ingestor(
@@ -192,6 +194,36 @@ def test_a_killed_encoder_actor_is_restarted_and_nothing_is_lost(
         assert_same_store(index, local[0])
     finally:
         index.close()
+
+
+@pytest.mark.slow
+def test_per_document_limits_quarantine_alike(
+    ray_cluster: Any,
+    shared_data: Path,
+    embedder: Embedder,
+    embed_settings: EmbedSettings,
+    tmp_path: Path,
+) -> None:
+    """A file over ``max_file_mb`` (refused by the driver, unread) and a document over
+    ``max_chunks`` (refused in the chunking task) get the local engine's reasons."""
+    node = shared_data / "bench" / "nodejs-api"
+    folder = tmp_path / "docs"
+    copy_files([node / "punycode.md", node / "string_decoder.md"], folder)
+    copy_files([shared_data / "papers" / "u-net.pdf"], folder)  # 1.6 MB
+    (folder / "note.txt").write_text("A short note that fits every limit.\n", encoding="utf-8")
+    limits = {"max_file_mb": 1.0, "max_chunks": 20}
+    local_index, local_summary = local_run(tmp_path / "local", embedder, [folder], **limits)
+    index = open_store(tmp_path / "ray" / "index", embedder)
+    try:
+        summary = ray_ingestor(index, embedder, embed_settings, **limits).run([folder])
+        reasons = sorted(p["reason"].split(" (")[0] for p in summary.problems)
+        assert reasons == ["file too large", "too many chunks", "too many chunks"]
+        assert counts(summary) == counts(local_summary)
+        assert (summary.added, summary.quarantined) == (1, 3)
+        assert_same_store(index, local_index)
+    finally:
+        index.close()
+        local_index.close()
 
 
 def actor_pids() -> list[int]:
