@@ -203,8 +203,9 @@ class IngestSettings(BaseModel):
     ray_num_gpus: float = Field(
         0.0,
         ge=0,
-        description="engine=ray: GPUs reserved per encoder actor (0: CPU). The actor runs the "
-        "configured `embed.backend` where Ray places it.",
+        description="engine=ray: GPUs reserved per encoder actor, so Ray places the actors on GPU "
+        "nodes (0: none). The encoder itself runs on the CPU until `embed` gains a device "
+        "setting.",
     )
 
 
