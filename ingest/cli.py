@@ -78,19 +78,21 @@ def cmd_ingest(args: argparse.Namespace, cfg: IngestConfig) -> int:
         update = {"engine": args.engine or settings.engine, "ray_address": args.address}
         settings = settings.model_copy(update={k: v for k, v in update.items() if v})
     if settings.engine == "ray":
-        refused = _ray_refusal(args, settings)
-        if refused:
-            print(f"ragtune ingest: {refused}", file=sys.stderr)
+        why = _ray_refusal(args, settings)
+        if why:
+            print(f"ragtune ingest: {why}", file=sys.stderr)
             return 2
     elif args.address:
         print("ragtune ingest: --address needs --engine ray", file=sys.stderr)
         return 2
     embedder = load_embedder(cfg.embed)
     index = open_index(cfg, embedder)
+    refused: tuple[type[Exception], ...] = ()  # one-line errors of the engine, not bugs
     if settings.engine == "ray":
-        from ingest.ray_engine import RayIngestor
+        from ingest.ray_engine import RayIngestor, RayUnavailable
 
         ingestor: Ingestor = RayIngestor(index, embedder, cfg.chunk, settings, cfg.embed)
+        refused = (RayUnavailable,)
     else:
         ingestor = Ingestor(index, embedder, cfg.chunk, settings)
     try:
@@ -112,7 +114,11 @@ def cmd_ingest(args: argparse.Namespace, cfg: IngestConfig) -> int:
             except KeyboardInterrupt:
                 stop.set()
             return 0
-        summary = _run_with_progress(ingestor, args, show=sys.stderr.isatty() and not args.json)
+        try:
+            summary = _run_with_progress(ingestor, args, show=sys.stderr.isatty() and not args.json)
+        except refused as e:
+            print(f"ragtune ingest: {e}", file=sys.stderr)
+            return 2
         _print_summary(summary, args.json)
         return 0
     finally:

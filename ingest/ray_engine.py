@@ -48,7 +48,7 @@ MISSING = "the Ray engine needs the ray extra: pip install 'ragtune[ray]' (ray[d
 
 
 class RayUnavailable(RuntimeError):
-    """The ray extra is not installed."""
+    """The ray extra is not installed, or the cluster cannot run the engine as configured."""
 
 
 def import_ray() -> Any:
@@ -73,7 +73,10 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
         return False
     quiet: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": True}
     if address:
-        ray.init(address=address, **quiet)
+        try:
+            ray.init(address=address, **quiet)
+        except ConnectionError as e:
+            raise RayUnavailable(f"cannot reach the Ray cluster at {address}: {e}") from None
     else:
         code = str(Path(ingest.__file__).resolve().parents[1])
         path = os.pathsep.join(p for p in (code, os.environ.get("PYTHONPATH")) if p)
@@ -200,6 +203,13 @@ class EncoderPool:
 
     def __init__(self, spec: PrepSpec, settings: IngestSettings) -> None:
         ray = import_ray()
+        cpus = ray.cluster_resources().get("CPU", 0)
+        if cpus < settings.ray_encoders + 1:
+            # Each actor holds a CPU for the whole run; conversion tasks would wait forever.
+            raise RayUnavailable(
+                f"the cluster has {cpus:g} CPUs: {settings.ray_encoders} encoder actors "
+                "(ingest.ray_encoders) and the conversion tasks need at least one more"
+            )
         remote = ray.remote(
             num_cpus=1,
             num_gpus=settings.ray_num_gpus,

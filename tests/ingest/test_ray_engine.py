@@ -301,7 +301,9 @@ def test_cli_engine_ray_joins_a_cluster_by_address(
     args = ["ingest", str(corpus), "--home", str(home), "--json"]
     proc = subprocess.run(
         cli_command(*args, "--engine", "ray", "--address", address),
-        env=cli_env,
+        # Ray 2.60 starts clusters with token authentication; a driver joining one says so
+        # (the token itself is ~/.ray/auth_token, which ray.init wrote).
+        env=dict(cli_env, RAY_AUTH_MODE="token"),
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -356,6 +358,22 @@ def test_cli_refuses_watch_and_a_missing_extra(
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(RayUnavailable, match=r"pip install 'ragtune\[ray\]'"):
         import_ray()
+
+
+def test_more_encoder_actors_than_the_cluster_can_hold_is_refused(
+    ray_cluster: Any, tmp_path: Path, embedder: Embedder, embed_settings: EmbedSettings
+) -> None:
+    """Two actors would hold both CPUs for the run and conversion would never be scheduled."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("hello\n", encoding="utf-8")
+    index = open_store(tmp_path / "index", embedder)
+    try:
+        engine = ray_ingestor(index, embedder, embed_settings, ray_encoders=2)
+        with pytest.raises(RayUnavailable, match="has 2 CPUs: 2 encoder actors"):
+            engine.run([tmp_path / "docs"])
+        assert index.documents() == []
+    finally:
+        index.close()
 
 
 def test_settings_name_the_engine() -> None:
