@@ -12,12 +12,12 @@ What runs where:
   limits and the quarantine reasons are the local engine's;
 - the encoder runs in an actor pool (``ingest.ray_encoders`` actors, ``ingest.ray_num_gpus``
   GPUs reserved each; the encoder itself is CPU-only today), fed the encoder batches a local
-  run would form; Ray restarts a killed actor and
-  retries its batch.
+  run would form; Ray restarts a killed actor and retries its batch.
 
-Results reach the driver in scan order and are embedded in the local engine's batches, so
-chunk ids and vectors are those of a local run with one conversion worker. Record collections (JSONL) stay on the driver's local path: they are read
-line by line against the store, and their encoder batches run in the driver.
+Results reach the driver in scan order and are embedded in the local engine's batches, so chunk
+ids and vectors are those of a local run with one conversion worker. Record collections (JSONL)
+stay on the driver's local path: they are read line by line against the store, and their
+encoder batches run in the driver.
 
 ``ray`` is an optional extra, imported only when this engine runs.
 """
