@@ -15,7 +15,7 @@ cpu_has = $(shell grep -qw $(1) /proc/cpuinfo 2>/dev/null && echo ON || echo OFF
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=$(call cpu_has,avx2) -DGGML_FMA=$(call cpu_has,fma) \
 	-DGGML_F16C=$(call cpu_has,f16c) -DGGML_AVX512=$(call cpu_has,avx512f)
 
-.PHONY: install models browser openai-latest run test lint bench clean
+.PHONY: install models browser openai-latest ray run test lint bench clean
 
 install: $(STAMP) $(BIN)/llama-server
 
@@ -95,7 +95,17 @@ $(LATEST_OPENAI)/.installed: $(LATEST_OPENAI_REQS)
 	$(LATEST_OPENAI)/bin/pip install --quiet -r $(LATEST_OPENAI_REQS)
 	touch $@
 
-test: install browser openai-latest
+# The Ray ingest engine's optional extra (`ragtune ingest --engine ray`): its tests need it, `make
+# run` does not, so it stays out of `install`.
+RAY_STAMP := $(VENV)/.installed-ray
+
+ray: $(RAY_STAMP)
+
+$(RAY_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[ray]' -c constraints.txt
+	touch $@
+
+test: install browser openai-latest ray
 	$(BIN)/python -m pytest
 
 lint: install

@@ -59,6 +59,8 @@ class Pending:
     chunks: list[Chunk]
     replaces: bool
     doc_id: str | None = None  # default: document_id(entry.source)
+    # Index texts and vectors computed elsewhere (the Ray engine's encoder actors): written as is.
+    embedded: tuple[list[str], np.ndarray] | None = None
 
 
 Item = Pending | tuple[FileEntry, Failed]  # what the batching loop consumes
@@ -124,9 +126,12 @@ class Batcher:
                 ):
                     self._progress(1)
                 continue
-            self._batch.append(item)
-            if sum(len(p.chunks) for p in self._batch) >= EMBED_BATCH_CHUNKS:
-                self.flush()
+            if item.embedded is not None:
+                self._write([item], [item.embedded[0]], item.embedded[1])
+            else:
+                self._batch.append(item)
+                if sum(len(p.chunks) for p in self._batch) >= EMBED_BATCH_CHUNKS:
+                    self.flush()
             interval = time.monotonic() - self._last_commit >= settings.commit_interval_s
             if self._since_commit >= settings.commit_every or (self._since_commit and interval):
                 self._writer.commit()
@@ -136,9 +141,13 @@ class Batcher:
         batch, self._batch = self._batch, []
         if not batch:
             return
-        summary = self._summary
         texts = [self._ing.index_texts(p.converted.document.title, p.chunks) for p in batch]
         vectors = self._ing.embed([(p.converted.document.title, p.chunks) for p in batch])
+        self._write(batch, texts, vectors)
+
+    def _write(self, batch: list[Pending], texts: list[list[str]], vectors: np.ndarray) -> None:
+        """Stage ``batch`` (``vectors``: all its chunks' rows, in order) and count it."""
+        summary = self._summary
         offset = 0
         for p, doc_texts in zip(batch, texts, strict=True):
             n = len(p.chunks)

@@ -37,6 +37,16 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--sync", action="store_true", help="remove indexed documents gone from PATHs")
     p.add_argument("--watch", action="store_true", help="keep ingesting changes until interrupted")
     p.add_argument("--workers", type=int, help="conversion processes")
+    p.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        help="local (default: ingest.engine): this machine; ray: a Ray cluster (the ray extra)",
+    )
+    p.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="--engine ray: the cluster to join (auto, ray://head:10001); default: a local Ray",
+    )
     p.add_argument("--retry-quarantined", action="store_true", help="retry unchanged broken files")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=cmd_ingest)
@@ -64,9 +74,27 @@ def cmd_ingest(args: argparse.Namespace, cfg: IngestConfig) -> int:
     settings = cfg.ingest
     if args.workers:
         settings = settings.model_copy(update={"workers": args.workers})
+    if args.engine or args.address:
+        update = {"engine": args.engine or settings.engine, "ray_address": args.address}
+        settings = settings.model_copy(update={k: v for k, v in update.items() if v})
+    if settings.engine == "ray":
+        why = _ray_refusal(args, settings)
+        if why:
+            print(f"ragtune ingest: {why}", file=sys.stderr)
+            return 2
+    elif args.address:
+        print("ragtune ingest: --address needs --engine ray", file=sys.stderr)
+        return 2
     embedder = load_embedder(cfg.embed)
     index = open_index(cfg, embedder)
-    ingestor = Ingestor(index, embedder, cfg.chunk, settings)
+    refused: tuple[type[Exception], ...] = ()  # one-line errors of the engine, not bugs
+    if settings.engine == "ray":
+        from ingest.ray_engine import RayIngestor, RayUnavailable
+
+        ingestor: Ingestor = RayIngestor(index, embedder, cfg.chunk, settings, cfg.embed)
+        refused = (RayUnavailable,)
+    else:
+        ingestor = Ingestor(index, embedder, cfg.chunk, settings)
     try:
         if args.watch:
             stop = threading.Event()
@@ -86,11 +114,28 @@ def cmd_ingest(args: argparse.Namespace, cfg: IngestConfig) -> int:
             except KeyboardInterrupt:
                 stop.set()
             return 0
-        summary = _run_with_progress(ingestor, args, show=sys.stderr.isatty() and not args.json)
+        try:
+            summary = _run_with_progress(ingestor, args, show=sys.stderr.isatty() and not args.json)
+        except refused as e:
+            print(f"ragtune ingest: {e}", file=sys.stderr)
+            return 2
         _print_summary(summary, args.json)
         return 0
     finally:
         index.close()
+
+
+def _ray_refusal(args: argparse.Namespace, settings: IngestSettings) -> str | None:
+    """Why ``--engine ray`` cannot run as asked, or None."""
+    from ingest.ray_engine import RayUnavailable, import_ray
+
+    if args.watch:
+        return "--watch runs on the local engine only (drop --engine ray / ingest.engine)"
+    try:
+        import_ray()
+    except RayUnavailable as e:
+        return str(e)
+    return None
 
 
 def _run_with_progress(ingestor: Ingestor, args: argparse.Namespace, *, show: bool) -> Summary:

@@ -4,7 +4,8 @@ Crash safety is only believable if it is tested by really killing the writer mid
 at a named point (and announcing it through a file) lets a test do that without races. The same
 points can raise an ``OSError`` (``RAGTUNE_FAULT=commit-tmp-written:ENOSPC``, or ``EIO``), as a
 full or failing disk would, or fill the file system of the signal file (``:fill``) so that the
-next write really fails, SQLite's included. In normal runs the environment variable is unset and
+next write really fails, SQLite's included. ``:once`` parks only the first process to get there
+(a restarted worker that reaches it again carries on). In normal runs the environment variable is unset and
 a call costs one dict lookup.
 """
 
@@ -25,8 +26,10 @@ def fault_point(name: str) -> None:
 
     ``name`` parks the process so a test can kill it here; the signal file is written (and
     fsynced) before sleeping so the test knows the process has reached the point, not merely
-    started. ``name:ENOSPC`` (any errno name) raises that ``OSError``. ``name:fill`` writes the
-    signal file until its file system is full, then carries on.
+    started. ``name:once`` parks like ``name`` unless the signal file exists already: a process
+    that replaces a killed one (a restarted Ray actor) carries on. ``name:ENOSPC`` (any errno
+    name) raises that ``OSError``. ``name:fill`` writes the signal file until its file system is
+    full, then carries on.
     """
     point, _, action = os.environ.get(FAULT_ENV, "").partition(":")
     if point != name:
@@ -37,7 +40,12 @@ def fault_point(name: str) -> None:
             raise RuntimeError(f"{FAULT_ENV}={name}:fill needs {SIGNAL_ENV}: the file to grow")
         _fill(signal_path)
         return
-    if action:
+    if action == "once":
+        if not signal_path:
+            raise RuntimeError(f"{FAULT_ENV}={name}:once needs {SIGNAL_ENV}: the file it leaves")
+        if os.path.exists(signal_path):
+            return
+    elif action:
         code = getattr(errno, action)
         raise OSError(code, os.strerror(code), f"fault point {name}")
     if signal_path:

@@ -8,7 +8,6 @@ rerun skips everything committed (same content hash) and finishes the job.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -16,13 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from ingest.batch import Batcher, Item, Pending, Progress, Summary, document_id
-from ingest.chunk import chunk_document
 from ingest.compact import compact
-from ingest.context import LEGACY_CONTEXT, PREFIX_TOKENS, context_prefix, contextual_text
+from ingest.context import LEGACY_CONTEXT
 from ingest.embed import Embedder
 from ingest.index import DocumentRecord, VectorIndex
 from ingest.model import Chunk, Document
-from ingest.pool import ConversionPool, Converted, Failed, text_too_long
+from ingest.pool import ConversionPool, Converted, Failed
+from ingest.prepare import DocumentPrep
 from ingest.records import (
     container_of,
     in_collection,
@@ -57,10 +56,7 @@ class Ingestor:
         self.embedder = embedder
         self.chunking = chunking
         self.settings = settings
-        self._count_tokens = functools.lru_cache(maxsize=4096)(self._count_tokens_uncached)
-
-    def _count_tokens_uncached(self, text: str) -> int:
-        return len(self.embedder.tokenizer.encode(text, add_special_tokens=False).ids)
+        self.prep = DocumentPrep(embedder.tokenizer, embedder.max_tokens, chunking, settings)
 
     def current(self, record: DocumentRecord | None, content_hash: str | None = None) -> bool:
         """Whether ``record`` is this content (any, if None) indexed the way this ingestor would.
@@ -76,37 +72,11 @@ class Ingestor:
 
     def index_texts(self, title: str | None, chunks: Sequence[Chunk]) -> list[str]:
         """What BM25 reads for each chunk of a document titled ``title``: prefix, then text."""
-        mode = self.chunking.context
-        return [contextual_text(mode, title, c, self._count_tokens) for c in chunks]
+        return self.prep.index_texts(title, chunks)
 
     def embed(self, docs: Sequence[tuple[str | None, Sequence[Chunk]]]) -> np.ndarray:
-        """One vector per chunk of ``docs`` (title, chunks), in order, as ``chunk`` settings say.
-
-        ``prefix``: the encoder reads each chunk's BM25 text. ``added``: it reads each chunk's
-        text, and each distinct prefix once; a chunk's vector is the normalized sum, the
-        prefix's weighted. A section's chunks share one prefix, so the encoder reads it once
-        instead of once per chunk.
-        """
-        chunking = self.chunking
-        if chunking.context == "none" or chunking.context_embedding == "prefix":
-            return self.embedder.encode(
-                [t for title, cs in docs for t in self.index_texts(title, cs)]
-            )
-        prefixes = [
-            context_prefix(chunking.context, title, c, self._count_tokens)
-            for title, cs in docs
-            for c in cs
-        ]
-        vectors = self.embedder.encode([c.text for _, cs in docs for c in cs]).astype(np.float32)
-        distinct = sorted(set(prefixes) - {""})
-        if distinct:
-            encoded = self.embedder.encode(distinct)
-            row = {p: i for i, p in enumerate(distinct)}
-            with_prefix = [i for i, p in enumerate(prefixes) if p]
-            picks = [row[prefixes[i]] for i in with_prefix]
-            vectors[with_prefix] += chunking.context_weight * encoded[picks]
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
-        return vectors
+        """One vector per chunk of ``docs`` (title, chunks), in order (``DocumentPrep.embed``)."""
+        return self.prep.embed(self.embedder.encode, docs)
 
     def plan(
         self, roots: Sequence[Path], *, retry_quarantined: bool = False, trust_stat: bool = False
@@ -173,15 +143,11 @@ class Ingestor:
             on_plan(len(entries), len(entries) - len(todo))
         files = {e.path: e for e in todo if not e.records}
         collections = [e for e in todo if e.records]
-        s = self.settings
         # The store's writer lock is taken only while committing (see StagedChanges).
         writer = StagedChanges(self.index, self.lock_timeout_s)
         batcher = Batcher(self, writer, summary, progress, quarantine)
         if files:
-            with ConversionPool(
-                s.workers, s.timeout_s, s.memory_mb, s.max_file_mb, s.max_text_chars
-            ) as pool:
-                batcher.consume(self._file_items(pool, files))
+            self._ingest_files(files, batcher)
         for entry in collections:
             batcher.consume(self._record_items(entry, writer, summary, trust_stat))
             if progress:
@@ -204,33 +170,19 @@ class Ingestor:
         return summary
 
     def _chunks(self, doc: Document) -> list[Chunk] | str:
-        """The document's chunks, or why it is refused: no text, or over a per-document limit.
+        """The document's chunks, or why it is refused (``DocumentPrep.chunks``)."""
+        return self.prep.chunks(doc)
 
-        Checked before anything is embedded, so an outsized document costs no encoder time and
-        never holds up the rest of the run at the writer.
+    def _ingest_files(self, files: dict[Path, FileEntry], batcher: Batcher) -> None:
+        """Convert, chunk and embed ``files`` (in scan order) into ``batcher``: here, locally.
+
+        The engine's seam: ``ingest.ray_engine.RayIngestor`` does this on a Ray cluster.
         """
-        limit = self.settings.max_text_chars
-        if len(doc.text) > limit:
-            return text_too_long(len(doc.text), limit)
-        chunks = self._chunk(doc)
-        if not chunks:
-            return "no text to index"
-        if len(chunks) > self.settings.max_chunks:
-            return (
-                f"too many chunks ({len(chunks):,} > limit {self.settings.max_chunks:,}; "
-                "ingest.max_chunks)"
-            )
-        return chunks
-
-    def _chunk(self, doc: Document) -> list[Chunk]:
-        # The context prefix shares the encoder's window: keep room for it beside the text.
-        room = self.embedder.max_tokens - (PREFIX_TOKENS if self.chunking.context != "none" else 0)
-        return chunk_document(
-            doc,
-            self.embedder.tokenizer,
-            size=min(self.chunking.size, room),
-            overlap=self.chunking.overlap,
-        )
+        s = self.settings
+        with ConversionPool(
+            s.workers, s.timeout_s, s.memory_mb, s.max_file_mb, s.max_text_chars
+        ) as pool:
+            batcher.consume(self._file_items(pool, files))
 
     def _file_items(self, pool: ConversionPool, by_path: dict[Path, FileEntry]) -> Iterator[Item]:
         for outcome in pool.imap(list(by_path)):

@@ -63,10 +63,23 @@ def convert_path(path: Path, max_bytes: int, max_chars: int | None = None) -> Ou
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            return Failed(path, None, f"file too large ({size / 1e6:.1f} MB > limit)")
+            return Failed(path, None, file_too_large(size))
         data = path.read_bytes()
     except OSError as e:
         return Failed(path, None, f"cannot read: {e.strerror or e}")
+    return convert_data(path, data, max_chars, started)
+
+
+def file_too_large(size: int) -> str:
+    """The quarantine reason of a file over ``ingest.max_file_mb``."""
+    return f"file too large ({size / 1e6:.1f} MB > limit)"
+
+
+def convert_data(
+    path: Path, data: bytes, max_chars: int | None = None, started: float | None = None
+) -> Outcome:
+    """Hash and convert the bytes of the file at ``path`` (already read, e.g. by Ray Data)."""
+    started = time.perf_counter() if started is None else started
     digest = hashlib.sha256(data).hexdigest()
     try:
         doc = convert_bytes(data, path.name)
@@ -85,6 +98,23 @@ def convert_path(path: Path, max_bytes: int, max_chars: int | None = None) -> Ou
     return Converted(path, digest, doc, time.perf_counter() - started)
 
 
+# A worker's task: a path it reads itself, or a path and the bytes already read from it.
+Task = Path | tuple[Path, bytes]
+
+
+def task_path(task: Task) -> Path:
+    return task[0] if isinstance(task, tuple) else task
+
+
+def _convert_task(task: str | tuple[str, bytes], max_bytes: int, max_chars: int | None) -> Outcome:
+    if isinstance(task, str):
+        return convert_path(Path(task), max_bytes, max_chars)
+    path, data = Path(task[0]), task[1]
+    if len(data) > max_bytes:
+        return Failed(path, None, file_too_large(len(data)))
+    return convert_data(path, data, max_chars)
+
+
 def _worker_main(conn: Connection, memory_mb: int, max_bytes: int, max_chars: int | None) -> None:
     try:
         import resource
@@ -101,7 +131,7 @@ def _worker_main(conn: Connection, memory_mb: int, max_bytes: int, max_chars: in
             return
         if task is None:
             return
-        conn.send(convert_path(Path(task), max_bytes, max_chars))
+        conn.send(_convert_task(task, max_bytes, max_chars))
 
 
 class _Worker:
@@ -116,7 +146,7 @@ class _Worker:
         if not self.conn.poll(_START_TIMEOUT_S) or self.conn.recv() != "ready":
             self.kill()
             raise RuntimeError(f"conversion worker did not start within {_START_TIMEOUT_S} s")
-        self.task: Path | None = None
+        self.task: Task | None = None
         self.deadline = 0.0
 
     def kill(self) -> None:
@@ -147,7 +177,8 @@ class ConversionPool:
         self._ctx = mp.get_context("spawn")
         self._workers: list[_Worker] = []
 
-    def imap(self, paths: Iterable[Path]) -> Iterator[Outcome]:
+    def imap(self, paths: Iterable[Task]) -> Iterator[Outcome]:
+        """Outcomes of ``paths`` (or of ``(path, bytes)`` pairs), in the order they finish."""
         results: queue.Queue[Outcome | BaseException | None] = queue.Queue(maxsize=2 * self._n + 4)
         stop = threading.Event()
         thread = threading.Thread(
@@ -171,7 +202,7 @@ class ConversionPool:
                     thread.join(0.05)
 
     def _dispatch(
-        self, paths: Iterator[Path], results: queue.Queue[Any], stop: threading.Event
+        self, paths: Iterator[Task], results: queue.Queue[Any], stop: threading.Event
     ) -> None:
         try:
             self._run(paths, results, stop)
@@ -179,8 +210,8 @@ class ConversionPool:
         except BaseException as e:  # surface dispatcher failures in the consumer
             results.put(e)
 
-    def _run(self, paths: Iterator[Path], results: queue.Queue[Any], stop: threading.Event) -> None:
-        backlog: list[Path] = []  # tasks whose worker died before taking them
+    def _run(self, paths: Iterator[Task], results: queue.Queue[Any], stop: threading.Event) -> None:
+        backlog: list[Task] = []  # tasks whose worker died before taking them
         exhausted = False
         while not stop.is_set():
             while len(self._workers) < self._n:
@@ -195,7 +226,7 @@ class ConversionPool:
                     exhausted = True
                     break
                 try:
-                    w.conn.send(str(nxt))
+                    w.conn.send(_wire(nxt))
                 except OSError:  # died while idle: retry the document on a fresh worker
                     self._replace(w)
                     backlog.append(nxt)
@@ -215,7 +246,7 @@ class ConversionPool:
 
     def _collect(self, w: _Worker, ready: list[Any]) -> Outcome | None:
         assert w.task is not None
-        path = w.task
+        path = task_path(w.task)
         # poll(): the result may have arrived while this thread waited on a full results queue.
         if w.conn in ready or w.conn.poll():
             try:
@@ -248,6 +279,10 @@ class ConversionPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _wire(task: Task) -> str | tuple[str, bytes]:
+    return (str(task[0]), task[1]) if isinstance(task, tuple) else str(task)
 
 
 def default_workers() -> int:

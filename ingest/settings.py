@@ -192,6 +192,28 @@ class IngestSettings(BaseModel):
         60.0, gt=0, description="Commit at least this often while documents are pending."
     )
     watch_interval_s: float = Field(2.0, gt=0, description="Polling interval of --watch.")
+    engine: Literal["local", "ray"] = Field(
+        "local",
+        description="local: conversion processes and the encoder on this machine; ray: Ray Data "
+        "reads the files, conversion and chunking run as Ray tasks, the encoder in an actor "
+        "pool, and this process commits (needs the `ray` extra; docs/scaling.md).",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="engine=ray: the cluster to join (`auto`, `ray://head:10001`); empty: a "
+        "local Ray started for the run. The files must be readable at the same path on the "
+        "nodes that read them.",
+    )
+    ray_encoders: int = Field(
+        1, ge=1, description="engine=ray: encoder actors (each loads the model once)."
+    )
+    ray_num_gpus: float = Field(
+        0.0,
+        ge=0,
+        description="engine=ray: GPUs reserved per encoder actor, so Ray places the actors on GPU "
+        "nodes (0: none). The encoder itself runs on the CPU until `embed` gains a device "
+        "setting.",
+    )
 
 
 class RetrievalSettings(BaseModel):

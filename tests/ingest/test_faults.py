@@ -162,3 +162,23 @@ def test_watch_reports_a_full_disk_and_retries_until_it_succeeds(
         thread.join(30)
         index.close()
     assert not thread.is_alive()
+
+
+def test_once_parks_only_while_no_signal_file_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``:once`` parks the first process (it leaves the signal file); later ones carry on."""
+    from ingest.faults import fault_point
+
+    signal_file = tmp_path / "parked"
+    monkeypatch.setenv(FAULT_ENV, "ray-encode:once")
+    parker = threading.Thread(target=fault_point, args=("ray-encode",), daemon=True)
+    monkeypatch.delenv(SIGNAL_ENV, raising=False)
+    with pytest.raises(RuntimeError, match="needs"):
+        fault_point("ray-encode")
+    monkeypatch.setenv(SIGNAL_ENV, str(signal_file))
+    parker.start()
+    wait_until(signal_file.exists, 10, "the first caller to park")
+    assert parker.is_alive()  # parked (a daemon thread: it ends with the test process)
+    fault_point("ray-encode")  # returns at once: the signal file is there
+    fault_point("other-point")
