@@ -41,7 +41,7 @@ class EmbedSettings(BaseModel):
         1024,
         ge=256,
         description="Upper bound on padded tokens per encoder batch. Small batches run faster "
-        "on a CPU, side by side, one per thread: 1,024 encoded ingest texts 1.40x as fast as "
+        "on a CPU, side by side, one per thread: 1,024 encoded ingest texts 1.21x as fast as "
         "16,384 on 2 threads (bench/encoder_batches.py).",
     )
     threads: int = Field(0, ge=0, description="Encoder threads; 0 means one per CPU core.")
