@@ -69,7 +69,7 @@ def load_embedder(settings: EmbedSettings) -> Embedder:
         raise EmbedderError(f"no tokenizer.json in embedding model directory {path}")
     threads = settings.threads or (os.cpu_count() or 1)
     if settings.backend == "torch":
-        return TorchEmbedder(settings.model, path, threads)
+        return TorchEmbedder(settings.model, path, threads, settings.device)
     graph = onnx_graph(path, settings.cache_dir, quantize=settings.backend == "onnx-int8")
     return OnnxEmbedder(settings.model, path, graph, threads, settings.batch_tokens)
 
@@ -157,12 +157,17 @@ def _session(graph: Path, threads: int) -> Any:
 class TorchEmbedder:
     """sentence-transformers on PyTorch: the reference implementation the ONNX path must match."""
 
-    def __init__(self, name: str, model_path: Path, threads: int) -> None:
+    def __init__(self, name: str, model_path: Path, threads: int, device: str = "cpu") -> None:
         import torch
         from sentence_transformers import SentenceTransformer
 
+        if device == "cuda" and not torch.cuda.is_available():
+            raise EmbedderError(
+                f"embed.device is cuda, but PyTorch {torch.__version__} sees no GPU here "
+                "(a CPU build, or no driver)"
+            )
         torch.set_num_threads(threads)
-        self._model = SentenceTransformer(str(model_path), device="cpu")
+        self._model = SentenceTransformer(str(model_path), device=device)
         self.name = name
         self.dim = int(self._model.get_embedding_dimension() or 0)
         self.max_tokens = int(self._model.max_seq_length or MAX_SEQ_LENGTH) - 2

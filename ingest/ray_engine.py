@@ -11,7 +11,7 @@ What runs where:
   child process of its own (``ingest.pool.ConversionPool``), so the memory, time and size
   limits and the quarantine reasons are the local engine's;
 - the encoder runs in an actor pool (``ingest.ray_encoders`` actors, ``ingest.ray_num_gpus``
-  GPUs reserved each; the encoder itself is CPU-only today), fed the encoder batches a local
+  GPUs reserved each, used with embed.device = "cuda"), fed the encoder batches a local
   run would form; Ray restarts a killed actor and retries its batch.
 
 Results reach the driver in scan order and are embedded in the local engine's batches, so chunk

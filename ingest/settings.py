@@ -37,6 +37,12 @@ class EmbedSettings(BaseModel):
         description="onnx-int8: ONNX Runtime with per-channel int8 weights (fastest on CPU, measured "
         "to keep retrieval quality); onnx: the same graph in fp32; torch: sentence-transformers.",
     )
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu",
+        description="Where the encoder runs. cuda needs backend = torch and a CUDA build of "
+        "PyTorch on that host (a GPU node of a Ray cluster: ingest.ray_num_gpus = 1); the int8 "
+        "ONNX graph is a CPU format.",
+    )
     batch_tokens: int = Field(
         1024,
         ge=256,
@@ -49,6 +55,12 @@ class EmbedSettings(BaseModel):
         default_factory=_default_cache_dir,
         description="Where exported ONNX graphs are cached (built locally from the packaged model).",
     )
+
+    @model_validator(mode="after")
+    def _device_needs_torch(self) -> EmbedSettings:
+        if self.device != "cpu" and self.backend != "torch":
+            raise ValueError(f"embed.device = {self.device} needs embed.backend = torch")
+        return self
 
 
 class ChunkSettings(BaseModel):
@@ -211,8 +223,7 @@ class IngestSettings(BaseModel):
         0.0,
         ge=0,
         description="engine=ray: GPUs reserved per encoder actor, so Ray places the actors on GPU "
-        "nodes (0: none). The encoder itself runs on the CPU until `embed` gains a device "
-        "setting.",
+        "nodes (0: none). The encoder uses the GPU with embed.device = cuda (backend torch).",
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.embed import Embedder, load_embedder
+from ingest.embed import Embedder, EmbedderError, load_embedder
 from ingest.settings import EmbedSettings
 
 DIM = 384
@@ -125,3 +125,24 @@ def test_onnx_backends_match_torch_reference(
     # The reference ranks like the int8 path does.
     scores = reference @ torch_embedder.encode([QUERY])[0]
     assert sentences[int(scores.argmax())].startswith(MQA)
+
+
+def test_a_gpu_device_needs_the_torch_backend() -> None:
+    with pytest.raises(ValueError, match=r"embed\.device = cuda needs embed\.backend = torch"):
+        EmbedSettings(device="cuda")
+    assert EmbedSettings(device="cuda", backend="torch").device == "cuda"
+
+
+@pytest.mark.slow
+def test_the_torch_encoder_runs_on_a_gpu_or_says_why_not(
+    embed_settings: EmbedSettings, torch_embedder: Embedder, sentences: list[str]
+) -> None:
+    import torch
+
+    cuda = embed_settings.model_copy(update={"backend": "torch", "device": "cuda"})
+    if not torch.cuda.is_available():  # this machine: a CPU build of torch
+        with pytest.raises(EmbedderError, match=r"embed\.device is cuda, but PyTorch .* no GPU"):
+            load_embedder(cuda)
+        return
+    on_gpu = load_embedder(cuda).encode(sentences)  # a GPU host: the CPU reference's vectors
+    assert np.sum(on_gpu * torch_embedder.encode(sentences), axis=1).min() >= 0.999
