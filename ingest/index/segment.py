@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ingest.index.errors import IndexCorrupt
+from ingest.index.ids import present
 from ingest.index.policy import quantizer_fits, quantizer_nlist, wants_ivf
 from ingest.index.quantizer import Quantizer
 from ingest.index.structures import (
@@ -34,19 +35,11 @@ from ingest.lexical import LexicalSegment, LivePostings
 from ingest.settings import IndexSettings
 from ingest.versions import VersionFileError, read_manifest, sha256_file, verify_files
 
-__all__ = ["IDS_FILE", "INDEX_FILE", "LEXICAL_DIR", "LiveSegment", "Segment", "present"]
+__all__ = ["IDS_FILE", "INDEX_FILE", "LEXICAL_DIR", "LiveSegment", "Segment"]
 
 INDEX_FILE = "index.faiss"
 LEXICAL_DIR = "lexical"
 IDS_FILE = "ids.npy"
-
-
-def present(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Which of ``ids`` are in ``sorted_ids`` (bool per id): O(len(ids) log n), as a lookup."""
-    if not sorted_ids.size or not ids.size:
-        return np.zeros(ids.size, bool)
-    pos = np.minimum(np.searchsorted(sorted_ids, ids), sorted_ids.size - 1)
-    return np.asarray(sorted_ids[pos] == ids)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from ingest.index.errors import IndexCorrupt
+from ingest.index.ids import present
 from ingest.index.quantizer import Quantizer
 from ingest.index.reader import Ranked
-from ingest.index.segment import INDEX_FILE, LiveSegment, Segment, finest, present
+from ingest.index.segment import INDEX_FILE, LiveSegment, Segment, finest
 from ingest.index.structures import index_ids, read_index, reconstruct
 from ingest.lexical import LexicalSegment, bm25_search
 from ingest.settings import IndexSettings

@@ -19,9 +19,10 @@ import numpy as np
 
 from ingest.docstore import DocStore, DocumentRecord, Hit, QuarantineRecord
 from ingest.index.errors import EmbeddingMismatch, IndexCorrupt, IndexStoreError
+from ingest.index.ids import present
 from ingest.index.policy import auto_nprobe
 from ingest.index.reader import IndexReader, Ranked
-from ingest.index.segment import LiveSegment, Segment, present
+from ingest.index.segment import LiveSegment, Segment
 from ingest.index.snapshot import Snapshot
 from ingest.index.structures import index_ids, is_ivf
 from ingest.settings import IndexSettings

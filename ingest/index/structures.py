@@ -16,6 +16,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from ingest.index.ids import present
 from ingest.index.policy import QUANTIZER_POINTS_PER_LIST, TRAIN_POINTS_PER_LIST
 
 
@@ -108,7 +109,7 @@ def ivf_from(
             ids = faiss.rev_swig_ptr(src.get_ids(list_no), n)
             codes = faiss.rev_swig_ptr(src.get_codes(list_no), n * code_size).reshape(n, -1)
             if dead.size:
-                keep = ~_member(dead, ids)
+                keep = ~present(dead, ids)
                 ids, codes = ids[keep], codes[keep]
             if ids.size:
                 ids, codes = np.ascontiguousarray(ids), np.ascontiguousarray(codes)
@@ -119,11 +120,6 @@ def ivf_from(
         ivf.add_with_ids(np.ascontiguousarray(xb, np.float32), np.asarray(ids, np.int64))
     ivf.set_direct_map_type(_HASHTABLE)  # reconstruct by id, for MMR and scores
     return ivf
-
-
-def _member(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    pos = np.minimum(np.searchsorted(sorted_ids, ids), sorted_ids.size - 1)
-    return np.asarray(sorted_ids[pos] == ids)
 
 
 def same_quantizer(index: Any, quantizer: Any) -> bool:
