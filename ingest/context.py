@@ -9,7 +9,8 @@ long title or a deep section path cannot crowd the chunk's own text out of the e
 The document title is chosen once per document here, whatever the format: the converter's own
 title (PDF metadata, HTML ``<title>``/``<h1>``, Markdown front matter) when it looks like a
 title, else a heading that opens the document (PDF outline, Markdown ``#``; not the guessed
-headings of plain text), else the file name.
+headings of plain text, nor a numbered section such as a PDF's "1 Introduction"), else the file
+name.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ _GENERIC = frozenset(
     }
 )
 _OPENING_CHARS = 300  # a heading this close to the start opens the document
+# "1 Introduction", "2.3 Setup": a numbered heading names a part of the document, not the whole.
+_NUMBERED = re.compile(r"^\d{1,2}(\.\d{1,2})*\.?\s")
 
 
 def plausible_title(title: str | None) -> str | None:
@@ -83,7 +86,11 @@ def document_title(doc: Document, name: str) -> str:
     if doc.kind == "text":
         return file_title(name)  # its headings are guessed from line shapes: the name is surer
     opening = doc.sections[0] if doc.sections else None
-    if opening is not None and opening.start <= _OPENING_CHARS:
+    if (
+        opening is not None
+        and opening.start <= _OPENING_CHARS
+        and not _NUMBERED.match(opening.title)
+    ):
         return plausible_title(opening.title) or file_title(name)
     return file_title(name)
 

@@ -1,5 +1,7 @@
 """PDF conversion with pypdf: text per page, running headers removed, outline as sections.
 
+A PDF without an outline gets its sections from its fonts instead (``ingest.pdf_headings``).
+
 Kept apart from ``convert.py`` because PDF is the one format with pages, repeated chrome and
 a separate table of contents, and because pypdf raises a zoo of exception types that all have
 to become ``ConversionError`` here.
@@ -21,6 +23,7 @@ from ingest.clean import (
     strip_repeated_lines,
 )
 from ingest.model import ConversionError
+from ingest.pdf_headings import FontRuns, font_headings
 
 if TYPE_CHECKING:
     from ingest.builder import DocumentBuilder
@@ -36,8 +39,14 @@ def convert_pdf(data: bytes, b: DocumentBuilder) -> None:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise ConversionError("encrypted PDF: needs a password")
-        pages = [page.extract_text() or "" for page in reader.pages]
         outline = _flatten_outline(reader, reader.outline)
+        runs = [] if outline else [FontRuns() for _ in reader.pages]
+        pages = []
+        for n, page in enumerate(reader.pages):
+            visit = runs[n].visit if runs else None
+            pages.append(page.extract_text(visitor_text=visit) or "")
+            if runs:
+                runs[n].flush()
         meta = reader.metadata
         title = meta.title if meta is not None else None
     except ConversionError:
@@ -49,6 +58,8 @@ def convert_pdf(data: bytes, b: DocumentBuilder) -> None:
         raise ConversionError(f"unreadable PDF: {reason}") from e
     b.title = title if isinstance(title, str) else None
     pages = strip_repeated_lines([clean_text(p) for p in pages])
+    if runs:
+        outline = font_headings(pages, runs)
     spellings = Spellings("\n".join(pages))  # how the whole document spells its words
     bounds: list[tuple[int, int]] = []  # (offset where each page starts, end) in the text
     for number, text in enumerate(pages, start=1):
