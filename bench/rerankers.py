@@ -30,6 +30,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,19 +82,24 @@ def maxsim(cands: list[Candidates], index: IndexReader, top: int, threads: int) 
     return (time.perf_counter() - t0) / max(len(cands), 1)
 
 
-def judge(cands: list[Candidates], index: IndexReader, top: int, threads: int) -> float:
-    """log p(yes) - log p(no) of the instruct model per top candidate; seconds per candidate."""
+def instruct_model(threads: int, n_ctx: int) -> Any:
+    """The embedded default instruct model (Qwen2.5-Coder 0.5B) on ``threads`` threads."""
     from llama_cpp import Llama
 
     from service.llm.presets import model_file, preset
 
-    llm = Llama(
+    return Llama(
         str(model_file(preset("qwen2.5-coder-0.5b-instruct"))),
-        n_ctx=1024,
+        n_ctx=n_ctx,
         n_threads=threads,
         n_threads_batch=threads,
         verbose=False,
     )
+
+
+def judge(cands: list[Candidates], index: IndexReader, top: int, threads: int) -> float:
+    """log p(yes) - log p(no) of the instruct model per top candidate; seconds per candidate."""
+    llm = instruct_model(threads, n_ctx=1024)
     vocab = llm.n_vocab()
 
     def first(s: str) -> int:
@@ -126,17 +132,7 @@ def judge(cands: list[Candidates], index: IndexReader, top: int, threads: int) -
 
 
 def hyde_passages(questions: list[str], threads: int) -> tuple[list[str], float]:
-    from llama_cpp import Llama
-
-    from service.llm.presets import model_file, preset
-
-    llm = Llama(
-        str(model_file(preset("qwen2.5-coder-0.5b-instruct"))),
-        n_ctx=512,
-        n_threads=threads,
-        n_threads_batch=threads,
-        verbose=False,
-    )
+    llm = instruct_model(threads, n_ctx=512)
     out, t0 = [], time.perf_counter()
     for q in questions:
         reply = llm.create_chat_completion(
