@@ -154,7 +154,6 @@ def font_headings(pages: list[str], runs: list[FontRuns]) -> list[tuple[int, str
         pages_of.setdefault((run.size, run.bold), set()).add(page)
     recurring = [style for style, pages in pages_of.items() if len(pages) >= 2]
     ranked = sorted(recurring, key=lambda s: (-s[0], not s[1]))
-    numbers = sum(1 for _, _, line in found if _NUMBER.match(line))
     seen = Counter(_key(line) for _, _, line in found)
     # Appendix letters count once the digits have begun: before them "A Survey of ..." is a title.
     digits = [
@@ -168,7 +167,7 @@ def font_headings(pages: list[str], runs: list[FontRuns]) -> list[tuple[int, str
             number = None
         if number:
             level = _depth(number)
-        elif numbers >= 2:
+        elif len(digits) >= 2:
             if not _MATTER.match(line):
                 continue
             level = 1

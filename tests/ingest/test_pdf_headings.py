@@ -137,6 +137,16 @@ def test_unnumbered_document_needs_a_recurring_style() -> None:
     ]
 
 
+def test_capital_letters_number_appendices_only_after_digits() -> None:
+    pages = [[("B", 14, "A Survey of Things"), *BODY], [("B", 14, "B Other Matters"), *BODY]]
+    # No digits anywhere: "A" and "B" open the words, and the recurring bold style makes them
+    # plain headings (not appendices, not dropped as unnumbered lines of a numbered document).
+    assert sections(convert_bytes(make_pdf(pages), "x.pdf")) == [
+        (1, "A Survey of Things"),
+        (1, "B Other Matters"),
+    ]
+
+
 def test_sentences_and_inline_bold_are_not_headings() -> None:
     doc = convert_bytes(
         make_pdf(
