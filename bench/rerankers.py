@@ -54,10 +54,12 @@ JUDGE_SYSTEM = (
 )
 
 
-def passage(index: IndexReader, chunk_id: int, titles: dict[str, str]) -> str:
-    hit = index.hits([chunk_id], [0.0])[0]
-    path = " > ".join([titles.get(hit.doc_id, ""), *hit.heading])
-    return f"{path}. {hit.text}"
+def passages(index: IndexReader, ids: list[int], titles: dict[str, str]) -> list[str]:
+    """The candidates as the index embeds them (title > heading path. text), read in one go."""
+    return [
+        f"{' > '.join([titles.get(h.doc_id, ''), *h.heading])}. {h.text}"
+        for h in index.hits(ids, [0.0] * len(ids))
+    ]
 
 
 def maxsim(cands: list[Candidates], index: IndexReader, top: int, threads: int) -> float:
@@ -77,7 +79,7 @@ def maxsim(cands: list[Candidates], index: IndexReader, top: int, threads: int) 
     t0 = time.perf_counter()
     for c in cands:
         q = tokens([c.case.question])[0]
-        docs = tokens([passage(index, i, titles) for i in c.ids[:top]])
+        docs = tokens(passages(index, c.ids[:top], titles))
         c.llm = np.array([float((q @ d.T).max(axis=1).mean()) for d in docs])
     return (time.perf_counter() - t0) / max(len(cands), 1)
 
@@ -117,9 +119,9 @@ def judge(cands: list[Candidates], index: IndexReader, top: int, threads: int) -
         llm.eval(llm.tokenize(head.encode(), add_bos=False, special=True))
         shared = llm.n_tokens  # the question is evaluated once; each passage follows it
         scores = []
-        for chunk_id in c.ids[:top]:
+        for text in passages(index, c.ids[:top], titles):
             tail = (
-                f" {passage(index, chunk_id, titles)}\n\nDoes the passage answer the question? "
+                f" {text}\n\nDoes the passage answer the question? "
                 "Answer yes or no.<|im_end|>\n<|im_start|>assistant\n"
             )
             llm.n_tokens = shared
