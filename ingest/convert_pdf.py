@@ -1,4 +1,5 @@
-"""PDF conversion with pypdf: text per page, running headers removed, outline as sections.
+"""PDF conversion with pypdf: text per page, running headers and contents entries removed,
+outline as sections.
 
 A PDF without an outline gets its sections from its fonts instead (``ingest.pdf_headings``).
 
@@ -23,6 +24,7 @@ from ingest.clean import (
     strip_repeated_lines,
 )
 from ingest.model import ConversionError
+from ingest.pdf_contents import strip_contents
 from ingest.pdf_headings import FontRuns, font_headings
 
 if TYPE_CHECKING:
@@ -57,7 +59,7 @@ def convert_pdf(data: bytes, b: DocumentBuilder) -> None:
             raise ConversionError(f"encrypted PDF: {reason}") from e
         raise ConversionError(f"unreadable PDF: {reason}") from e
     b.title = title if isinstance(title, str) else None
-    pages = strip_repeated_lines([clean_text(p) for p in pages])
+    pages = strip_contents(strip_repeated_lines([clean_text(p) for p in pages]))
     if runs:
         outline = font_headings(pages, runs)
     spellings = Spellings("\n".join(pages))  # how the whole document spells its words

@@ -97,5 +97,11 @@ def test_gnuplot_manual_running_headers_dropped(shared_data: Path) -> None:
     assert headers == ["gnuplot 5.4"]  # the title on page one, not a header
     assert doc.text.startswith("gnuplot 5.4\nAn Interactive Plotting Program")
     assert doc.text.count("Syntax:") > 100  # repeated body lines near the top stay
+    # Its 18 contents pages (644 entries) are gone; the sections they list are not.
+    lines = doc.text.split("\n")
+    assert not [line for line in lines if re.search(r"(?:\. ){3,}\.? ?\d+$", line)]
+    assert "Spiderplot . . ." not in doc.text and "Linespoints 77" not in lines
+    assert "Spider plots are essentially parallel axis plots" in normalize_space(doc.text)
+    assert any(s.title == "Spiderplot" for s in doc.sections)
     # The per-document text limit's default leaves this manual (842,594 characters) room.
     assert 2 * len(doc.text) < IngestSettings().max_text_chars
