@@ -2,8 +2,7 @@
 
 The document is tokenized once with the embedding model's own tokenizer; every possible break (the
 gap before a token) gets a rank, strongest first: section start, page start, blank line, line
-break, sentence end, a wrapped line (PDF and plain text lines that stop mid-sentence), word
-boundary, inside a word. A chunk ends at the strongest, latest break
+break, sentence end, word boundary, inside a word. A chunk ends at the strongest, latest break
 within its token budget. That is what a recursive splitter (sections, then paragraphs, lines,
 sentences, words) computes, but in one pass and with exact token counts, so chunk sizes are
 honest and offsets are exact: ``chunk.text == document.text[chunk.start:chunk.end]``.
@@ -22,11 +21,8 @@ from tokenizers import Tokenizer
 from ingest.model import Chunk, Document
 
 # Break ranks; a break may end a chunk early (leaving it short) only when it is strong enough.
-_SECTION, _PAGE, _PARAGRAPH, _LINE, _SENTENCE, _WRAP, _WORD, _INSIDE = 7, 6, 5, 4, 3, 2, 1, 0
+_SECTION, _PAGE, _PARAGRAPH, _LINE, _SENTENCE, _WORD, _INSIDE = 6, 5, 4, 3, 2, 1, 0
 _SENTENCE_END = frozenset(".!?;:")
-# Kinds whose line breaks are often layout: a PDF's (and a hard-wrapped text file's) lines end
-# where the page was full, so a break inside a sentence there is a wrap, weaker than its end.
-_WRAPPED_KINDS = frozenset({"pdf", "text"})
 
 
 def chunk_document(
@@ -59,7 +55,6 @@ def _break_ranks(doc: Document, spans: list[tuple[int, int]]) -> list[int]:
     text = doc.text
     section_starts = sorted(s.start for s in doc.sections)
     page_starts = sorted(p.start for p in doc.pages)
-    wrapped = doc.kind in _WRAPPED_KINDS
     ranks = [_SECTION]
     for j in range(1, len(spans)):
         prev_end, here = spans[j - 1][1], spans[j][0]
@@ -71,10 +66,7 @@ def _break_ranks(doc: Document, spans: list[tuple[int, int]]) -> list[int]:
         elif "\n\n" in gap:
             rank = _PARAGRAPH
         elif "\n" in gap:
-            # A line that stops mid-sentence and goes on in lower case (or a number) was wrapped.
-            nxt = text[here]
-            mid = text[prev_end - 1] not in _SENTENCE_END and (nxt.islower() or nxt.isdigit())
-            rank = _WRAP if wrapped and mid else _LINE
+            rank = _LINE
         elif gap and text[prev_end - 1] in _SENTENCE_END:
             rank = _SENTENCE
         elif gap:
