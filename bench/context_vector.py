@@ -19,7 +19,6 @@ bootstrap over both sets; and the encoder seconds each way of building the vecto
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from context import SETS, answerable, norm  # noqa: E402  (bench/ is sys.path[0])
 
+from bench.results_file import write_results  # noqa: E402
 from eval.stats import paired_bootstrap  # noqa: E402
 from ingest.context import contextual_text  # noqa: E402
 from ingest.embed import load_embedder  # noqa: E402
@@ -160,9 +160,7 @@ def main() -> int:
         "sum_vs_prefixed_cost": round(summed / seconds["prefixed chunks"], 3),
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, out)
     return 0
 
 

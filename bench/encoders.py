@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.beir import Memo, evaluate, ingest, load_split  # noqa: E402
+from bench.results_file import write_results  # noqa: E402
 from eval.dataset import Case, load_dataset  # noqa: E402
 from eval.metrics import Observation, retrieval_metrics  # noqa: E402
 from eval.retrieval import dataset_label, is_answerable  # noqa: E402
@@ -366,9 +367,7 @@ def main() -> int:
         },
         "per_query": per,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(body, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, body)
     return 0
 
 

@@ -35,6 +35,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.results_file import write_results  # noqa: E402
+
 CPUINFO = Path("/proc/cpuinfo")
 PRESETS = ("qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct")
 
@@ -166,9 +168,7 @@ def main() -> int:
         ),
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(body, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, body)
     return 0
 
 

@@ -26,7 +26,6 @@ pooled vector).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.results_file import write_results  # noqa: E402
 from bench.retrieval_quality import DATASETS, build_index  # noqa: E402
 from bench.second_stage import Candidates, K, _ranks, collect, fuse  # noqa: E402
 from eval.dataset import load_dataset  # noqa: E402
@@ -257,9 +257,7 @@ def main() -> int:
         compare(name, rows, got, base, f"{s:.2f} s/question to write")
     index.close()
     body = {"k": K, "threads": args.threads, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(body, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, body)
     return 0
 
 

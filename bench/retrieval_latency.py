@@ -15,7 +15,6 @@ and is not counted. One process, the encoder's threads as configured (default: o
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -28,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from retrieval_quality import DATA, DATASETS, SOURCES, build_index  # noqa: E402
 
+from bench.results_file import write_results  # noqa: E402
 from eval.dataset import load_dataset  # noqa: E402
 from ingest import search  # noqa: E402
 from ingest.windows import build_windows  # noqa: E402
@@ -113,9 +113,7 @@ def main() -> int:
         "rows": rows,
     }
     index.close()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(body, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, body)
     return 0
 
 

@@ -26,7 +26,6 @@ distractors), built or brought up to date under ``--home``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +39,7 @@ import Stemmer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.results_file import write_results  # noqa: E402
 from bench.retrieval_quality import DATASETS, build_index  # noqa: E402
 from eval.dataset import Case, load_dataset  # noqa: E402
 from eval.retrieval import dataset_label, is_answerable  # noqa: E402
@@ -290,9 +290,7 @@ def main() -> int:
         "rows": rows,
     }
     index.close()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(body, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, body)
     return 0
 
 
