@@ -11,7 +11,7 @@ MODELS ?= qwen2.5-coder-0.5b-instruct
 
 # llama-cpp-python is compiled here. GGML_NATIVE=OFF because some CPUs advertise AMX that faults
 # (SIGILL); each SIMD level is enabled only where /proc/cpuinfo lists it. The AVX-512 VNNI/VBMI/BF16
-# kernels read prompts ~1.2x faster where the CPU has them (bench/llama_build.py).
+# kernels read prompts ~1.1x faster where the CPU has them (bench/llama_build.py).
 cpu_has = $(shell grep -qw $(1) /proc/cpuinfo 2>/dev/null && echo ON || echo OFF)
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=$(call cpu_has,avx2) -DGGML_FMA=$(call cpu_has,fma) \
 	-DGGML_F16C=$(call cpu_has,f16c) -DGGML_AVX512=$(call cpu_has,avx512f) \
@@ -51,8 +51,9 @@ $(STAMP): pyproject.toml constraints.txt $(LLAMA_STAMP)
 
 # llama.cpp's own llama-server (the `server` engine: parallel slots, continuous batching), built
 # from the vendor/llama.cpp of the same llama-cpp-python sdist with the same CPU flags. It depends
-# on those flags alone: a changed pyproject.toml does not recompile it (5-20 min on 2 cores). The sdist stays under .venv/share; the build tree is removed. cmake and ninja are
-# Debian's (installed here when we may: root + apt).
+# on those flags alone: a changed pyproject.toml does not recompile it (5-20 min on 2 cores). The
+# sdist stays under .venv/share; the build tree is removed. cmake and ninja are Debian's
+# (installed here when we may: root + apt).
 LLAMA_SRC := $(VENV)/share/llama-cpp-python
 $(BIN)/llama-server: $(LLAMA_FLAGS)
 	@command -v cmake >/dev/null && command -v ninja >/dev/null || { [ "$$(id -u)" = 0 ] && \

@@ -37,9 +37,9 @@ def _strip_page(page: str) -> str:
     lines = page.split("\n")
     stripped = [line.strip() for line in lines]
     nonempty = sum(1 for s in stripped if s)
-    leaders = sum(1 for s in stripped if _is(_LEADER, s))
-    entry = [_is(_LEADER, s) or _is(_BARE, s) for s in stripped]
-    if leaders < _MIN_LEADERS or sum(entry) < _MIN_SHARE * nonempty:
+    leader = [_is(_LEADER, s) for s in stripped]
+    entry = [lead or _is(_BARE, s) for lead, s in zip(leader, stripped, strict=True)]
+    if sum(leader) < _MIN_LEADERS or sum(entry) < _MIN_SHARE * nonempty:
         return page
     return "\n".join(line for line, drop in zip(lines, entry, strict=True) if not drop)
 

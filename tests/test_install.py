@@ -47,7 +47,7 @@ def test_llama_cpp_runs_the_packaged_gemma() -> None:
 
 
 def test_llama_cpp_uses_every_simd_level_the_cpu_lists() -> None:
-    """Each kernel the CPU can run is compiled in (AVX-512 VNNI reads prompts ~1.2x faster,
+    """Each kernel the CPU can run is compiled in (AVX-512 VNNI reads prompts ~1.1x faster,
     bench/llama_build.py), and AMX, which faults on some CPUs that list it, never is."""
     import llama_cpp
 
