@@ -2,10 +2,11 @@
 
 The document is tokenized once with the embedding model's own tokenizer; every possible break (the
 gap before a token) gets a rank, strongest first: section start, page start, blank line, line
-break, sentence end, word boundary, inside a word. A chunk ends at the strongest, latest break
-within its token budget. That is what a recursive splitter (sections, then paragraphs, lines,
-sentences, words) computes, but in one pass and with exact token counts, so chunk sizes are
-honest and offsets are exact: ``chunk.text == document.text[chunk.start:chunk.end]``.
+break, sentence end, word boundary, inside a word. A chunk ends at the first section start within
+its token budget, else at the strongest, latest break within it. That is what a recursive
+splitter (sections, then paragraphs, lines, sentences, words) computes, but in one pass and with
+exact token counts, so chunk sizes are honest and offsets are exact:
+``chunk.text == document.text[chunk.start:chunk.end]``.
 
 Every non-whitespace character of the document lies in some chunk; gaps between consecutive
 chunks hold only whitespace.
@@ -83,8 +84,20 @@ def _any_within(sorted_offsets: list[int], lo: int, hi: int) -> bool:
 
 
 def _choose_end(ranks: list[int], start: int, n: int, size: int) -> int:
-    """Strongest, then latest, break in budget; weak breaks must leave the chunk half full."""
+    """The first section start in budget, else the strongest, then latest, break in budget.
+
+    A chunk never runs on into the next section, however little of its own section is left:
+    a chunk is indexed, cited and windowed under the heading path where it starts, so a section
+    that began inside it would be filed under its predecessor ("1.1 A note on terminology" for
+    the rules after it). Two exceptions keep chunks meaningful: a section's bare heading line
+    stays with what follows (a heading alone answers nothing), and a tail of fewer than
+    ``size // 8`` tokens does too. Otherwise weak breaks must leave the chunk half full.
+    """
     limit = start + size
+    bare = ranks[start] == _SECTION  # nothing yet but the heading line of the section it opens
+    for j in range(start + max(1, size // 8), min(limit, n)):
+        if ranks[j] == _SECTION and (not bare or _any_line(ranks, start + 1, j)):
+            return j
     if limit >= n:
         return n
     best, best_rank = limit, -1
@@ -97,6 +110,11 @@ def _choose_end(ranks: list[int], start: int, n: int, size: int) -> int:
             if rank == _SECTION:
                 break
     return best
+
+
+def _any_line(ranks: list[int], lo: int, hi: int) -> bool:
+    """Whether a line break or stronger lies before a token in ``[lo, hi)``."""
+    return any(ranks[j] >= _LINE for j in range(lo, hi))
 
 
 def _choose_restart(ranks: list[int], start: int, end: int, overlap: int) -> int:

@@ -143,6 +143,48 @@ def test_chunks_end_at_section_starts(tokenizer: Tokenizer) -> None:
     ]
 
 
+READING = (
+    "The reader opens the file and checks its header. It then reads every page in turn and counts"
+    " the tokens on each. It stops at the end of the file. Errors are logged."
+)
+WRITING = "The writer appends one record per page and syncs the file."
+
+
+def sectioned(*parts: tuple[str, int, str]) -> Document:
+    """A PDF-like document of (title, level, body) sections, heading lines then their bodies."""
+    text, sections = "", []
+    for title, level, body in parts:
+        sections.append(Section(len(text), level, title))
+        text += f"{title}\n{body}\n" if body else f"{title}\n"
+    return Document(text=text.rstrip(), kind="pdf", sections=sections)
+
+
+def test_the_rest_of_a_section_does_not_run_on_into_the_next(tokenizer: Tokenizer) -> None:
+    """The last 13 tokens of "Reading" used to share a chunk with "Writing", filed under
+    "Reading": a section start within the first quarter of a chunk did not end it."""
+    doc = sectioned(("Reading", 1, READING), ("Writing", 1, WRITING))
+    chunks = chunk_document(doc, tokenizer, size=32)
+    assert_well_formed(doc, chunks, tokenizer, 32)
+    assert [(c.heading, c.text.split()[0]) for c in chunks] == [
+        (("Reading",), "Reading"),
+        (("Reading",), "It"),
+        (("Writing",), "Writing"),
+    ]
+    # Under a budget that fits the whole section, nothing changes.
+    assert [c.heading for c in chunk_document(doc, tokenizer, size=40)] == [
+        ("Reading",),
+        ("Writing",),
+    ]
+
+
+def test_a_bare_heading_and_a_short_tail_stay_with_what_follows(tokenizer: Tokenizer) -> None:
+    doc = sectioned(("Part I", 1, ""), ("Writing", 2, WRITING))
+    assert [c.text for c in chunk_document(doc, tokenizer, size=32)] == [doc.text]
+    tail = sectioned(("Reading", 1, "It ends."), ("Writing", 1, WRITING))
+    assert token_count(tokenizer, "Reading\nIt ends.") < 64 // 8  # too short to stand alone
+    assert [c.text for c in chunk_document(tail, tokenizer, size=64)] == [tail.text]
+
+
 def test_chunks_end_at_page_starts(tokenizer: Tokenizer) -> None:
     # Pages of 2 + 3 * 10 tokens with single line breaks; a 48-token budget fits one page only.
     sentence = "The encoder reads each page in turn."
