@@ -13,6 +13,7 @@ from typing import Any
 from eval.cache import CachedIndex, CachingLLM, EvalCache, MemoEmbedder
 from eval.dataset import Case
 from eval.metrics import Observation
+from eval.strings import borrowed_words
 from eval.sweep import Config
 from ingest.windows import Window
 from service import conversation, rag
@@ -72,6 +73,7 @@ def answer_case(
         supported=check.verdict == "supported"
         if check is not None and check.verdict in ("supported", "partial", "unsupported")
         else None,
+        borrowed=_borrowed(plan, answer.text),
     )
     prov = answer.provenance
     row = {
@@ -102,6 +104,7 @@ def answer_case(
         "answer": answer.text,
         "finish_reason": answer.finish_reason,
         "cited": cited,
+        **({"borrowed": sorted(obs.borrowed)} if obs.borrowed else {}),
         "called": plan.grounded,
         "cached": answer.cached,
         "latency_s": round(float(out.timings.get("latency", 0.0)), 6),
@@ -110,3 +113,28 @@ def answer_case(
         "metrics": {},
     }
     return obs, row
+
+
+def _borrowed(plan: rag.Plan, answer: str) -> frozenset[str] | None:
+    """Words of the answer only the prompt's few-shot examples held; None without examples."""
+    r, t = plan.rendered, plan.template
+    if not r.examples:
+        return None
+    examples = [
+        text
+        for e in r.examples
+        for text in (
+            e.question,
+            e.answer,
+            *(f"{p.source} {p.heading} {p.text}" for p in e.passages),
+        )
+    ]
+    shown = [
+        plan.question,
+        t.instruction,
+        t.no_answer,
+        t.layout.reminder,
+        *(f"{p.source} {p.heading} {p.text}" for p in r.passages),
+        *(text for turn in r.history for text in turn),
+    ]
+    return borrowed_words(answer, examples, shown)

@@ -52,6 +52,7 @@ class Observation:
     contexts: tuple[str, ...]  # retrieved passage texts, best first (what the model was shown)
     cited: tuple[int, ...] = ()  # 1-based indices into ``contexts`` that the answer cites
     supported: bool | None = None  # every sentence verified against the passages; None: unknown
+    borrowed: frozenset[str] | None = None  # words only the examples had; None: no examples shown
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ _TABLE = (  # name, higher is better, needs a judge, what it measures
         "share of [n]-cited passages containing an evidence string",
     ),
     ("supported", True, False, "every sentence of the answer is supported by the passages"),
+    ("example_leak", False, False, "the answer has words only the few-shot examples contain"),
     ("hit_rate", True, False, "a top-k passage contains an evidence string"),
     ("mrr", True, False, "1/rank of the first top-k passage containing evidence"),
     ("string_similarity", True, False, "1 - normalized Levenshtein distance to the ground truth"),
@@ -113,7 +115,8 @@ def correctness_metrics(obs: Observation) -> dict[str, float]:
 
     Key facts count on answerable cases (an "I don't know" there recalls nothing); on an
     unanswerable case the right answer is to decline. Citation precision counts the passages an
-    answer cites with [n] (a number past the passages counts as a wrong citation).
+    answer cites with [n] (a number past the passages counts as a wrong citation). An example
+    leak is an answer using words that only the prompt's few-shot examples contained.
     """
     case, row = obs.case, {}
     if case.unanswerable:
@@ -128,6 +131,8 @@ def correctness_metrics(obs: Observation) -> dict[str, float]:
         row["citation_precision"] = right / len(cited)
     if obs.supported is not None:
         row["supported"] = 1.0 if obs.supported else 0.0
+    if obs.borrowed is not None:
+        row["example_leak"] = 1.0 if obs.borrowed else 0.0
     return row
 
 

@@ -205,7 +205,9 @@ def test_dont_know() -> None:
 
 def test_metrics_table_covers_every_key() -> None:
     case = dataclasses.replace(CASE, reference_contexts=(ON_TOPIC,))
-    o = dataclasses.replace(obs(contexts=(ON_TOPIC,), cited=(1,), case=case), supported=True)
+    o = dataclasses.replace(
+        obs(contexts=(ON_TOPIC,), cited=(1,), case=case), supported=True, borrowed=frozenset()
+    )
     unanswerable = obs(case=dataclasses.replace(CASE, extra={"kind": "unanswerable"}))
     rows = answer_metrics([o, unanswerable], fake_embed)
     produced = set(retrieval_metrics(o, 3)) | set(rows[0]) | set(rows[1])
