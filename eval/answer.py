@@ -13,7 +13,6 @@ from typing import Any
 from eval.cache import CachedIndex, CachingLLM, EvalCache, MemoEmbedder
 from eval.dataset import Case
 from eval.metrics import Observation
-from eval.strings import borrowed_words
 from eval.sweep import Config
 from ingest.windows import Window
 from service import conversation, rag
@@ -73,7 +72,10 @@ def answer_case(
         supported=check.verdict == "supported"
         if check is not None and check.verdict in ("supported", "partial", "unsupported")
         else None,
-        borrowed=_borrowed(plan, answer.text),
+        # What the service's verification found lent by the examples; None: no examples shown.
+        borrowed=frozenset(w for s in check.sentences for w in s.borrowed)
+        if plan.rendered.examples and check is not None
+        else None,
     )
     prov = answer.provenance
     row = {
@@ -113,28 +115,3 @@ def answer_case(
         "metrics": {},
     }
     return obs, row
-
-
-def _borrowed(plan: rag.Plan, answer: str) -> frozenset[str] | None:
-    """Words of the answer only the prompt's few-shot examples held; None without examples."""
-    r, t = plan.rendered, plan.template
-    if not r.examples:
-        return None
-    examples = [
-        text
-        for e in r.examples
-        for text in (
-            e.question,
-            e.answer,
-            *(f"{p.source} {p.heading} {p.text}" for p in e.passages),
-        )
-    ]
-    shown = [
-        plan.question,
-        t.instruction,
-        t.no_answer,
-        t.layout.reminder,
-        *(f"{p.source} {p.heading} {p.text}" for p in r.passages),
-        *(text for turn in r.history for text in turn),
-    ]
-    return borrowed_words(answer, examples, shown)

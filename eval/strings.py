@@ -9,7 +9,7 @@ these measures stay small and testable on their own.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 _DONT_KNOW = re.compile(r"\b(?:don'?t|do not) know\b", re.IGNORECASE)
@@ -146,32 +146,6 @@ def key_fact_recall(answer: str, truth: str) -> float | None:
     if is_dont_know(answer):
         return 0.0
     return len(want & content_words(answer)) / len(want)
-
-
-# Counting words say nothing about where an answer came from: "two" is as likely from "2" in a
-# passage as from an example's "two-year warranty".
-_NUMBER_WORDS = frozenset(
-    (
-        *("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"),
-        *("eleven", "twelve", "hundred", "thousand", "million", "billion", "trillion"),
-        *("first", "second", "third", "half", "once", "twice"),
-    )
-)
-
-
-def borrowed_words(answer: str, examples: Iterable[str], shown: Iterable[str]) -> frozenset[str]:
-    """Content words of ``answer`` that only the few-shot examples could have given it.
-
-    ``examples`` are the texts of the examples the prompt showed (questions, passages, their
-    sources and answers); ``shown`` is everything else the model read (the question, its
-    passages, the template's own wording, earlier turns). A word of the answer in the first and
-    in none of the second leaked from an example into the answer ("The shop uses ALiBi").
-    Numbers and counting words are left out: they are evidence of nothing.
-    """
-    only_examples = frozenset().union(*map(content_words, examples))
-    only_examples -= frozenset().union(*map(content_words, shown))
-    leaked = content_words(answer) & only_examples
-    return frozenset(w for w in leaked if not w[0].isdigit() and w not in _NUMBER_WORDS)
 
 
 def key_fact(answer: str, truth: str) -> bool:

@@ -138,6 +138,8 @@ class SentenceSupport(BaseModel):
     support: float  # that passage's support, in [0, 1]
     supported: bool  # support >= the threshold
     markers: list[MarkerSupport] = Field(default_factory=list)
+    # Content words only the prompt's few-shot examples held: they may have leaked from one.
+    borrowed: list[str] = Field(default_factory=list)
 
 
 class Verification(BaseModel):

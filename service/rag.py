@@ -34,7 +34,7 @@ from service.answer import (
 )
 from service.llm.base import LLM, Completion, Delta, Prompt, SamplingParams
 from service.settings import RagSettings, VerifySettings, template_for
-from service.verify import check, cited_passages
+from service.verify import check, cited_passages, example_words
 
 
 def retrieve_serving(
@@ -239,7 +239,13 @@ def record(
     t = time.perf_counter()
     passages = [p.text for p in plan.rendered.passages]
     text, checked = check(
-        out.text, passages, embedder, plan.verify, plan.template.no_answer, streamed=streamed
+        out.text,
+        passages,
+        embedder,
+        plan.verify,
+        plan.template.no_answer,
+        streamed=streamed,
+        example_words=lendable_words(plan),
     )
     plan.timings["verify"] = time.perf_counter() - t
     return Answer(
@@ -252,6 +258,31 @@ def record(
         cached=out.cached,
         verification=checked,
     )
+
+
+def lendable_words(plan: Plan) -> frozenset[str]:
+    """Content words that only the few-shot examples the prompt showed could lend the answer."""
+    r, t = plan.rendered, plan.template
+    if not r.examples:
+        return frozenset()
+    examples = [
+        text
+        for e in r.examples
+        for text in (
+            e.question,
+            e.answer,
+            *(f"{p.source} {p.heading} {p.text}" for p in e.passages),
+        )
+    ]
+    shown = [
+        plan.question,
+        t.instruction,
+        t.no_answer,
+        t.layout.reminder,
+        *(f"{p.source} {p.heading} {p.text}" for p in r.passages),
+        *(text for turn in r.history for text in turn),
+    ]
+    return example_words(examples, shown)
 
 
 def citations(plan: Plan, answer: str, verification: Verification) -> list[Citation]:

@@ -14,6 +14,11 @@ given, and a passage is cited only where it backs a sentence. The score is
   passage says more than the sentence, so never 1): rescaled, both terms share one scale. It
   credits a paraphrase that shares few words, and breaks ties between passages that hold them all.
 
+A sentence that uses a word only the prompt's few-shot examples held (``example_words``) names
+it (``borrowed``): the word may have leaked from an example ("The shop uses ALiBi embeddings").
+That is reported, not judged: the word also counts against the sentence's lexical support, and a
+common word ("keep") can sit in an example and in a right answer alike.
+
 bench/verify.py chose LEXICAL and ``rag.verify.min_support`` on the dev and qa2 questions (right
 answers against the passages retrieved for them, wrong ones from other questions): words alone
 separate them better than the cosine alone, and 0.7 of each is the best mix on both sets.
@@ -54,6 +59,11 @@ _STOP = """a about above after again all also am an and any are as at be been be
     where whether which while who whom whose why will with within without would yes you your
     answer passage passages"""
 STOPWORDS = frozenset(_STOP.split())
+# Counting words say nothing about where an answer came from: "two" is as likely from "2" in a
+# passage as from an example's "two-year warranty".
+_COUNT = """one two three four five six seven eight nine ten eleven twelve hundred thousand
+    million billion trillion first second third half once twice"""
+_COUNTING = frozenset(_COUNT.split())
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,18 @@ def content_words(text: str) -> set[str]:
     """Words that carry meaning, folded so "heads"/"head" and "16,384"/"16384" match."""
     words = _WORD.findall(_THOUSANDS.sub("", CITE.sub(" ", text.lower())))
     return {_fold(w) for w in words if w not in STOPWORDS}
+
+
+def example_words(examples: Sequence[str], shown: Sequence[str]) -> frozenset[str]:
+    """Content words that only the few-shot examples could lend an answer.
+
+    ``examples``: the texts of the examples the prompt showed (questions, passages with their
+    sources and headings, answers); ``shown``: everything else the model read (the question, its
+    passages, the template's rules, earlier turns). Numbers and counting words are left out.
+    """
+    own = set().union(*map(content_words, shown))
+    lent = set().union(*map(content_words, examples)) - own
+    return frozenset(w for w in lent if not w[0].isdigit() and w not in _COUNTING)
 
 
 def _fold(word: str) -> str:
@@ -163,10 +185,12 @@ def verify(
     *,
     min_support: float,
     no_answer: str,
+    example_words: frozenset[str] = frozenset(),
 ) -> Verification:
     """Each sentence's best passage and support, its markers' backing, and the answer's verdict.
 
-    ``passages`` are the texts the model was shown, in prompt order ([1] is the first).
+    ``passages`` are the texts the model was shown, in prompt order ([1] is the first);
+    a sentence's ``borrowed`` lists the ``example_words`` it uses.
     """
     if not passages:
         return Verification(min_support=min_support, supported_share=0.0, verdict="ungrounded")
@@ -178,6 +202,7 @@ def verify(
     for s, scores in zip(found, support, strict=True):
         best = int(np.argmax(scores))
         markers = [_marker(n, scores, min_support) for n in s.markers]
+        borrowed = sorted(content_words(s.text) & example_words)
         rows.append(
             SentenceSupport(
                 text=s.text,
@@ -187,6 +212,7 @@ def verify(
                 support=round(float(scores[best]), 3),
                 supported=bool(scores[best] >= min_support),
                 markers=markers,
+                borrowed=borrowed,
             )
         )
     share = sum(r.supported for r in rows) / len(rows) if rows else 0.0
@@ -216,6 +242,7 @@ def check(
     no_answer: str,
     *,
     streamed: bool = False,
+    example_words: frozenset[str] = frozenset(),
 ) -> tuple[str, Verification]:
     """The text to give (``no_answer`` for a refused answer) and the answer's verification.
 
@@ -223,7 +250,12 @@ def check(
     was ``streamed``: its text has been sent, so it can only be flagged.
     """
     checked = verify(
-        answer, passages, embedder, min_support=settings.min_support, no_answer=no_answer
+        answer,
+        passages,
+        embedder,
+        min_support=settings.min_support,
+        no_answer=no_answer,
+        example_words=example_words,
     )
     if checked.verdict != "unsupported":
         fixed = fix_markers(answer, checked) if settings.fix_markers and not streamed else answer

@@ -135,36 +135,6 @@ def test_every_metric_survives_an_empty_answer() -> None:
 
 # --- example leaks ------------------------------------------------------------------------------
 
-KETTLE = (
-    "How long is the warranty on the kettle?",
-    "kettle-manual.pdf The kettle is covered by a two-year limited warranty.",
-    "According to [1], the kettle has a two-year limited warranty.",
-)
-SHOP = ("Which payment methods does the shop accept?",)
-
-
-def test_words_only_an_example_had_are_borrowed() -> None:
-    """The issue's leak: "The shop uses ALiBi embeddings" took "shop" from an example."""
-    shown = ("Which position embeddings does BLOOM use?", "BLOOM uses ALiBi embeddings.")
-    answer = "The shop uses ALiBi embeddings."
-    assert strings.borrowed_words(answer, KETTLE + SHOP, shown) == {"shop"}
-    assert not strings.borrowed_words("BLOOM uses ALiBi embeddings.", KETTLE + SHOP, shown)
-
-
-def test_words_the_real_passages_also_have_are_not_borrowed() -> None:
-    rules = 'Start with "According to [n],".'  # the template's own wording counts as shown
-    shown = (rules, "Is the warranty transferable?", "The warranty covers the original buyer only.")
-    answer = "According to [1], the warranty covers the original buyer only."
-    assert not strings.borrowed_words(answer, KETTLE, shown)
-    assert strings.borrowed_words("The kettle warranty covers the buyer.", KETTLE, shown) == {
-        "kettle"
-    }
-
-
-def test_counting_words_and_numbers_are_never_borrowed() -> None:
-    shown = ("How many extensions does C90 allow here?", "strict C90, with 2 extensions")
-    assert not strings.borrowed_words("Two extensions, 2 in all.", KETTLE, shown)
-
 
 def test_example_leak_is_scored_only_where_examples_were_shown() -> None:
     assert "example_leak" not in scores(GT)

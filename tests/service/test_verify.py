@@ -14,6 +14,7 @@ from service.verify import (
     cited_passages,
     content_words,
     declines,
+    example_words,
     split_sentences,
     verify,
 )
@@ -214,3 +215,36 @@ def test_markers_stay_as_written_when_streamed_off_or_unsupported(embedder: Embe
     bananas = "According to [1], bananas ripen faster in a paper bag."
     text, v = check(bananas, PASSAGES, embedder, VerifySettings(), NO_ANSWER)
     assert text == bananas and v.sentences[0].markers[0].fixed_to is None
+
+
+# --- words lent by the few-shot examples -------------------------------------------------------
+
+EXAMPLES = (
+    "How long is the warranty on the kettle?",
+    "kettle-manual.pdf " + KETTLE,
+    "According to [1], the kettle has a two-year limited warranty.",
+    "Which payment methods does the shop accept?",
+)
+RULES = 'Start with "According to [n],".'  # the template's own wording is shown too
+
+
+def test_words_only_an_example_had_are_lendable() -> None:
+    lent = example_words(EXAMPLES, [RULES, "Which models use ALiBi?", "BLOOM uses ALiBi."])
+    assert {"kettle", "shop", "warranty", "receipt"} <= lent
+    assert not lent & {"according", "alibi", "bloom"}  # the rules and the real passage have them
+    assert not lent & {"two"}  # counting words and numbers are evidence of nothing
+
+
+def test_a_sentence_names_the_lent_words_it_uses(embedder: Embedder) -> None:
+    """The issue's leak: "The shop uses ALiBi embeddings" took "shop" from an example."""
+    alibi = "BLOOM and MPT use ALiBi embeddings, which add a bias that grows with distance."
+    lent = example_words(EXAMPLES, [RULES, "Which models use ALiBi embeddings?", alibi])
+    answer = "According to [1], BLOOM and MPT use ALiBi embeddings. The shop uses ALiBi embeddings."
+    checked = verify(
+        answer, [alibi], embedder, min_support=0.6, no_answer=NO_ANSWER, example_words=lent
+    )
+    assert [s.borrowed for s in checked.sentences] == [[], ["shop"]]
+    # Reported, not judged: support is the score's alone, with the lent word counted against it.
+    plain = verify(answer, [alibi], embedder, min_support=0.6, no_answer=NO_ANSWER)
+    assert [s.supported for s in checked.sentences] == [s.supported for s in plain.sentences]
+    assert not any(s.borrowed for s in plain.sentences)
