@@ -183,6 +183,21 @@ def test_only_probes_and_console_pages_answer_without_a_key(
         assert c.get("/docs", headers=bearer(QUERY_KEY)).status_code == 200
 
 
+def test_readyz_keeps_the_model_and_index_to_key_holders(
+    settings: Settings, embedder: Embedder
+) -> None:
+    """With keys configured, /v1/models needs one, but /readyz named the model to anyone."""
+    with app_client(keyed(settings), embedder) as c:
+        probe = c.get("/readyz")
+        assert probe.status_code == 200 and probe.json() == {"status": "ready"}
+        for key in (QUERY_KEY, ADMIN_KEY):
+            full = c.get("/readyz", headers=bearer(key)).json()
+            assert full["status"] == "ready" and {"model", "index_version"} <= set(full)
+        assert_openai_error(c.get("/readyz", headers=bearer("wrong")), 401)
+    with app_client(settings, embedder) as c:  # open (the laptop default): nothing to keep
+        assert {"model", "index_version"} <= set(c.get("/readyz").json())
+
+
 @pytest.mark.parametrize(("docs", "status"), [("open", 200), ("off", 404)])
 def test_the_docs_follow_their_setting(
     settings: Settings, embedder: Embedder, docs: str, status: int
