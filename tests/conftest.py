@@ -150,12 +150,27 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.05)
 
 
+# Any fixed 32-byte key; tests that answer with a real model over their own home write it too.
+TEST_FENCE_KEY = "5f0c" * 16
+
+
+def write_fence_key(home: Path) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "fence.key").write_text(TEST_FENCE_KEY + "\n", encoding="ascii")
+
+
 @pytest.fixture(scope="session")
 def service_home(
     tmp_path_factory: pytest.TempPathFactory, shared_data: Path, embedder: Embedder
 ) -> Path:
-    """A data directory with llm-guide.txt and zlib-usage.html ingested (built once)."""
+    """A data directory with llm-guide.txt and zlib-usage.html ingested (built once).
+
+    Its fence key is fixed: the key marks every prompt's passages, and a small model's answer
+    moves with the markers, so a key made at random per session made real-model answers differ
+    from run to run.
+    """
     home = tmp_path_factory.mktemp("service-home")
+    write_fence_key(home)
     docs = copy_files(
         [shared_data / "corpus" / "llm-guide.txt", shared_data / "corpus" / "zlib-usage.html"],
         home / "docs",

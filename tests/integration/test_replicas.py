@@ -102,7 +102,7 @@ def listed(base: str) -> set[str]:
 
 
 def index_version(base: str) -> int:
-    resp = httpx.get(f"{base}/readyz", timeout=10)
+    resp = httpx.get(f"{base}/readyz", headers=QUERY, timeout=10)  # keyed: details need a key
     assert resp.status_code == 200, resp.text
     return int(resp.json()["index_version"])
 
