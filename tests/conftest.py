@@ -156,7 +156,9 @@ TEST_FENCE_KEY = "5f0c" * 16
 
 def write_fence_key(home: Path) -> None:
     home.mkdir(parents=True, exist_ok=True)
-    (home / "fence.key").write_text(TEST_FENCE_KEY + "\n", encoding="ascii")
+    key = home / "fence.key"
+    key.write_text(TEST_FENCE_KEY + "\n", encoding="ascii")
+    key.chmod(0o600)  # as service.fence_key makes it (a test checks the mode)
 
 
 @pytest.fixture(scope="session")
