@@ -93,11 +93,12 @@ def _choose_end(ranks: list[int], start: int, n: int, size: int) -> int:
     stays with what follows (a heading alone answers nothing), and a tail of fewer than
     ``size // 8`` tokens does too. Otherwise weak breaks must leave the chunk half full.
     """
-    limit = start + size
+    limit, shortest = start + size, start + max(1, size // 8)
     bare = ranks[start] == _SECTION  # nothing yet but the heading line of the section it opens
-    for j in range(start + max(1, size // 8), min(limit, n)):
-        if ranks[j] == _SECTION and (not bare or _any_line(ranks, start + 1, j)):
+    for j in range(start + 1, min(limit, n)):
+        if ranks[j] == _SECTION and not bare and j >= shortest:
             return j
+        bare = bare and ranks[j] < _LINE  # a line break (a section start too) ends the heading
     if limit >= n:
         return n
     best, best_rank = limit, -1
@@ -110,11 +111,6 @@ def _choose_end(ranks: list[int], start: int, n: int, size: int) -> int:
             if rank == _SECTION:
                 break
     return best
-
-
-def _any_line(ranks: list[int], lo: int, hi: int) -> bool:
-    """Whether a line break or stronger lies before a token in ``[lo, hi)``."""
-    return any(ranks[j] >= _LINE for j in range(lo, hi))
 
 
 def _choose_restart(ranks: list[int], start: int, end: int, overlap: int) -> int:

@@ -265,21 +265,19 @@ def lendable_words(plan: Plan) -> frozenset[str]:
     r, t = plan.rendered, plan.template
     if not r.examples:
         return frozenset()
+
+    def shown_as(p: Passage) -> str:  # a passage as the prompt shows it: header and text
+        return f"{p.source} {p.heading} {p.text}"
+
     examples = [
-        text
-        for e in r.examples
-        for text in (
-            e.question,
-            e.answer,
-            *(f"{p.source} {p.heading} {p.text}" for p in e.passages),
-        )
+        text for e in r.examples for text in (e.question, e.answer, *map(shown_as, e.passages))
     ]
     shown = [
         plan.question,
         t.instruction,
         t.no_answer,
         t.layout.reminder,
-        *(f"{p.source} {p.heading} {p.text}" for p in r.passages),
+        *map(shown_as, r.passages),
         *(text for turn in r.history for text in turn),
     ]
     return example_words(examples, shown)
